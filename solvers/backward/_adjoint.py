@@ -1,0 +1,61 @@
+"""The autograd node that replaces the incoming gradient by an adjoint computation at the fixed point."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from ..info import BackwardInfo, SolveInfo
+
+__all__ = ["attach_adjoint"]
+
+# adjoint(vjp, v) -> (g, BackwardInfo without calls)
+AdjointFn = Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor], tuple[torch.Tensor, BackwardInfo]]
+
+
+class _AdjointGradient(torch.autograd.Function):
+    """Identity in forward; in backward maps v to g = adjoint(v), e.g. g solving g = J^T g + v.
+
+    The node sits on ``fz = f(z_leaf)`` with ``z_leaf`` the detached fixed point, so the g it returns
+    flows on through ``f``'s own graph into the parameters: dL/dtheta = g^T df/dtheta. No hooks are
+    registered, so nothing is left behind under ``torch.no_grad`` or after the graph is freed.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, fz: torch.Tensor, z_leaf: torch.Tensor, adjoint: AdjointFn, info: SolveInfo) -> torch.Tensor:
+        ctx.save_for_backward(fz, z_leaf)
+        ctx.adjoint = adjoint
+        ctx.info = info
+        return fz.clone()
+
+    @staticmethod
+    def backward(ctx: Any, v: torch.Tensor):  # type: ignore[override]
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "double backward (create_graph=True) through an implicit/neumann backward mode is not "
+                "supported: the adjoint solve is not itself differentiable. Use backward='onestep', "
+                "'phantom' or 'unrolled' where second derivatives are needed."
+            )
+        fz, z_leaf = ctx.saved_tensors
+
+        def vjp(g: torch.Tensor) -> torch.Tensor:
+            # J^T g at the fixed point, reusing the graph of the one application of f.
+            return torch.autograd.grad(fz, z_leaf, g, retain_graph=True)[0]
+
+        g, stats = ctx.adjoint(vjp, v)
+        previous = ctx.info.backward
+        stats.calls = previous.calls + 1 if previous is not None and previous.method == stats.method else 1
+        ctx.info.backward = stats
+        return g, None, None, None
+
+
+def attach_adjoint(f: Callable[[torch.Tensor], torch.Tensor], z_star: torch.Tensor, adjoint: AdjointFn,
+                   info: SolveInfo) -> torch.Tensor:
+    """Apply ``f`` once at ``z_star`` and route its incoming gradient through ``adjoint``."""
+    z_leaf = z_star.detach().requires_grad_()
+    with torch.enable_grad():
+        fz = f(z_leaf)
+    if not fz.requires_grad:
+        return fz.detach()
+    return _AdjointGradient.apply(fz, z_leaf, adjoint, info)

@@ -1,0 +1,41 @@
+"""Phantom gradients: a few damped unrolled steps from the detached fixed point (Geng et al. 2021)."""
+
+from __future__ import annotations
+
+import torch
+
+from .._options import check_positive_int, options
+from ..forward.base import FlatMap
+from ..info import SolveInfo
+from .base import BackwardMode
+
+__all__ = ["Phantom"]
+
+
+@options
+class Phantom(BackwardMode):
+    """``z <- (1 - damping) z + damping f(z)`` for ``steps`` steps from ``z_star.detach()``, with autograd.
+
+    ``Phantom(steps=1, damping=1.0)`` equals :class:`OneStep`. Adds ``steps`` evaluations of ``f``.
+
+    Args:
+        steps: unrolled steps k >= 1.
+        damping: tau in (0, 1].
+    """
+
+    steps: int = 5
+    damping: float = 0.5
+
+    name = "phantom"
+
+    def __post_init__(self) -> None:
+        check_positive_int("Phantom steps", self.steps)
+        if not 0.0 < float(self.damping) <= 1.0:
+            raise ValueError(f"Phantom damping must be in (0, 1]; got {self.damping}")
+
+    def attach(self, f: FlatMap, z_star: torch.Tensor, info: SolveInfo, on_fail: str) -> torch.Tensor:
+        z = z_star.detach()
+        tau = float(self.damping)
+        for _ in range(self.steps):
+            z = f(z) if tau == 1.0 else (1.0 - tau) * z + tau * f(z)
+        return z

@@ -1,0 +1,122 @@
+"""``@solvers.implicit``: turn a function written as ONE step of an iteration into its fixed point."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Optional, Union
+
+from ._options import check_choice, check_positive_int, check_tolerance
+from .backward import BackwardMode
+from .fixed_point import as_backward, as_forward, fixed_point
+from .forward import ForwardSolver
+
+__all__ = ["implicit", "ImplicitFunction", "SolveOptions"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SolveOptions:
+    """The keyword arguments an :class:`ImplicitFunction` passes to :func:`solvers.fixed_point`."""
+
+    forward: Union[str, ForwardSolver] = "iterate"
+    backward: Union[str, BackwardMode] = "implicit"
+    tol: Optional[float] = 1e-4
+    max_iter: int = 50
+    stop_mode: str = "abs"
+    on_fail: str = "warn"
+    nonfinite: str = "raise"
+    return_info: bool = False
+
+    def __post_init__(self) -> None:
+        as_forward(self.forward)
+        as_backward(self.backward)
+        check_tolerance("tol", self.tol)
+        check_positive_int("max_iter", self.max_iter)
+        check_choice("stop_mode", self.stop_mode, ("abs", "rel"))
+        check_choice("on_fail", self.on_fail, ("warn", "raise", "ignore"))
+        check_choice("nonfinite", self.nonfinite, ("raise", "best"))
+        if not isinstance(self.return_info, bool):
+            raise TypeError(f"return_info must be True or False; got {self.return_info!r}")
+
+
+class ImplicitFunction:
+    """A one-step function whose call returns the fixed point of that step.
+
+    ``step(z0, *context)`` solves ``z = step(z, *context)`` from ``z0``. On a class, the first argument
+    after ``self`` is the state. ``.step`` is the undecorated single step and ``.replace(**changes)``
+    returns a copy with other solve options (e.g. more iterations at evaluation).
+    """
+
+    def __init__(self, step: Callable[..., Any], options: SolveOptions, bound_to: Any = None) -> None:
+        self.step = step
+        self.options = options
+        self._bound_to = bound_to
+        functools.update_wrapper(self, step)
+
+    def __get__(self, instance: Any, owner: Optional[type] = None) -> "ImplicitFunction":
+        if instance is None:
+            return self
+        return ImplicitFunction(self.step, self.options, bound_to=instance)
+
+    def replace(self, **changes: Any) -> "ImplicitFunction":
+        """A copy with some solve options changed (same names as :func:`implicit`'s keywords)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(SolveOptions)}
+        if unknown:
+            raise TypeError(
+                f"unknown solve option(s) {sorted(unknown)}; valid: "
+                f"{', '.join(f.name for f in dataclasses.fields(SolveOptions))}"
+            )
+        return ImplicitFunction(self.step, dataclasses.replace(self.options, **changes), self._bound_to)
+
+    def __call__(self, z0: Any, *context: Any, **kw_context: Any) -> Any:
+        if self._bound_to is not None:
+            owner = self._bound_to
+            one_step = lambda z: self.step(owner, z, *context, **kw_context)  # noqa: E731
+        else:
+            one_step = lambda z: self.step(z, *context, **kw_context)  # noqa: E731
+        o = self.options
+        z, info = fixed_point(one_step, z0, forward=o.forward, backward=o.backward, tol=o.tol,
+                              max_iter=o.max_iter, stop_mode=o.stop_mode, on_fail=o.on_fail,
+                              nonfinite=o.nonfinite)
+        return (z, info) if o.return_info else z
+
+
+def implicit(
+    step: Optional[Callable[..., Any]] = None,
+    *,
+    forward: Union[str, ForwardSolver] = "iterate",
+    backward: Union[str, BackwardMode] = "implicit",
+    tol: Optional[float] = 1e-4,
+    max_iter: int = 50,
+    stop_mode: str = "abs",
+    on_fail: str = "warn",
+    nonfinite: str = "raise",
+    return_info: bool = False,
+) -> Any:
+    """Decorate a function or method written as ONE step; calling it returns the fixed point.
+
+    A module that looped ``for _ in range(T): z = self.step(z, x)`` becomes ``z = self.step(z0, x)``.
+    The keywords are those of :func:`solvers.fixed_point`; ``return_info=True`` returns ``(z, info)``.
+
+    Examples:
+        >>> import torch, solvers
+        >>> class Layer(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.lin = torch.nn.Linear(4, 4)
+        ...     @solvers.implicit(forward="anderson", backward="implicit", tol=1e-6)
+        ...     def step(self, z, x):
+        ...         return torch.tanh(0.5 * self.lin(z) + x)
+        ...     def forward(self, x):
+        ...         return self.step(torch.zeros_like(x), x)
+        >>> Layer()(torch.randn(3, 4)).shape
+        torch.Size([3, 4])
+    """
+    options = SolveOptions(forward, backward, tol, max_iter, stop_mode, on_fail, nonfinite, return_info)
+
+    def wrap(fn: Callable[..., Any]) -> ImplicitFunction:
+        if not callable(fn):
+            raise TypeError(f"@implicit decorates a function or method; got {type(fn).__name__}")
+        return ImplicitFunction(fn, options)
+
+    return wrap(step) if step is not None else wrap

@@ -1,0 +1,137 @@
+"""The one entry point: solve z* = f(z*) and attach the chosen gradient."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Optional, Union
+
+import torch
+
+from ._options import check_choice, check_positive_int, check_tolerance
+from ._state import State, StateSpec
+from .backward import BackwardMode, Implicit, Neumann, OneStep, Phantom, Unrolled
+from .errors import ConvergenceError, ConvergenceWarning
+from .forward import Anderson, Broyden, ForwardSolver, Iterate
+from .info import SolveInfo
+
+__all__ = ["fixed_point", "as_forward", "as_backward", "FORWARD_SOLVERS", "BACKWARD_MODES"]
+
+FORWARD_SOLVERS = ("iterate", "anderson", "broyden")
+BACKWARD_MODES = ("unrolled", "implicit", "neumann", "onestep", "phantom")
+
+
+def as_forward(forward: Union[str, ForwardSolver]) -> ForwardSolver:
+    """Turn a shorthand string into a forward solver object (objects pass through)."""
+    if isinstance(forward, ForwardSolver):
+        return forward
+    table = {"iterate": Iterate, "anderson": Anderson, "broyden": Broyden}
+    if isinstance(forward, str) and forward in table:
+        return table[forward]()
+    raise ValueError(
+        f"unknown forward solver {forward!r}; pass one of {', '.join(map(repr, FORWARD_SOLVERS))} or an object "
+        "such as solvers.Anderson(memory=5)"
+    )
+
+
+def as_backward(backward: Union[str, BackwardMode]) -> BackwardMode:
+    """Turn a shorthand string into a backward mode object (objects pass through)."""
+    if isinstance(backward, BackwardMode):
+        return backward
+    table = {"unrolled": Unrolled, "implicit": Implicit, "neumann": Neumann, "onestep": OneStep,
+             "phantom": Phantom}
+    if isinstance(backward, str) and backward in table:
+        return table[backward]()
+    raise ValueError(
+        f"unknown backward mode {backward!r}; pass one of {', '.join(map(repr, BACKWARD_MODES))} or an object "
+        "such as solvers.Implicit(solver='gmres') or solvers.Neumann(terms=3)"
+    )
+
+
+def fixed_point(
+    f: Callable[[State], State],
+    z0: State,
+    *,
+    forward: Union[str, ForwardSolver] = "iterate",
+    backward: Union[str, BackwardMode] = "implicit",
+    tol: Optional[float] = 1e-4,
+    max_iter: int = 50,
+    stop_mode: str = "abs",
+    on_fail: str = "warn",
+    nonfinite: str = "raise",
+) -> tuple[State, SolveInfo]:
+    """Find z* = f(z*) for a batch and make z* differentiable with the chosen backward mode.
+
+    Args:
+        f: maps a state to a state of the same structure. Tensors it closes over (inputs, module
+            parameters) receive gradients. Rows of the batch must not interact.
+        z0: initial state: a tensor [B, ...] or a tuple/list/dict of tensors sharing dimension B.
+        forward: "iterate" | "anderson" | "broyden" or a solver object.
+        backward: "unrolled" | "implicit" | "neumann" | "onestep" | "phantom" or a mode object.
+        tol: per-sample tolerance on the residual; None runs exactly ``max_iter`` evaluations.
+        max_iter: most evaluations of ``f`` in the forward solve (>= 1).
+        stop_mode: "abs" (||f(z) - z||) or "rel" (that over ||f(z)||), per sample.
+        on_fail: what a non-converged solve (forward or adjoint) does: "warn" (default), "raise" a
+            :class:`ConvergenceError`, or "ignore" (statistics still say so).
+        nonfinite: "raise" a :class:`NonFiniteError` naming the step when f returns NaN/Inf, or "best"
+            to return each failing sample's best finite iterate, flagged not converged.
+
+    Returns:
+        ``(z, info)``: the fixed point with the structure of ``z0`` and a :class:`SolveInfo`. Modes other
+        than "unrolled" return ``f`` applied once more at the solution (phantom: k damped steps), which
+        carries the graph.
+
+    Examples:
+        >>> import torch, solvers
+        >>> torch.manual_seed(0)
+        <torch._C.Generator object at ...>
+        >>> w = 0.3 * torch.randn(8, 8) / 8 ** 0.5
+        >>> x = torch.randn(4, 8, requires_grad=True)
+        >>> z, info = solvers.fixed_point(lambda z: torch.tanh(z @ w + x), torch.zeros(4, 8),
+        ...                               forward="broyden", backward="implicit", tol=1e-6)
+        >>> bool(info.converged.all()), tuple(z.shape)
+        (True, (4, 8))
+        >>> z.sum().backward()
+        >>> x.grad.shape
+        torch.Size([4, 8])
+    """
+    if not callable(f):
+        raise TypeError(f"f must be callable (a function of the state); got {type(f).__name__}")
+    fwd = as_forward(forward)
+    bwd = as_backward(backward)
+    check_tolerance("tol", tol)
+    check_positive_int("max_iter", max_iter)
+    check_choice("stop_mode", stop_mode, ("abs", "rel"))
+    check_choice("on_fail", on_fail, ("warn", "raise", "ignore"))
+    check_choice("nonfinite", nonfinite, ("raise", "best"))
+
+    spec = StateSpec.of(z0)
+    flat_f = spec.flat_map(f)
+    z0_flat = spec.flatten(z0)
+    track = torch.is_grad_enabled()
+
+    if track and bwd.differentiates_solver:
+        z_flat, info = fwd.solve(flat_f, z0_flat, tol, max_iter, stop_mode, nonfinite)
+    else:
+        with torch.no_grad():
+            z_flat, info = fwd.solve(flat_f, z0_flat.detach(), tol, max_iter, stop_mode, nonfinite)
+    _report_forward(info, on_fail)
+    if track and not bwd.differentiates_solver:
+        z_flat = bwd.attach(flat_f, z_flat.detach(), info, on_fail)
+    return spec.unflatten(z_flat), info
+
+
+def _report_forward(info: SolveInfo, on_fail: str) -> None:
+    if on_fail == "ignore" or info.all_converged:
+        return
+    failed = int((~info.converged).sum())
+    nonfinite = int(info.nonfinite.sum())
+    worst = float(info.residual[~info.converged].max()) if failed else 0.0
+    message = (
+        f"{info.solver} left {failed} of {info.converged.numel()} samples above tol={info.tol} "
+        f"({info.stop_mode}) after {info.nfe} evaluations (worst residual {worst:.3g}"
+        f"{f'; {nonfinite} hit NaN/Inf' if nonfinite else ''}). Raise max_iter, try forward='anderson' "
+        "or 'broyden', loosen tol, or pass tol=None to run a fixed number of steps."
+    )
+    if on_fail == "raise":
+        raise ConvergenceError(message)
+    warnings.warn(message, ConvergenceWarning, stacklevel=3)

@@ -1,0 +1,62 @@
+"""Plain (optionally damped) fixed-point iteration."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .._options import check_choice, options
+from ..info import SolveInfo
+from ._progress import Progress, residual_norm
+from .base import FlatMap, ForwardSolver
+
+__all__ = ["Iterate"]
+
+
+@options
+class Iterate(ForwardSolver):
+    """Fixed-point iteration ``z <- z + damping * (f(z) - z)``.
+
+    The state returned for a sample is the iterate that follows its lowest-residual step
+    (``keep="best"``), or the final one (``keep="last"``). With ``tol=None`` and ``keep="last"`` the
+    solve is exactly ``for _ in range(max_iter): z = f(z)``, which unrolled slot attention needs.
+
+    Args:
+        damping: step size in (0, 1]; 1 is plain iteration.
+        keep: "best" or "last".
+
+    Examples:
+        >>> import torch, solvers
+        >>> z, info = solvers.fixed_point(torch.cos, torch.zeros(1, 1), forward=solvers.Iterate(),
+        ...                               backward="onestep", tol=1e-6, max_iter=200)
+        >>> round(z.item(), 4)
+        0.7391
+    """
+
+    damping: float = 1.0
+    keep: str = "best"
+
+    name = "iterate"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < float(self.damping) <= 1.0:
+            raise ValueError(f"Iterate damping must be in (0, 1]; got {self.damping}")
+        check_choice("Iterate keep", self.keep, ("best", "last"))
+
+    def solve(self, f: FlatMap, z0: torch.Tensor, tol: Optional[float], max_iter: int,
+              stop_mode: str = "abs", nonfinite: str = "raise") -> tuple[torch.Tensor, SolveInfo]:
+        progress = Progress(z0, tol, stop_mode, nonfinite, keep=self.keep)
+        z = z0
+        nfe = 0
+        for _ in range(max_iter):
+            fz = f(z)
+            nfe += 1
+            res = residual_norm(z, fz, stop_mode)
+            z_next = fz if self.damping == 1.0 else z + self.damping * (fz - z)
+            going = progress.record(z_next, res)
+            if not going:
+                break
+            # Samples that converged (or failed) stop changing; the rest move on.
+            z = torch.where(progress.active.unsqueeze(1), z_next, z)
+        return progress.finish(self.name, nfe)

@@ -1,0 +1,65 @@
+"""Solver statistics, returned as data (never printed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+__all__ = ["SolveInfo", "BackwardInfo"]
+
+
+@dataclass
+class BackwardInfo:
+    """Statistics of the last adjoint (backward) solve of an implicit layer.
+
+    Attributes:
+        method: the backward mode, e.g. ``"implicit/broyden"`` or ``"neumann(3)"``.
+        steps: iterations of the adjoint solver (Neumann: terms).
+        nfe: vector-Jacobian products evaluated.
+        residual: per-sample residual of the adjoint system ``g - J^T g - v`` in the solver's stop mode, [B].
+        converged: per-sample bool [B]; all True for modes without a tolerance.
+        calls: how many backward passes have run through this layer (repeated backward increments it).
+    """
+
+    method: str
+    steps: int
+    nfe: int
+    residual: torch.Tensor
+    converged: torch.Tensor
+    calls: int = 1
+
+
+@dataclass
+class SolveInfo:
+    """Statistics of a forward fixed-point solve.
+
+    Attributes:
+        solver: name of the forward solver.
+        nfe: evaluations of the map ``f`` by the forward solver (the extra application that the
+            backward modes make at the fixed point is not counted).
+        steps: iterations run (for ``Iterate`` equal to ``nfe``).
+        residual: per-sample residual of the returned state, [B] (stop mode ``stop_mode``).
+        converged: per-sample bool [B]: residual <= tol (all True when ``tol`` is None).
+        trace: per-step residuals of every sample, [steps, B].
+        stop_mode: ``"abs"`` or ``"rel"``.
+        tol: the tolerance asked for (None = fixed number of steps).
+        nonfinite: per-sample bool [B]: the map produced NaN/Inf for this sample at some step.
+        backward: filled in when a backward pass ran an adjoint computation (implicit / neumann modes).
+    """
+
+    solver: str
+    nfe: int
+    steps: int
+    residual: torch.Tensor
+    converged: torch.Tensor
+    trace: torch.Tensor
+    stop_mode: str
+    tol: Optional[float]
+    nonfinite: torch.Tensor
+    backward: Optional[BackwardInfo] = field(default=None)
+
+    @property
+    def all_converged(self) -> bool:
+        return bool(self.converged.all())
