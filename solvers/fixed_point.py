@@ -10,7 +10,7 @@ import torch
 from ._options import check_choice, check_positive_int, check_tolerance
 from ._state import State, StateSpec
 from .backward import BackwardMode, Implicit, Neumann, OneStep, Phantom, Unrolled
-from .errors import ConvergenceError, ConvergenceWarning
+from .errors import ConvergenceError, ConvergenceWarning, NonFiniteError
 from .forward import Anderson, Broyden, ForwardSolver, Iterate
 from .info import SolveInfo
 
@@ -116,8 +116,24 @@ def fixed_point(
             z_flat, info = fwd.solve(flat_f, z0_flat.detach(), tol, max_iter, stop_mode, nonfinite)
     _report_forward(info, on_fail)
     if track and not bwd.differentiates_solver:
-        z_flat = bwd.attach(flat_f, z_flat.detach(), info, on_fail)
+        z_star = z_flat.detach()
+        z_flat = _finite_or_fallback(bwd.attach(flat_f, z_star, info, on_fail), z_star, bwd, nonfinite)
     return spec.unflatten(z_flat), info
+
+
+def _finite_or_fallback(z_out: torch.Tensor, z_star: torch.Tensor, bwd: BackwardMode, nonfinite: str) -> torch.Tensor:
+    """Guard the backward mode's extra application(s) of f at the solution against NaN/Inf."""
+    finite = torch.isfinite(z_out).all(dim=1)
+    if bool(finite.all()):
+        return z_out
+    if nonfinite == "raise":
+        bad = torch.nonzero(~finite).flatten().tolist()
+        raise NonFiniteError(
+            f"the map returned NaN/Inf when backward mode {bwd.name!r} applied it at the solution, for batch "
+            f"sample(s) {bad[:10]}; pass nonfinite='best' to keep the solution (without gradient) for them"
+        )
+    # nonfinite="best": those samples keep their best finite iterate, without a gradient path.
+    return torch.where(finite.unsqueeze(1), z_out, z_star)
 
 
 def _report_forward(info: SolveInfo, on_fail: str) -> None:
