@@ -56,7 +56,10 @@ class GMRES:
             if not progress.record(g, res) or nfe >= max_iter:
                 break
             cycle = min(self.restart, max_iter - nfe)
-            target = None if tol is None else tol * (torch.linalg.vector_norm(h_g, dim=1) + 1e-9 if stop_mode == "rel" else 1.0)
+            target = None
+            if tol is not None:
+                scale = torch.linalg.vector_norm(h_g, dim=1) + 1e-9 if stop_mode == "rel" else torch.ones_like(res)
+                target = tol * scale
             g_delta, used = self._cycle(apply_a, r, cycle, target, dtype)
             nfe += used
             g = torch.where(progress.active.unsqueeze(1), g + g_delta, g)
