@@ -1,3 +1,8 @@
 """deqslots: implicit slot attention and SLATE on top of the `solvers` library."""
 
-__all__: list[str] = []
+from .slot_attention import VARIANTS, SlotAttention
+
+__all__ = ["SlotAttention", "VARIANTS"]
+from .autoencoder import CONFIGS, AutoencoderConfig, SlotAutoencoder, config_for  # noqa: E402
+
+__all__ += ["SlotAutoencoder", "AutoencoderConfig", "CONFIGS", "config_for"]

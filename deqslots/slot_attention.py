@@ -1,0 +1,148 @@
+"""Slot Attention (Locatello et al. 2020) as a fixed-point map, in the five variants of Chang et al. 2022."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+import solvers
+
+__all__ = ["SlotAttention", "VARIANTS"]
+
+VARIANTS = solvers.VARIANTS
+
+
+class SlotAttention(nn.Module):
+    """Slot Attention whose iteration is solved by :mod:`solvers` in one of the paper's variants.
+
+    One iteration (:meth:`step`) is written once; the variant picks the (forward solver, backward mode)
+    pair from :func:`solvers.variant` and :func:`solvers.fixed_point` runs it:
+
+    - ``vanilla``: ``iters`` unrolled iterations, backprop through all of them;
+    - ``IN``: ``iters`` iterations without a graph, then one more with it (first-order Neumann; the
+      paper's "implicit slot attention");
+    - ``BN`` / ``BB``: Broyden capped at ``iters`` evaluations, then one-step / exact implicit gradient;
+    - ``IB``: plain iteration, then an exact implicit gradient by a Broyden adjoint solve.
+
+    Under ``vanilla`` the learned initial-slot mean and log-sigma get gradients through the
+    reparameterisation; under the implicit variants the fixed point does not depend on them, so they
+    get none (the paper's detach has the same effect).
+
+    Args:
+        in_dim: feature size of the inputs.
+        slot_dim: slot size (64 in Slot Attention, 192 in SLATE).
+        num_slots: number of slots K.
+        iters: iterations T used in training (Broyden: f evaluations).
+        mlp_hidden: hidden size of the residual MLP.
+        variant: "vanilla" | "IN" | "BN" | "BB" | "IB".
+        eps: added to the attention before the weighted mean.
+        eval_iters: iterations in eval mode (default: ``iters``).
+        backward_max_iter: cap of the adjoint Broyden solve for BB / IB (the paper caps both at 7).
+
+    Examples:
+        >>> import torch
+        >>> from deqslots import SlotAttention
+        >>> sa = SlotAttention(in_dim=32, slot_dim=16, num_slots=4, variant="IN")
+        >>> slots, attn = sa(torch.randn(2, 50, 32), return_attn=True)
+        >>> tuple(slots.shape), tuple(attn.shape)
+        ((2, 4, 16), (2, 4, 50))
+    """
+
+    def __init__(self, in_dim: int, slot_dim: int = 64, num_slots: int = 7, iters: int = 3,
+                 mlp_hidden: int = 128, variant: str = "vanilla", eps: float = 1e-8,
+                 eval_iters: Optional[int] = None, backward_max_iter: int = 7) -> None:
+        super().__init__()
+        for name, value in (("in_dim", in_dim), ("slot_dim", slot_dim), ("num_slots", num_slots),
+                            ("iters", iters), ("mlp_hidden", mlp_hidden), ("backward_max_iter", backward_max_iter)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"SlotAttention {name} must be a positive int; got {value!r}")
+        if eval_iters is not None and (not isinstance(eval_iters, int) or eval_iters < 1):
+            raise ValueError(f"SlotAttention eval_iters must be a positive int or None; got {eval_iters!r}")
+        if variant not in VARIANTS:
+            raise ValueError(f"SlotAttention variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
+        self.in_dim, self.slot_dim, self.num_slots = in_dim, slot_dim, num_slots
+        self.iters, self.eval_iters, self.variant, self.eps = iters, eval_iters, variant, eps
+        self.backward_max_iter = backward_max_iter
+        self.norm_inputs = nn.LayerNorm(in_dim)
+        self.to_k = nn.Linear(in_dim, slot_dim, bias=False)
+        self.to_v = nn.Linear(in_dim, slot_dim, bias=False)
+        self.norm_slots = nn.LayerNorm(slot_dim)
+        self.to_q = nn.Linear(slot_dim, slot_dim, bias=False)
+        self.gru = nn.GRUCell(slot_dim, slot_dim)
+        self.norm_mlp = nn.LayerNorm(slot_dim)
+        self.mlp = nn.Sequential(nn.Linear(slot_dim, mlp_hidden), nn.ReLU(), nn.Linear(mlp_hidden, slot_dim))
+        # Shared Gaussian over initial slots, Xavier-uniform initialised as in the reference implementation.
+        bound = math.sqrt(6.0 / (1 + slot_dim))
+        self.slots_mu = nn.Parameter(torch.empty(1, 1, slot_dim).uniform_(-bound, bound))
+        self.slots_log_sigma = nn.Parameter(torch.empty(1, 1, slot_dim).uniform_(-bound, bound))
+
+    def solve_options(self, iters: Optional[int] = None) -> dict:
+        """The keyword arguments passed to :func:`solvers.fixed_point` for this variant."""
+        forward, backward = solvers.variant(self.variant)
+        if isinstance(backward, solvers.Implicit):
+            backward = solvers.Implicit(solver=backward.solver, tol=None, max_iter=self.backward_max_iter)
+        if iters is None:
+            iters = self.iters if self.training or self.eval_iters is None else self.eval_iters
+        # A fixed iteration count, as in Slot Attention and the paper (tol=None never warns).
+        return dict(forward=forward, backward=backward, tol=None, max_iter=iters)
+
+    def initial_slots(self, batch: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Sample slots ~ N(mu, sigma^2) with the reparameterisation trick (so mu, sigma get gradients)."""
+        noise = torch.randn(batch, self.num_slots, self.slot_dim, generator=generator,
+                            device=self.slots_mu.device, dtype=self.slots_mu.dtype)
+        return self.slots_mu + self.slots_log_sigma.exp() * noise
+
+    def attention(self, slots: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Attention of slots over inputs, softmaxed over slots then + eps: [B, K, N]."""
+        q = self.to_q(self.norm_slots(slots)) * self.slot_dim ** -0.5
+        logits = torch.bmm(q, k.transpose(1, 2))  # [B, K, N]
+        return logits.softmax(dim=1) + self.eps
+
+    def step(self, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """ONE slot-attention iteration: the map whose fixed point the variants find."""
+        attn = self.attention(slots, k)
+        weights = attn / attn.sum(dim=2, keepdim=True)  # weighted mean over inputs
+        updates = torch.bmm(weights, v)  # [B, K, D]
+        batch = slots.shape[0]
+        slots = self.gru(updates.reshape(-1, self.slot_dim), slots.reshape(-1, self.slot_dim))
+        slots = slots.reshape(batch, self.num_slots, self.slot_dim)
+        return slots + self.mlp(self.norm_mlp(slots))
+
+    def forward(self, inputs: torch.Tensor, return_attn: bool = False, iters: Optional[int] = None,
+                slots: Optional[torch.Tensor] = None, return_info: bool = False
+                ) -> Union[torch.Tensor, tuple]:
+        """Group ``inputs`` [B, N, in_dim] into slots [B, num_slots, slot_dim].
+
+        Args:
+            inputs: features [B, N, in_dim].
+            return_attn: also return the attention [B, num_slots, N] of the returned slots over the
+                inputs (softmax over slots), the masks the paper visualises.
+            iters: override the number of iterations for this call.
+            slots: initial slots [B, num_slots, slot_dim] instead of sampling them.
+            return_info: also return the :class:`solvers.SolveInfo` of the solve.
+
+        Returns:
+            ``slots``, or a tuple ``(slots, attn?, info?)`` in that order.
+        """
+        if inputs.dim() != 3 or inputs.shape[-1] != self.in_dim:
+            raise ValueError(
+                f"SlotAttention expects inputs [batch, n_inputs, {self.in_dim}]; got {tuple(inputs.shape)}"
+            )
+        inputs = self.norm_inputs(inputs)
+        k, v = self.to_k(inputs), self.to_v(inputs)
+        if slots is None:
+            slots = self.initial_slots(inputs.shape[0])
+        elif slots.shape != (inputs.shape[0], self.num_slots, self.slot_dim):
+            raise ValueError(
+                f"initial slots must be [{inputs.shape[0]}, {self.num_slots}, {self.slot_dim}]; got {tuple(slots.shape)}"
+            )
+        slots, info = solvers.fixed_point(lambda s: self.step(s, k, v), slots, **self.solve_options(iters))
+        out: list = [slots]
+        if return_attn:
+            out.append(self.attention(slots, k) - self.eps)
+        if return_info:
+            out.append(info)
+        return out[0] if len(out) == 1 else tuple(out)

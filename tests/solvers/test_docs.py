@@ -1,0 +1,31 @@
+"""The examples in docstrings and README run and print what they say."""
+
+import doctest
+import importlib
+import pathlib
+import re
+
+import pytest
+import torch
+
+MODULES = ["solvers.fixed_point", "solvers.decorator", "solvers.variants", "solvers.forward.iterate",
+           "solvers.forward.anderson", "solvers.forward.broyden", "solvers.backward.unrolled",
+           "solvers.backward.onestep", "solvers.backward.implicit"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_readme_python_blocks_run():
+    readme = pathlib.Path(__file__).resolve().parents[2] / "README.md"
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), re.S)
+    assert blocks
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
+    layer = namespace["Layer"]()
+    assert layer(torch.randn(2, 64)).shape == (2, 64)
