@@ -1,24 +1,110 @@
-"""The ``deqslots`` command line."""
+"""The ``deqslots`` command line: demo, train, eval."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 __all__ = ["main"]
 
 
+def _optional_float(text: str) -> Optional[float]:
+    return None if text.lower() in ("none", "off") else float(text)
+
+
+def _train_parser(commands) -> None:
+    from .train import TrainConfig
+
+    d = TrainConfig()
+    p = commands.add_parser("train", help="train a model; writes metrics.csv, checkpoint.pt and figures to --out")
+    p.add_argument("--model", default=d.model, choices=["slot-attention"])
+    p.add_argument("--variant", default=d.variant, choices=["vanilla", "IN", "BN", "BB", "IB"])
+    p.add_argument("--data", default=d.data,
+                   help="shapes | clevr-mirror | stacks (generated), folder:PATH or hdf5:PATH (on disk)")
+    p.add_argument("--config", default=d.config, help="named architecture: cpu-small, paper-32, paper-64, paper-128")
+    p.add_argument("--resolution", type=int, default=None)
+    p.add_argument("--iters", type=int, default=None, help="slot-attention iterations in training")
+    p.add_argument("--num-slots", type=int, default=None)
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--warmup-steps", type=int, default=None, help="default min(10000, steps/10); 0 = off")
+    p.add_argument("--decay-steps", type=int, default=None, help="lr halves every N steps; default 100000; 0 = off")
+    p.add_argument("--grad-clip", type=_optional_float, default=None, help="clip the gradient norm (default off)")
+    p.add_argument("--eval-every", type=int, default=d.eval_every)
+    p.add_argument("--eval-batches", type=int, default=d.eval_batches)
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    p.add_argument("--out", default=d.out)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--tensorboard", action="store_true")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, train
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in vars(args).items() if k in fields}
+    values["progress"] = not args.no_progress
+    summary = train(TrainConfig(**values))
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .evaluate import evaluate
+    from .train import TrainConfig, build_model, write_figures
+    from .batches import BatchStream
+
+    run = Path(args.run)
+    state = load_checkpoint(run / "checkpoint.pt")
+    config = TrainConfig(**{**state["train_config"], "resume": True})
+    model = build_model(config)
+    model.load_state_dict(state["model"])
+    stream = BatchStream(config.data, args.split, model.config.resolution, config.batch_size, config.seed)
+    result = evaluate(model, stream, args.batches, seed=config.seed, iters=args.iters)
+    result.update(split=args.split, batches=args.batches, images=args.batches * config.batch_size,
+                  iters=args.iters or model.config.eval_iters or model.config.iters, step=int(state["step"]))
+    (run / f"eval_{args.split}.json").write_text(json.dumps(result, indent=2))
+    write_figures(model, stream, run / "metrics.csv", run, config.seed)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``deqslots``; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="deqslots", description=__doc__)
+    parser = argparse.ArgumentParser(prog="deqslots", description="Implicit slot attention and fixed-point solvers.")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("demo", help="the main job: a short tour of the fixed-point solvers and backward modes")
+    demo = commands.add_parser("demo", help="the main job: a solver tour, then vanilla vs IN slot attention")
+    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--steps", type=int, default=None, help="training steps per variant (default: fit the budget)")
+    demo.add_argument("--minutes", type=float, default=8.0, help="time budget for the two training runs")
+    _train_parser(commands)
+    ev = commands.add_parser("eval", help="evaluate a trained run: MSE and FG-ARI; writes DIR/eval_SPLIT.json")
+    ev.add_argument("run", help="the run folder given to train --out")
+    ev.add_argument("--split", default="test", choices=["train", "val", "test"])
+    ev.add_argument("--batches", type=int, default=10)
+    ev.add_argument("--iters", type=int, default=None, help="slot-attention iterations at evaluation")
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        from .solver_demo import run_solver_demo
+    try:
+        if args.command == "train":
+            return _run_train(args)
+        if args.command == "eval":
+            return _run_eval(args)
+        from .demo import run_demo
 
-        run_solver_demo()
-    return 0
+        run_demo(Path(args.out), steps=args.steps, minutes=args.minutes)
+        return 0
+    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, ImportError) as err:
+        print(f"deqslots {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
