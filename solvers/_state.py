@@ -139,6 +139,21 @@ class StateSpec:
         """Wrap ``f`` so it maps a flat [B, D] tensor to a flat [B, D] tensor, checking its output."""
         counter = [0]
 
+        if self.kind == "tensor":
+            # Fast path for plain tensor states (the solvers call this once per step): the same checks
+            # as check_same, without building a StateSpec for the output.
+            shape, dtype, device, batch = self.shapes[0], self.dtype, self.device, self.batch_size
+
+            def flat_tensor_f(z: torch.Tensor) -> torch.Tensor:
+                counter[0] += 1
+                out = f(z.reshape(shape))
+                if not (isinstance(out, torch.Tensor) and out.shape == shape and out.dtype == dtype
+                        and out.device == device):
+                    self.check_same(out, f"the map's output at evaluation {counter[0]}")
+                return out.reshape(batch, -1)
+
+            return flat_tensor_f
+
         def flat_f(z: torch.Tensor) -> torch.Tensor:
             counter[0] += 1
             out = f(self.unflatten(z))

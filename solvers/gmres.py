@@ -81,11 +81,12 @@ class GMRES:
             used += 1
             q = torch.stack(basis, dim=1)  # [B, j+1, D]
             # Classical Gram-Schmidt applied twice: as stable as modified GS, but batched matmuls.
-            coeff = torch.bmm(q, w.unsqueeze(2)).squeeze(2)
-            w = w - torch.bmm(coeff.unsqueeze(1), q).squeeze(1)
-            coeff2 = torch.bmm(q, w.unsqueeze(2)).squeeze(2)
-            w = w - torch.bmm(coeff2.unsqueeze(1), q).squeeze(1)
-            coeff = coeff + coeff2
+            # (Products written as [B, 1, D] x [B, D, j+1]: the fast orientation of a batched mat-vec on CPU.)
+            coeff = torch.bmm(w.unsqueeze(1), q.transpose(1, 2))  # [B, 1, j+1]
+            w = torch.baddbmm(w.unsqueeze(1), coeff, q, alpha=-1.0).squeeze(1)
+            coeff2 = torch.bmm(w.unsqueeze(1), q.transpose(1, 2))
+            w = torch.baddbmm(w.unsqueeze(1), coeff2, q, alpha=-1.0).squeeze(1)
+            coeff = (coeff + coeff2).squeeze(1)
             norm = torch.linalg.vector_norm(w, dim=1)
             hess[:, : j + 1, j] = coeff.to(torch.float64)
             hess[:, j + 1, j] = norm.to(torch.float64)

@@ -1,23 +1,40 @@
-"""Per-sample bookkeeping shared by the forward solvers: residuals, best iterate, stopping, traces."""
+"""Per-sample bookkeeping shared by the forward solvers: residuals, best iterate, stopping, traces.
+
+The per-step decisions (which sample improved, which converged, which produced NaN/Inf) are taken on
+the host from one transfer of the ``[B]`` residual vector per step: that transfer is the one host sync
+a step needs anyway (to decide whether to stop), and it replaces a dozen tiny device kernels. Device work
+is only done where something changes: the best iterate is a plain reference when every sample improved,
+and frozen samples cost a ``where`` only once some sample has stopped.
+"""
 
 from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import torch
 
 from ..errors import NonFiniteError
 from ..info import SolveInfo
 
-__all__ = ["Progress", "residual_norm", "write_slot"]
+__all__ = ["Progress", "residual_norm", "residual_from_step", "write_slot"]
 
 # torchdeq's relative residual divides by ||f(z)|| + 1e-9; we keep the same convention.
 _REL_EPS = 1e-9
 
+_HOST_DTYPES = {torch.float64: np.float64, torch.float32: np.float32}
+# States with at least this many elements select rows with index_copy rather than where.
+_INDEX_COPY_MIN = 1 << 16
+
 
 def residual_norm(z: torch.Tensor, fz: torch.Tensor, stop_mode: str) -> torch.Tensor:
     """Per-sample ``||f(z) - z||`` ("abs") or that over ``||f(z)||`` ("rel"); shape [B]."""
-    res = torch.linalg.vector_norm(fz - z, dim=1)
+    return residual_from_step(fz - z, fz, stop_mode)
+
+
+def residual_from_step(g: torch.Tensor, fz: torch.Tensor, stop_mode: str) -> torch.Tensor:
+    """:func:`residual_norm` when ``g = f(z) - z`` is already at hand (saves one pass over the state)."""
+    res = torch.linalg.vector_norm(g, dim=1)
     if stop_mode == "rel":
         res = res / (torch.linalg.vector_norm(fz, dim=1) + _REL_EPS)
     return res
@@ -55,13 +72,56 @@ class Progress:
         self.stop_mode = stop_mode
         self.nonfinite_mode = nonfinite
         self.keep = keep
+        self.device = z0.device
+        self.dtype = z0.dtype
+        self.host_dtype = _HOST_DTYPES.get(z0.dtype, np.float32)
         self.best = z0
-        self.best_res = torch.full((batch,), float("inf"), dtype=z0.dtype, device=z0.device)
-        self.active = torch.ones(batch, dtype=torch.bool, device=z0.device)
-        self.failed = torch.zeros(batch, dtype=torch.bool, device=z0.device)
-        self.trace: list[torch.Tensor] = []
+        self._best_res = np.full(batch, np.inf, dtype=self.host_dtype)
+        self._active = np.ones(batch, dtype=bool)
+        self._n_active = batch
+        self._failed = np.zeros(batch, dtype=bool)
+        self._trace: list[np.ndarray] = []
+        self._active_dev: Optional[torch.Tensor] = None
+        self.all_active = True
         self.steps = 0
 
+    # -- state the solvers read ---------------------------------------------------------------------
+    @property
+    def active(self) -> torch.Tensor:
+        """Bool [B] on the state's device: samples still iterating."""
+        if self._active_dev is None:
+            self._active_dev = self._to_device(self._active)
+        return self._active_dev
+
+    def freeze(self, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+        """``new`` for samples still iterating, ``old`` for the others (no kernel while all iterate)."""
+        if self.all_active:
+            return new
+        return self._pick_rows(self._active, new, old)
+
+    def _pick_rows(self, take: np.ndarray, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+        """Rows of ``new`` where ``take`` [B] (host) is True, of ``old`` elsewhere.
+
+        Large states copy only the minority rows into a copy of the majority tensor (index_copy),
+        which is cheaper on CPU than a broadcast ``where``; small ones use ``where``.
+        """
+        if new.numel() < _INDEX_COPY_MIN:
+            return torch.where(self._to_device(take).unsqueeze(1), new, old)
+        n_take = int(np.count_nonzero(take))
+        if 2 * n_take >= take.shape[0]:
+            base, src, rows = new, old, np.flatnonzero(~take)
+        else:
+            base, src, rows = old, new, np.flatnonzero(take)
+        idx = torch.from_numpy(rows).to(self.device)
+        return base.index_copy(0, idx, src.index_select(0, idx))
+
+    def freeze_vec(self, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+        """:meth:`freeze` for per-sample vectors [B]."""
+        if self.all_active:
+            return new
+        return torch.where(self.active, new, old)
+
+    # -- one step -----------------------------------------------------------------------------------
     def record(self, candidate: torch.Tensor, res: torch.Tensor) -> bool:
         """Record one step; returns True while some sample still needs iterating.
 
@@ -71,42 +131,69 @@ class Progress:
         """
         self.steps += 1
         res = res.detach()
-        self.trace.append(res)
-        finite = torch.isfinite(res)
+        if res.dtype not in _HOST_DTYPES:
+            res = res.float()
+        # The one host sync per step: B numbers (no copy on CPU; .numpy() keeps the tensor alive).
+        host = res.cpu().numpy()
+        if host.dtype != self.host_dtype:
+            host = host.astype(self.host_dtype)
+        self._trace.append(host)
+        active = self._active
+        finite = np.isfinite(host)
         if self.keep == "last":
-            take = self.active & finite
+            take = active & finite
         else:
-            take = self.active & (res < self.best_res)
-        self.best = torch.where(take.unsqueeze(1), candidate, self.best)
-        self.best_res = torch.where(take, res, self.best_res)
-        newly_bad = self.active & ~finite
-        still = self.active & finite
+            take = host < self._best_res  # False for NaN
+            if not self.all_active:
+                take &= active
+        if take.all():
+            self.best = candidate
+            self._best_res = host
+        elif take.any():
+            self.best = self._pick_rows(take, candidate, self.best)
+            self._best_res = np.where(take, host, self._best_res)
+        if finite.all():
+            still = active
+        else:
+            newly_bad = active & ~finite
+            if newly_bad.any():
+                if self.nonfinite_mode == "raise":
+                    bad = np.flatnonzero(newly_bad).tolist()
+                    raise NonFiniteError(
+                        f"the map returned NaN/Inf at step {self.steps} for batch sample(s) {bad[:10]}"
+                        f"{' ...' if len(bad) > 10 else ''}; lower the step size (damping), check the map for "
+                        "overflow, or pass nonfinite='best' to return the best finite iterate flagged not converged"
+                    )
+                self._failed = self._failed | newly_bad
+            still = active & finite
         if self.tol is not None:
-            still = still & ~(res <= self.tol)
-        # One host sync per step: both flags in one transfer.
-        any_bad, any_active = torch.stack([newly_bad.any(), still.any()]).tolist()
-        if any_bad:
-            if self.nonfinite_mode == "raise":
-                bad = torch.nonzero(newly_bad).flatten().tolist()
-                raise NonFiniteError(
-                    f"the map returned NaN/Inf at step {self.steps} for batch sample(s) {bad[:10]}"
-                    f"{' ...' if len(bad) > 10 else ''}; lower the step size (damping), check the map for "
-                    "overflow, or pass nonfinite='best' to return the best finite iterate flagged not converged"
-                )
-            self.failed = self.failed | newly_bad
-        self.active = still
-        return bool(any_active)
+            still = still & (host > self.tol)  # non-finite entries are already out of ``still``
+        n_still = int(np.count_nonzero(still))
+        if n_still != self._n_active:
+            self._active = still
+            self._n_active = n_still
+            self._active_dev = None
+            self.all_active = n_still == still.shape[0]
+        return n_still > 0
 
     def finish(self, solver: str, nfe: int) -> tuple[torch.Tensor, SolveInfo]:
         """Return the chosen iterate per sample and the statistics."""
-        best_res = self.best_res
+        best_res = self._best_res
         if self.tol is None:
-            converged = ~self.failed
+            converged = ~self._failed
         else:
-            converged = (best_res <= self.tol) & ~self.failed
-        trace = torch.stack(self.trace) if self.trace else best_res.new_zeros((0, best_res.shape[0]))
+            converged = (best_res <= self.tol) & ~self._failed
+        if self._trace:
+            trace = torch.from_numpy(np.stack(self._trace)).to(device=self.device, dtype=self.dtype)
+        else:
+            trace = torch.zeros((0, best_res.shape[0]), dtype=self.dtype, device=self.device)
         info = SolveInfo(
-            solver=solver, nfe=nfe, steps=self.steps, residual=best_res, converged=converged,
-            trace=trace, stop_mode=self.stop_mode, tol=self.tol, nonfinite=self.failed,
+            solver=solver, nfe=nfe, steps=self.steps,
+            residual=torch.from_numpy(best_res.copy()).to(device=self.device, dtype=self.dtype),
+            converged=self._to_device(converged), trace=trace, stop_mode=self.stop_mode, tol=self.tol,
+            nonfinite=self._to_device(self._failed),
         )
         return self.best, info
+
+    def _to_device(self, mask: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.array(mask, copy=True)).to(self.device)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
 
 from .._options import check_positive_int, options
 from ..info import SolveInfo
-from ._progress import Progress, residual_norm, write_slot
+from ._progress import Progress, residual_from_step, write_slot
 from .base import FlatMap, ForwardSolver
 
 __all__ = ["Anderson"]
@@ -62,51 +63,95 @@ class Anderson(ForwardSolver):
         fx = f(x)
         nfe = 1
         g = fx - x
-        if not progress.record(x, residual_norm(x, fx, stop_mode)) or max_iter == 1:
+        if not progress.record(x, residual_from_step(g, fx, stop_mode)) or max_iter == 1:
             return progress.finish(self.name, nfe)
-        d_x = z0.new_zeros(batch, m, dim)
+        # History: residual differences dG and the step directions dX + beta dG (the only combination
+        # the update uses), both [B, m, D]; the Gram matrix dG dG^T is kept up to date in float64.
+        # Without autograd the history is written in place; under it (backward="unrolled") out of place.
+        inplace = not torch.is_grad_enabled()
         d_g = z0.new_zeros(batch, m, dim)
+        d_mix = z0.new_zeros(batch, m, dim)
         gram = torch.zeros(batch, m, m, dtype=torch.float64, device=z0.device)
-        x_prev, g_prev = x, g
-        x = x + beta * g
+        x_prev, g_prev, fx_prev = x, g, fx
+        x = fx if beta == 1.0 else x + beta * g
+        # Without autograd, g and the new dG are written into one of two [B, 2, D] buffers (alternating,
+        # so the previous g survives) that feed the batched product directly.
+        pairs = (z0.new_empty(batch, 2, dim), z0.new_empty(batch, 2, dim)) if inplace else None
         for k in range(1, max_iter):
             fx = f(x)
             nfe += 1
-            g = fx - x
-            if not progress.record(x, residual_norm(x, fx, stop_mode)):
+            if inplace:
+                pair = pairs[k % 2]
+                g = torch.sub(fx, x, out=pair[:, 1])
+            else:
+                g = fx - x
+            if not progress.record(x, residual_from_step(g, fx, stop_mode)):
                 break
             slot = (k - 1) % m
-            new_dg = g - g_prev
-            d_x = write_slot(d_x, slot, x - x_prev)
-            d_g = write_slot(d_g, slot, new_dg)
-            # Only the row and column of the replaced slot change in dG dG^T.
-            row = torch.bmm(d_g, new_dg.unsqueeze(2)).squeeze(2).to(torch.float64)
-            gram = write_slot(gram, slot, row)
-            gram = _write_column(gram, slot, row)
-            x_prev, g_prev = x, g
             n = min(k, m)
-            gamma = self._mix(gram[:, :n, :n], torch.bmm(d_g[:, :n], g.unsqueeze(2)).squeeze(2))
-            gamma = gamma.to(x.dtype).unsqueeze(1)
-            step = torch.bmm(gamma, d_x[:, :n] + beta * d_g[:, :n]).squeeze(1)
-            x_new = x + beta * g - step
-            x = torch.where(progress.active.unsqueeze(1), x_new, x)
+            if inplace:
+                new_dg = torch.sub(g, g_prev, out=pair[:, 0])
+                d_g[:, slot] = new_dg
+                if beta == 1.0:  # dX + dG = d f(x)
+                    torch.sub(fx, fx_prev, out=d_mix[:, slot])
+                else:
+                    torch.add(x - x_prev, new_dg, alpha=beta, out=d_mix[:, slot])
+            else:
+                new_dg = g - g_prev
+                d_g = write_slot(d_g, slot, new_dg)
+                d_mix = write_slot(d_mix, slot, fx - fx_prev if beta == 1.0 else (x - x_prev) + beta * new_dg)
+                pair = torch.stack((new_dg, g), dim=1)
+            # One batched product gives the new Gram row (dG_j . new dG) and the right-hand side (dG_j . g).
+            # ([B, 2, D] x [B, D, n] is the fast orientation of a batched mat-vec on CPU.)
+            prods = torch.bmm(pair, d_g[:, :n].transpose(1, 2)).to(torch.float64)
+            gram = _write_row_col(gram, slot, prods[:, 0], n)
+            x_prev, g_prev, fx_prev = x, g, fx
+            gamma = self._mix(gram[:, :n, :n], prods[:, 1:2].transpose(1, 2), inplace)  # [B, n, 1]
+            # x_new = x + beta g - (dX + beta dG) gamma, as one batched multiply-add.
+            base = fx if beta == 1.0 else x + beta * g
+            x_new = torch.baddbmm(base.unsqueeze(1), gamma.transpose(1, 2).to(x.dtype), d_mix[:, :n],
+                                  alpha=-1.0).squeeze(1)
+            x = progress.freeze(x_new, x)
         return progress.finish(self.name, nfe)
 
-    def _mix(self, gram: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
-        """Solve (G + lam I) gamma = rhs per sample in float64; singular rows give gamma = 0."""
-        n = gram.shape[-1]
-        diag_max = gram.diagonal(dim1=1, dim2=2).amax(dim=1).clamp_min(0.0)
-        lam = self.ridge * diag_max + torch.finfo(torch.float64).tiny
-        eye = torch.eye(n, dtype=gram.dtype, device=gram.device)
-        system = gram + lam[:, None, None] * eye
-        gamma, status = torch.linalg.solve_ex(system, rhs.to(torch.float64))
-        ok = (status == 0) & torch.isfinite(gamma).all(dim=1)
-        return torch.where(ok.unsqueeze(1), gamma, torch.zeros_like(gamma))
+    @staticmethod
+    @functools.lru_cache(maxsize=64)
+    def _eye(n: int, device: torch.device) -> torch.Tensor:
+        return torch.eye(n, dtype=torch.float64, device=device)
+
+    def _mix(self, gram: torch.Tensor, rhs: torch.Tensor, inplace: bool) -> torch.Tensor:
+        """Solve (G + lam I) gamma = rhs [B, n, 1] per sample in float64; singular rows give gamma = 0.
+
+        ``lam = ridge * max_i G_ii + tiny`` per sample; a row of gamma that is not finite is set to zero
+        (a singular system gives Inf/NaN).
+        """
+        eye = self._eye(gram.shape[-1], gram.device)
+        # lam = ridge * max_i G_ii + tiny (tiny keeps an all-zero system invertible, which matters for
+        # autograd through converged steps under backward="unrolled"), in two kernels.
+        tiny = torch.finfo(torch.float64).tiny
+        if self.ridge > 0:
+            shift = gram.diagonal(dim1=1, dim2=2).amax(dim=1) + tiny / self.ridge
+            system = torch.addcmul(gram, shift.view(-1, 1, 1), eye, value=self.ridge)
+        else:
+            system = gram + tiny * eye
+        # A matrix right-hand side keeps gamma row-major (a vector one comes back column-major, which
+        # sends the following batched product down a slow path on CPU).
+        gamma, _ = torch.linalg.solve_ex(system, rhs)
+        total = gamma.sum(dim=1, keepdim=True)
+        bad = total - total != 0  # x - x is NaN exactly when x is NaN or +-Inf
+        if inplace:
+            return gamma.masked_fill_(bad, 0.0)
+        return torch.where(bad, torch.zeros_like(gamma), gamma)
 
 
-def _write_column(gram: torch.Tensor, slot: int, row: torch.Tensor) -> torch.Tensor:
+def _write_row_col(gram: torch.Tensor, slot: int, row: torch.Tensor, n: int) -> torch.Tensor:
+    """Set row and column ``slot`` of the symmetric [B, m, m] Gram matrix to ``row`` [B, n] (padded with 0)."""
     if torch.is_grad_enabled() and (gram.requires_grad or row.requires_grad):
+        m = gram.shape[1]
+        full = torch.nn.functional.pad(row, (0, m - n)) if n < m else row
+        gram = write_slot(gram, slot, full)
         idx = torch.tensor([slot], device=gram.device)
-        return gram.index_copy(2, idx, row.unsqueeze(2))
-    gram[:, :, slot] = row
+        return gram.index_copy(2, idx, full.unsqueeze(2))
+    gram[:, slot, :n] = row
+    gram[:, :n, slot] = row
     return gram

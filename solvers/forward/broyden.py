@@ -8,7 +8,7 @@ import torch
 
 from .._options import check_positive_int, options
 from ..info import SolveInfo
-from ._progress import Progress, residual_norm, write_slot
+from ._progress import Progress, residual_from_step, residual_norm, write_slot
 from .base import FlatMap, ForwardSolver
 
 __all__ = ["Broyden"]
@@ -58,56 +58,73 @@ class Broyden(ForwardSolver):
         fz = f(z)
         nfe = 1
         g = fz - z
-        res = residual_norm(z, fz, stop_mode)
+        res = residual_from_step(g, fz, stop_mode)
         if not progress.record(z, res) or max_iter == 1:
             return progress.finish(self.name, nfe)
         us = z0.new_zeros(batch, m, dim)
         vs = z0.new_zeros(batch, m, dim)
         tiny = torch.finfo(z0.dtype).eps
         n_stored = 0
+        step = g  # Newton-like step -H g with H = -I + U^T V; the first step is plain iteration.
         while nfe < max_iter:
-            active = progress.active.unsqueeze(1)
-            n = min(n_stored, m)
-            # Newton-like step -H g with H = -I + U^T V.
-            step = g - _apply_low_rank(us[:, :n], vs[:, :n], g) if n else g
-            step = torch.where(active, step, torch.zeros_like(step))
             z_new = z + step
             f_new = f(z_new)
             nfe += 1
-            res_new = residual_norm(z_new, f_new, stop_mode)
             if self.line_search:
+                res_new = residual_norm(z_new, f_new, stop_mode)
                 z_new, f_new, res_new, nfe = self._backtrack(f, z, step, res, z_new, f_new, res_new,
-                                                             stop_mode, nfe, max_iter)
-            g_new = f_new - z_new
+                                                             stop_mode, nfe, max_iter, progress.active)
+                g_new = f_new - z_new
+            else:
+                g_new = f_new - z_new
+                res_new = residual_from_step(g_new, f_new, stop_mode)
             going = progress.record(z_new, res_new)
             if not going or nfe >= max_iter:
                 break
             dz = z_new - z
             dg = g_new - g
-            # Good Broyden update of the inverse: H += (dz - H dg) (dz^T H) / (dz^T H dg).
-            h_dg = -dg + _apply_low_rank(us[:, :n], vs[:, :n], dg) if n else -dg
-            dz_h = -dz + _apply_low_rank_t(us[:, :n], vs[:, :n], dz) if n else -dz
-            denom = (dz_h * dg).sum(dim=1)
-            scale = torch.linalg.vector_norm(dz_h, dim=1) * torch.linalg.vector_norm(dg, dim=1)
-            usable = progress.active & torch.isfinite(denom) & (denom.abs() > tiny * scale) & (scale > 0)
-            safe = torch.where(usable, denom, torch.ones_like(denom))
-            u = torch.where(usable.unsqueeze(1), (dz - h_dg) / safe.unsqueeze(1), torch.zeros_like(dz))
-            v = torch.where(usable.unsqueeze(1), dz_h, torch.zeros_like(dz_h))
+            n = min(n_stored, m)
             slot = n_stored % m
+            # Good Broyden update of the inverse: H += (dz - H dg) (dz^T H) / (dz^T H dg). The step just
+            # taken was -H g, so H dg = H g_new + step: one product with H (for H g_new, which the next
+            # step needs anyway) and one with H^T (for dz^T H) per iteration.
+            if n:
+                u_n, v_n = us[:, :n], vs[:, :n]
+                coeff = torch.bmm(g_new.unsqueeze(1), v_n.transpose(1, 2))  # [B, 1, n]
+                h_g = torch.bmm(coeff, u_n).squeeze(1) - g_new  # H g_new
+                dz_h = torch.bmm(torch.bmm(dz.unsqueeze(1), u_n.transpose(1, 2)), v_n).squeeze(1) - dz
+            else:
+                h_g, dz_h = -g_new, -dz
+            u_raw = dz - h_g - step  # dz - H dg
+            if n_stored >= m:  # the term in ``slot`` is about to be replaced: drop it from H g_new
+                h_g = torch.addcmul(h_g, coeff[:, 0, slot:slot + 1], us[:, slot], value=-1.0)
+            denom = torch.linalg.vecdot(dz_h, dg)
+            scale = torch.linalg.vector_norm(dz_h, dim=1) * torch.linalg.vector_norm(dg, dim=1)
+            # |denom| <= scale (Cauchy-Schwarz), so this is False for a NaN/Inf denominator, for scale == 0
+            # and for scale == Inf: no separate finiteness test is needed.
+            usable = denom.abs() > tiny * scale
+            if not progress.all_active:
+                usable = usable & progress.active
+            keep = usable.unsqueeze(1)
+            u = torch.where(keep, u_raw / torch.where(usable, denom, 1.0).unsqueeze(1), 0.0)
+            v = torch.where(keep, dz_h, 0.0)
             us = write_slot(us, slot, u)
             vs = write_slot(vs, slot, v)
             n_stored += 1
-            keep = progress.active.unsqueeze(1)
-            z = torch.where(keep, z_new, z)
-            g = torch.where(keep, g_new, g)
-            res = torch.where(progress.active, res_new, res)
+            # Next step -H' g_new with H' = H + u v^T.
+            step = torch.addcmul(h_g, u, torch.linalg.vecdot(v, g_new).unsqueeze(1)).neg()
+            z = progress.freeze(z_new, z)
+            g = progress.freeze(g_new, g)
+            res = progress.freeze_vec(res_new, res)
+            step = progress.freeze(step, torch.zeros_like(step))
         return progress.finish(self.name, nfe)
 
-    def _backtrack(self, f: FlatMap, z, step, res, z_new, f_new, res_new, stop_mode, nfe, max_iter):
+    def _backtrack(self, f: FlatMap, z, step, res, z_new, f_new, res_new, stop_mode, nfe, max_iter, active):
         alpha = 1.0
         for _ in range(self.max_backtracks):
-            # Armijo-like sufficient decrease on the residual norm, per sample.
-            bad = torch.isfinite(res) & ~(res_new <= (1.0 - 1e-4 * alpha) * res)
+            # Armijo-like sufficient decrease on the residual norm, per sample; samples that already
+            # stopped do not move and must not trigger backtracking.
+            bad = active & torch.isfinite(res) & ~(res_new <= (1.0 - 1e-4 * alpha) * res)
             if nfe >= max_iter or not bool(bad.any()):
                 break
             alpha *= 0.5
@@ -121,15 +138,3 @@ class Broyden(ForwardSolver):
             f_new = torch.where(pick, f_try, f_new)
             res_new = torch.where(better, res_try, res_new)
         return z_new, f_new, res_new, nfe
-
-
-def _apply_low_rank(us: torch.Tensor, vs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """U^T (V x) for stacks us, vs of shape [B, n, D] and x [B, D]."""
-    coeff = torch.bmm(vs, x.unsqueeze(2))  # [B, n, 1]
-    return torch.bmm(us.transpose(1, 2), coeff).squeeze(2)
-
-
-def _apply_low_rank_t(us: torch.Tensor, vs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """(x^T U^T V)^T = V^T (U x)."""
-    coeff = torch.bmm(us, x.unsqueeze(2))  # [B, n, 1]
-    return torch.bmm(vs.transpose(1, 2), coeff).squeeze(2)

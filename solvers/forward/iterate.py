@@ -8,7 +8,7 @@ import torch
 
 from .._options import check_choice, options
 from ..info import SolveInfo
-from ._progress import Progress, residual_norm
+from ._progress import Progress, residual_from_step
 from .base import FlatMap, ForwardSolver
 
 __all__ = ["Iterate"]
@@ -49,14 +49,15 @@ class Iterate(ForwardSolver):
         progress = Progress(z0, tol, stop_mode, nonfinite, keep=self.keep)
         z = z0
         nfe = 0
+        damping = float(self.damping)
         for _ in range(max_iter):
             fz = f(z)
             nfe += 1
-            res = residual_norm(z, fz, stop_mode)
-            z_next = fz if self.damping == 1.0 else z + self.damping * (fz - z)
-            going = progress.record(z_next, res)
-            if not going:
+            g = fz - z
+            res = residual_from_step(g, fz, stop_mode)
+            z_next = fz if damping == 1.0 else z + damping * g
+            if not progress.record(z_next, res):
                 break
             # Samples that converged (or failed) stop changing; the rest move on.
-            z = torch.where(progress.active.unsqueeze(1), z_next, z)
+            z = progress.freeze(z_next, z)
         return progress.finish(self.name, nfe)

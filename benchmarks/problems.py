@@ -1,0 +1,256 @@
+"""Benchmark problems for the fixed-point solvers: plain torch maps with known facts.
+
+Every problem is a :class:`Problem` whose ``make(batch, dtype)`` returns ``(f, z0)``: ``f`` maps a flat
+batch ``[B, D]`` to ``[B, D]`` (rows never interact) and ``z0`` is the standard starting point. The
+docstring of each constructor states what is known about the answer, and ``Problem.check(z)`` returns
+the error of a solution against that fact (``nan`` where there is nothing exact to compare with).
+
+Problems:
+    :func:`tanh_deq` — ``f(z) = tanh(z W + x)`` with a chosen contraction factor, homogeneous or mixed.
+    :func:`h_equation` — Chandrasekhar's H-equation (Kelley), N = 100, c = 0.9, midpoint rule.
+    :func:`bratu` — discretised 1-D Bratu problem written as ``u = (-A)^-1 lambda e^u``.
+    :func:`broyden_tridiagonal` — MINPACK's Broyden tridiagonal function as ``x = x - omega F(x)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence, Union
+
+import torch
+
+__all__ = ["Problem", "tanh_deq", "h_equation", "bratu", "bratu_exact", "broyden_tridiagonal", "all_problems",
+           "TanhDEQ"]
+
+FlatMap = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Problem:
+    """A fixed-point problem ``z = f(z)``.
+
+    Attributes:
+        name: short label used in tables.
+        dim: state size D.
+        make: ``make(batch, dtype) -> (f, z0)``.
+        facts: known facts (numbers) about the solution, for the report.
+        check: ``check(z) -> float``: error of a solution ``z [B, D]`` against the known fact.
+    """
+
+    name: str
+    dim: int
+    make: Callable[[int, torch.dtype], tuple[FlatMap, torch.Tensor]]
+    facts: dict = field(default_factory=dict)
+    check: Callable[[torch.Tensor], float] = lambda z: float("nan")
+
+
+# ----------------------------------------------------------------------------------------------------
+# tanh DEQ
+
+
+def _unit_spectral(dim: int, gen: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+    w = torch.randn(dim, dim, generator=gen, dtype=torch.float64)
+    w = w / torch.linalg.matrix_norm(w, ord=2)
+    return w.to(dtype)
+
+
+def tanh_deq(dim: int = 256, contraction: Union[float, Sequence[float]] = 0.9, seed: int = 0,
+             name: Optional[str] = None) -> Problem:
+    """``f(z) = tanh(c_b * (z W) + x_b)`` with ``||W||_2 = 1``, so sample b is a ``c_b``-contraction.
+
+    ``contraction`` is one number (homogeneous batch) or a list of numbers cycled over the batch (mixed
+    batch: samples of one batch converge at different rates, which exercises per-sample stopping).
+
+    Known facts: since ``|tanh'| <= 1`` the Lipschitz constant of sample b is at most ``c_b < 1``, so the
+    fixed point is unique and plain iteration converges at least linearly with rate ``c_b``: after k steps
+    the residual is at most ``c_b^k`` times the first one. ``check`` returns the largest residual
+    ``||f(z) - z||`` of the batch (0 at the exact fixed point).
+    """
+    mixed = not isinstance(contraction, (int, float))
+    cs = [float(c) for c in (contraction if mixed else [contraction])]
+    if not all(0.0 < c < 1.0 for c in cs):
+        raise ValueError(f"contraction factors must lie in (0, 1); got {cs}")
+    label = name or (f"tanh d={dim} c={'mix' if mixed else cs[0]}")
+
+    def make(batch: int, dtype: torch.dtype = torch.float32) -> tuple[FlatMap, torch.Tensor]:
+        gen = torch.Generator().manual_seed(seed)
+        w = _unit_spectral(dim, gen, dtype)
+        x = torch.randn(batch, dim, generator=gen, dtype=torch.float64).to(dtype)
+        if mixed:
+            scale = torch.tensor([cs[i % len(cs)] for i in range(batch)], dtype=dtype).unsqueeze(1)
+
+            def f(z: torch.Tensor) -> torch.Tensor:
+                return torch.tanh(torch.addcmul(x, scale, z @ w))
+        else:
+            wc = w * cs[0]
+
+            def f(z: torch.Tensor) -> torch.Tensor:
+                return torch.tanh(torch.addmm(x, z, wc))
+        return f, torch.zeros(batch, dim, dtype=dtype)
+
+    facts = {"contraction": cs, "lipschitz_bound": max(cs)}
+    prob = Problem(label, dim, make, facts)
+
+    def check(z: torch.Tensor) -> float:
+        f, _ = make(z.shape[0], z.dtype)
+        with torch.no_grad():
+            return float(torch.linalg.vector_norm(f(z) - z, dim=1).max())
+
+    prob.check = check
+    return prob
+
+
+class TanhDEQ(torch.nn.Module):
+    """A trainable tanh DEQ layer for the IFT training benchmark: ``z = tanh(z W + U x)``, readout V z.
+
+    ``W`` starts with spectral norm ``contraction`` (a few optimiser steps barely move it), ``U`` and
+    ``V`` are ordinary linear maps. ``f(z, x_inj)`` is the fixed-point map for the injected input.
+    """
+
+    def __init__(self, dim: int = 256, in_dim: int = 64, out_dim: int = 10, contraction: float = 0.9,
+                 seed: int = 0) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.w = torch.nn.Parameter(contraction * _unit_spectral(dim, gen, torch.float32))
+        self.u = torch.nn.Linear(in_dim, dim)
+        self.v = torch.nn.Linear(dim, out_dim)
+        with torch.no_grad():
+            self.u.weight.copy_(torch.randn(dim, in_dim, generator=gen) / math.sqrt(in_dim))
+            self.u.bias.zero_()
+            self.v.weight.copy_(torch.randn(out_dim, dim, generator=gen) / math.sqrt(dim))
+            self.v.bias.zero_()
+        self.dim = dim
+
+    def f(self, z: torch.Tensor, inj: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(torch.addmm(inj, z, self.w))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Chandrasekhar H-equation
+
+
+def h_equation(n: int = 100, c: float = 0.9) -> Problem:
+    """Chandrasekhar's H-equation, Kelley's standard test for Anderson/Broyden, as ``x = G(x)``.
+
+    ``G_i(x) = 1 / (1 - (c / 2N) sum_j mu_i x_j / (mu_i + mu_j))`` with midpoint nodes
+    ``mu_i = (i - 1/2) / N``, ``x0 = 1`` (Kelley, "Iterative Methods for Linear and Nonlinear Equations";
+    the Jacobian becomes singular at c = 1).
+
+    Known fact: summing the equation against ``c/2N`` and symmetrising the double sum gives, exactly for
+    the discrete system, ``(c / 2N) sum_i x_i = 1 - sqrt(1 - c)``, i.e. ``mean(x*) = (2/c)(1 - sqrt(1 - c))``
+    = 1.5194938533 for c = 0.9 (independent of N). For N = 100, c = 0.9, ``max(x*)`` ~ 1.8477.
+    ``check`` returns ``|mean(x) - (2/c)(1 - sqrt(1 - c))|`` (worst over the batch).
+    """
+    exact_mean = (2.0 / c) * (1.0 - math.sqrt(1.0 - c))
+
+    def make(batch: int = 1, dtype: torch.dtype = torch.float64) -> tuple[FlatMap, torch.Tensor]:
+        mu = (torch.arange(1, n + 1, dtype=torch.float64) - 0.5) / n
+        kernel = (c / (2 * n)) * mu[:, None] / (mu[:, None] + mu[None, :])  # K[i, j]
+        kt = kernel.T.contiguous().to(dtype)
+
+        def f(x: torch.Tensor) -> torch.Tensor:
+            return torch.reciprocal(1.0 - x @ kt)
+
+        return f, torch.ones(batch, n, dtype=dtype)
+
+    def check(z: torch.Tensor) -> float:
+        return float((z.double().mean(dim=1) - exact_mean).abs().max())
+
+    return Problem(f"H-equation N={n} c={c}", n, make, {"mean_x": exact_mean}, check)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Bratu
+
+
+def bratu_exact(lam: float, x: float = 0.5) -> float:
+    """The lower solution of ``u'' + lam e^u = 0``, ``u(0) = u(1) = 0``, at ``x``.
+
+    ``u(x) = -2 log(cosh((x - 1/2) theta / 2) / cosh(theta / 4))`` with theta the smaller root of
+    ``theta = sqrt(2 lam) cosh(theta / 4)``.
+    """
+    theta = 0.0
+    for _ in range(200):  # fixed-point iteration for the smaller root (a contraction for lam < 3.51)
+        theta = math.sqrt(2.0 * lam) * math.cosh(theta / 4.0)
+    return -2.0 * math.log(math.cosh((x - 0.5) * theta / 2.0) / math.cosh(theta / 4.0))
+
+
+def bratu(n: int = 99, lam: Union[float, Sequence[float]] = 1.0) -> Problem:
+    """1-D Bratu ``u'' + lambda e^u = 0`` on (0, 1), ``u(0) = u(1) = 0``, as ``u = (-A)^-1 lambda e^u``.
+
+    ``A`` is the Dirichlet Laplacian on ``n`` interior points (h = 1/(n+1), second differences), so the
+    map's Jacobian is ``(-A)^-1 diag(lambda e^u)`` with norm about ``lambda e^{max u} / pi^2`` (~0.12 at
+    lambda = 1): a fast contraction. ``lambda`` may be a list (cycled over the batch).
+
+    Known facts: the critical lambda is ~3.5138; at lambda = 1 the lower solution has u(1/2) = 0.14054
+    (closed form in :func:`bratu_exact`; the second-order discretisation with n = 99 agrees to ~1.5e-6).
+    With n odd, u(1/2) is grid point (n - 1) / 2. ``check`` returns ``|u(1/2) - exact|`` (worst sample).
+    """
+    if n % 2 == 0:
+        raise ValueError("use an odd n so that x = 1/2 is a grid point")
+    lams = [float(v) for v in (lam if not isinstance(lam, (int, float)) else [lam])]
+    mid = (n - 1) // 2
+
+    def lam_of(batch: int, dtype: torch.dtype) -> torch.Tensor:
+        return torch.tensor([lams[i % len(lams)] for i in range(batch)], dtype=dtype).unsqueeze(1)
+
+    def make(batch: int = 1, dtype: torch.dtype = torch.float64) -> tuple[FlatMap, torch.Tensor]:
+        h = 1.0 / (n + 1)
+        minus_a = (2.0 * torch.eye(n, dtype=torch.float64) - torch.diag(torch.ones(n - 1, dtype=torch.float64), 1)
+                   - torch.diag(torch.ones(n - 1, dtype=torch.float64), -1)) / h ** 2
+        green_t = torch.linalg.inv(minus_a).T.contiguous().to(dtype)  # symmetric anyway
+        lam_b = lam_of(batch, dtype)
+
+        def f(u: torch.Tensor) -> torch.Tensor:
+            return (lam_b * torch.exp(u)) @ green_t
+
+        return f, torch.zeros(batch, n, dtype=dtype)
+
+    def check(z: torch.Tensor) -> float:
+        exact = torch.tensor([bratu_exact(lams[i % len(lams)]) for i in range(z.shape[0])], dtype=torch.float64)
+        return float((z[:, mid].double() - exact).abs().max())
+
+    label = f"Bratu n={n} lambda={lams[0] if len(lams) == 1 else 'mix'}"
+    return Problem(label, n, make, {"u_half": [bratu_exact(v) for v in lams]}, check)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Broyden tridiagonal
+
+
+def broyden_tridiagonal(n: int = 100, omega: float = 1.0 / 6.0) -> Problem:
+    """MINPACK's Broyden tridiagonal function (Moré, Garbow & Hillstrom 1981, problem 30) as a fixed point.
+
+    ``F_i(x) = (3 - 2 x_i) x_i - x_{i-1} - 2 x_{i+1} + 1`` with ``x_0 = x_{n+1} = 0``, start ``x0 = -1``.
+    Written as ``f(x) = x - omega F(x)``. At the root the Jacobian of F has real eigenvalues in about
+    [2.93, 8.66] (n = 100), so ``I - omega J_F`` has spectral radius ~0.51 for omega = 1/6 (0.64 at the
+    start ``x0 = -1``): a local contraction; plain iteration, Anderson and Broyden all converge from x0.
+
+    Known fact: ``F(x*) = 0`` (MGH give f = 0 at the solution); for n = 100 the root has x_1 ~ -0.5708,
+    x_n ~ -0.4164 and interior entries near -1/sqrt(2) = -0.7071. ``check`` returns ``max |F(x)|`` (worst sample).
+    """
+
+    def big_f(x: torch.Tensor) -> torch.Tensor:
+        left = torch.nn.functional.pad(x[:, :-1], (1, 0))
+        right = torch.nn.functional.pad(x[:, 1:], (0, 1))
+        return (3.0 - 2.0 * x) * x - left - 2.0 * right + 1.0
+
+    def make(batch: int = 1, dtype: torch.dtype = torch.float64) -> tuple[FlatMap, torch.Tensor]:
+        def f(x: torch.Tensor) -> torch.Tensor:
+            return x - omega * big_f(x)
+
+        return f, -torch.ones(batch, n, dtype=dtype)
+
+    def check(z: torch.Tensor) -> float:
+        with torch.no_grad():
+            return float(big_f(z.double()).abs().max())
+
+    return Problem(f"Broyden tridiagonal n={n}", n, make, {"F_at_root": 0.0, "x1": -0.57076, "xn": -0.41641},
+                   check)
+
+
+def all_problems() -> list[Problem]:
+    """The problems with their default sizes (the tanh DEQ at d = 256, homogeneous and mixed)."""
+    return [tanh_deq(256, 0.5), tanh_deq(256, 0.9), tanh_deq(256, [0.3, 0.6, 0.9, 0.95]),
+            h_equation(), bratu(), broyden_tridiagonal()]
