@@ -200,3 +200,41 @@ def test_anderson_linear_matches_gmres_like_convergence():
     z, info = solvers.fixed_point(f, torch.zeros_like(exact), forward=solvers.Anderson(memory=10, ridge=0.0),
                                   backward="onestep", tol=1e-9, max_iter=100)
     assert info.converged.all() and info.nfe <= 8
+
+
+@pytest.mark.parametrize("solver", SOLVERS, ids=IDS)
+def test_large_state_per_sample_freezing_path(solver):
+    # >= 65536 elements select frozen rows with index_copy instead of where: same answers as solo
+    contraction = torch.tensor([0.2, 0.9, 0.5, 0.95])
+    dim = 20000
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4, dim, generator=gen, dtype=torch.float64)
+
+    def f(z):
+        return torch.tanh(contraction[:, None] * torch.roll(z, 1, dims=1) + x)
+
+    with torch.no_grad():
+        z_b, info = solver.solve(f, torch.zeros(4, dim, dtype=torch.float64), 1e-9, 200)
+        assert info.converged.all()
+        for i in range(4):
+            z_i, _ = solver.solve(lambda z, i=i: torch.tanh(contraction[i] * torch.roll(z, 1, dims=1) + x[i:i + 1]),
+                                  torch.zeros(1, dim, dtype=torch.float64), 1e-9, 200)
+            assert torch.allclose(z_b[i:i + 1], z_i, atol=1e-12, rtol=0)
+
+
+def test_unrolled_anderson_past_convergence_has_finite_gradients():
+    f, z0, w, x = tanh_deq(batch=3, dim=6, contraction=0.3)
+    z, _ = solvers.fixed_point(f, z0, forward="anderson", backward="unrolled", tol=None, max_iter=60)
+    z.sum().backward()
+    assert torch.isfinite(w.grad).all() and torch.isfinite(x.grad).all()
+
+
+def test_broyden_line_search_ignores_stopped_samples():
+    contraction = torch.tensor([0.1, 0.1, 0.97])
+    f, z0, _, _ = tanh_deq(batch=3, dim=10, contraction=contraction, requires_grad=False)
+    with torch.no_grad():
+        _, plain = solvers.Broyden().solve(f, z0, 1e-9, 100)
+        _, searched = solvers.Broyden(line_search=True).solve(f, z0, 1e-9, 100)
+    assert searched.converged.all()
+    # stopped samples must not trigger backtracking evaluations
+    assert searched.nfe <= plain.nfe + 3
