@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -35,19 +36,29 @@ def _model(arch: str, variant: str, iters: int) -> SlotAutoencoder:
     return SlotAutoencoder(config_for(arch, resolution=64, variant=variant, iters=iters))
 
 
-def steps_per_second(arch: str, variant: str, iters: int, images: torch.Tensor, timed: int) -> float:
-    model = _model(arch, variant, iters)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    times = []
-    for i in range(timed + 1):
-        start = time.perf_counter()
-        loss = mse_per_pixel(model(images)["recon"], images)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if i:  # the first step pays one-off allocation costs
-            times.append(time.perf_counter() - start)
-    return 1.0 / statistics.median(times)
+def steps_per_second(arch: str, variants, iters: int, images: torch.Tensor, timed: int) -> dict[str, float]:
+    """Median training steps/s of each variant, timed in interleaved rounds.
+
+    One step of every variant per round (order alternating between rounds), so that load from other
+    processes on the machine hits all variants alike; the first round is a warm-up.
+    """
+    runs = {}
+    for variant in variants:
+        model = _model(arch, variant, iters)
+        runs[variant] = (model, torch.optim.Adam(model.parameters(), lr=1e-4))
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for round_ in range(timed + 1):
+        order = list(variants) if round_ % 2 == 0 else list(variants)[::-1]
+        for variant in order:
+            model, opt = runs[variant]
+            start = time.perf_counter()
+            loss = mse_per_pixel(model(images)["recon"], images)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if round_:
+                times[variant].append(time.perf_counter() - start)
+    return {v: 1.0 / statistics.median(t) for v, t in times.items()}
 
 
 def _saved_during(run) -> int:
@@ -101,11 +112,10 @@ def main(argv=None) -> dict:
 
     speed = {}
     for arch in archs:
+        variants = VARIANTS if arch == "cpu-small" else ("vanilla", "IN")
         for iters in (3, 7):
-            for variant in VARIANTS:
-                if arch == "paper-64" and variant not in ("vanilla", "IN"):
-                    continue
-                sps = steps_per_second(arch, variant, iters, images, timed if arch == "cpu-small" else 2)
+            measured = steps_per_second(arch, variants, iters, images, timed if arch == "cpu-small" else 2)
+            for variant, sps in measured.items():
                 speed[f"{arch}/{variant}/T={iters}"] = sps
                 print(f"{arch:9s} {variant:7s} T={iters}: {sps:.3f} steps/s", flush=True)
 
@@ -123,7 +133,8 @@ def main(argv=None) -> dict:
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "threads": torch.get_num_threads(), "torch": torch.__version__, "python": sys.version.split()[0]},
         "command": "python -m benchmarks.slot_attention_perf" + (" --quick" if args.quick else ""),
-        "date": time.strftime("%Y-%m-%d"),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "load_average_1min": os.getloadavg()[0],
         "batch_size": args.batch_size,
         "steps_per_s": speed,
         "slot_attention_saved_bytes": memory,
