@@ -10,6 +10,8 @@ Problems:
     :func:`h_equation` — Chandrasekhar's H-equation (Kelley), N = 100, c = 0.9, midpoint rule.
     :func:`bratu` — discretised 1-D Bratu problem written as ``u = (-A)^-1 lambda e^u``.
     :func:`broyden_tridiagonal` — MINPACK's Broyden tridiagonal function as ``x = x - omega F(x)``.
+    :func:`integral_equation` — MINPACK's discrete integral equation function, ``x = -(h/2) K (x + t + 1)^3``.
+    :func:`slot_attention_step` — one step of a random slot-attention module, flattened slots as the state.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from typing import Callable, Optional, Sequence, Union
 
 import torch
 
-__all__ = ["Problem", "tanh_deq", "h_equation", "bratu", "bratu_exact", "broyden_tridiagonal", "all_problems",
-           "TanhDEQ"]
+__all__ = ["Problem", "tanh_deq", "h_equation", "bratu", "bratu_exact", "broyden_tridiagonal", "integral_equation",
+           "slot_attention_step", "slot_attention_map", "all_problems", "TanhDEQ"]
 
 FlatMap = Callable[[torch.Tensor], torch.Tensor]
+Device = Union[str, torch.device, None]
 
 
 @dataclass
@@ -33,14 +36,14 @@ class Problem:
     Attributes:
         name: short label used in tables.
         dim: state size D.
-        make: ``make(batch, dtype) -> (f, z0)``.
+        make: ``make(batch, dtype, device=None) -> (f, z0)`` (tensors on ``device``; CPU when None).
         facts: known facts (numbers) about the solution, for the report.
         check: ``check(z) -> float``: error of a solution ``z [B, D]`` against the known fact.
     """
 
     name: str
     dim: int
-    make: Callable[[int, torch.dtype], tuple[FlatMap, torch.Tensor]]
+    make: Callable[..., tuple[FlatMap, torch.Tensor]]
     facts: dict = field(default_factory=dict)
     check: Callable[[torch.Tensor], float] = lambda z: float("nan")
 
@@ -73,12 +76,12 @@ def tanh_deq(dim: int = 256, contraction: Union[float, Sequence[float]] = 0.9, s
         raise ValueError(f"contraction factors must lie in (0, 1); got {cs}")
     label = name or (f"tanh d={dim} c={'mix' if mixed else cs[0]}")
 
-    def make(batch: int, dtype: torch.dtype = torch.float32) -> tuple[FlatMap, torch.Tensor]:
+    def make(batch: int, dtype: torch.dtype = torch.float32, device: Device = None) -> tuple[FlatMap, torch.Tensor]:
         gen = torch.Generator().manual_seed(seed)
-        w = _unit_spectral(dim, gen, dtype)
-        x = torch.randn(batch, dim, generator=gen, dtype=torch.float64).to(dtype)
+        w = _unit_spectral(dim, gen, dtype).to(device)
+        x = torch.randn(batch, dim, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
         if mixed:
-            scale = torch.tensor([cs[i % len(cs)] for i in range(batch)], dtype=dtype).unsqueeze(1)
+            scale = torch.tensor([cs[i % len(cs)] for i in range(batch)], dtype=dtype, device=device).unsqueeze(1)
 
             def f(z: torch.Tensor) -> torch.Tensor:
                 return torch.tanh(torch.addcmul(x, scale, z @ w))
@@ -87,13 +90,13 @@ def tanh_deq(dim: int = 256, contraction: Union[float, Sequence[float]] = 0.9, s
 
             def f(z: torch.Tensor) -> torch.Tensor:
                 return torch.tanh(torch.addmm(x, z, wc))
-        return f, torch.zeros(batch, dim, dtype=dtype)
+        return f, torch.zeros(batch, dim, dtype=dtype, device=device)
 
     facts = {"contraction": cs, "lipschitz_bound": max(cs)}
     prob = Problem(label, dim, make, facts)
 
     def check(z: torch.Tensor) -> float:
-        f, _ = make(z.shape[0], z.dtype)
+        f, _ = make(z.shape[0], z.dtype, z.device)
         with torch.no_grad():
             return float(torch.linalg.vector_norm(f(z) - z, dim=1).max())
 
@@ -144,15 +147,16 @@ def h_equation(n: int = 100, c: float = 0.9) -> Problem:
     """
     exact_mean = (2.0 / c) * (1.0 - math.sqrt(1.0 - c))
 
-    def make(batch: int = 1, dtype: torch.dtype = torch.float64) -> tuple[FlatMap, torch.Tensor]:
+    def make(batch: int = 1, dtype: torch.dtype = torch.float64, device: Device = None
+             ) -> tuple[FlatMap, torch.Tensor]:
         mu = (torch.arange(1, n + 1, dtype=torch.float64) - 0.5) / n
         kernel = (c / (2 * n)) * mu[:, None] / (mu[:, None] + mu[None, :])  # K[i, j]
-        kt = kernel.T.contiguous().to(dtype)
+        kt = kernel.T.contiguous().to(dtype=dtype, device=device)
 
         def f(x: torch.Tensor) -> torch.Tensor:
             return torch.reciprocal(1.0 - x @ kt)
 
-        return f, torch.ones(batch, n, dtype=dtype)
+        return f, torch.ones(batch, n, dtype=dtype, device=device)
 
     def check(z: torch.Tensor) -> float:
         return float((z.double().mean(dim=1) - exact_mean).abs().max())
@@ -192,24 +196,25 @@ def bratu(n: int = 99, lam: Union[float, Sequence[float]] = 1.0) -> Problem:
     lams = [float(v) for v in (lam if not isinstance(lam, (int, float)) else [lam])]
     mid = (n - 1) // 2
 
-    def lam_of(batch: int, dtype: torch.dtype) -> torch.Tensor:
-        return torch.tensor([lams[i % len(lams)] for i in range(batch)], dtype=dtype).unsqueeze(1)
+    def lam_of(batch: int, dtype: torch.dtype, device: Device) -> torch.Tensor:
+        return torch.tensor([lams[i % len(lams)] for i in range(batch)], dtype=dtype, device=device).unsqueeze(1)
 
-    def make(batch: int = 1, dtype: torch.dtype = torch.float64) -> tuple[FlatMap, torch.Tensor]:
+    def make(batch: int = 1, dtype: torch.dtype = torch.float64, device: Device = None
+             ) -> tuple[FlatMap, torch.Tensor]:
         h = 1.0 / (n + 1)
         minus_a = (2.0 * torch.eye(n, dtype=torch.float64) - torch.diag(torch.ones(n - 1, dtype=torch.float64), 1)
                    - torch.diag(torch.ones(n - 1, dtype=torch.float64), -1)) / h ** 2
-        green_t = torch.linalg.inv(minus_a).T.contiguous().to(dtype)  # symmetric anyway
-        lam_b = lam_of(batch, dtype)
+        green_t = torch.linalg.inv(minus_a).T.contiguous().to(dtype=dtype, device=device)  # symmetric anyway
+        lam_b = lam_of(batch, dtype, device)
 
         def f(u: torch.Tensor) -> torch.Tensor:
             return (lam_b * torch.exp(u)) @ green_t
 
-        return f, torch.zeros(batch, n, dtype=dtype)
+        return f, torch.zeros(batch, n, dtype=dtype, device=device)
 
     def check(z: torch.Tensor) -> float:
         exact = torch.tensor([bratu_exact(lams[i % len(lams)]) for i in range(z.shape[0])], dtype=torch.float64)
-        return float((z[:, mid].double() - exact).abs().max())
+        return float((z[:, mid].double().cpu() - exact).abs().max())
 
     label = f"Bratu n={n} lambda={lams[0] if len(lams) == 1 else 'mix'}"
     return Problem(label, n, make, {"u_half": [bratu_exact(v) for v in lams]}, check)
@@ -236,11 +241,12 @@ def broyden_tridiagonal(n: int = 100, omega: float = 1.0 / 6.0) -> Problem:
         right = torch.nn.functional.pad(x[:, 1:], (0, 1))
         return (3.0 - 2.0 * x) * x - left - 2.0 * right + 1.0
 
-    def make(batch: int = 1, dtype: torch.dtype = torch.float64) -> tuple[FlatMap, torch.Tensor]:
+    def make(batch: int = 1, dtype: torch.dtype = torch.float64, device: Device = None
+             ) -> tuple[FlatMap, torch.Tensor]:
         def f(x: torch.Tensor) -> torch.Tensor:
             return x - omega * big_f(x)
 
-        return f, -torch.ones(batch, n, dtype=dtype)
+        return f, -torch.ones(batch, n, dtype=dtype, device=device)
 
     def check(z: torch.Tensor) -> float:
         with torch.no_grad():
@@ -253,4 +259,141 @@ def broyden_tridiagonal(n: int = 100, omega: float = 1.0 / 6.0) -> Problem:
 def all_problems() -> list[Problem]:
     """The problems with their default sizes (the tanh DEQ at d = 256, homogeneous and mixed)."""
     return [tanh_deq(256, 0.5), tanh_deq(256, 0.9), tanh_deq(256, [0.3, 0.6, 0.9, 0.95]),
-            h_equation(), bratu(), broyden_tridiagonal()]
+            h_equation(), bratu(), broyden_tridiagonal(), integral_equation(), slot_attention_step()]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Discrete integral equation (More, Garbow & Hillstrom problem 29)
+
+
+def _green_kernel(n: int) -> torch.Tensor:
+    """``K[i, j] = min(t_i, t_j) (1 - max(t_i, t_j))`` on ``t_i = i / (n + 1)``: the Green's function of u''."""
+    t = torch.arange(1, n + 1, dtype=torch.float64) / (n + 1)
+    lo, hi = torch.minimum(t[:, None], t[None, :]), torch.maximum(t[:, None], t[None, :])
+    return lo * (1.0 - hi)
+
+
+def integral_equation(n: int = 100) -> Problem:
+    """MINPACK's discrete integral equation function (Moré, Garbow & Hillstrom 1981, problem 29).
+
+    ``F_i(x) = x_i + (h/2) [(1 - t_i) sum_{j<=i} t_j (x_j + t_j + 1)^3 + t_i sum_{j>i} (1 - t_j)(x_j + t_j + 1)^3]``
+    with ``h = 1/(n+1)``, ``t_i = i h``, start ``x0_i = t_i (t_i - 1)``. Its natural fixed-point form is
+    ``x = -(h/2) K (x + t + 1)^3`` with ``K`` the Green's function of ``u''`` (``F(x) = x - f(x)``); the map's
+    Jacobian has norm about ``(3/2) max (x + t + 1)^2 / pi^2 ~ 0.15``, a fast contraction.
+
+    Known facts: ``F(x*) = 0`` (MGH give f = 0). ``h K`` is exactly the inverse of the Dirichlet
+    second-difference matrix, so ``x*`` is also the root of MGH problem 28 (discrete boundary value
+    function ``2 x_i - x_{i-1} - x_{i+1} + h^2 (x_i + t_i + 1)^3 / 2``); ``check`` returns the larger of
+    ``max |F_29(x)|`` and ``max |F_28(x)|`` (worst sample), so it verifies both at once. For n = 100,
+    ``x*_50 = -0.166096`` (Newton on problem 28 in ``facts``; scipy.optimize.fsolve agrees to 1e-14).
+    """
+    t64 = torch.arange(1, n + 1, dtype=torch.float64) / (n + 1)
+    h = 1.0 / (n + 1)
+
+    def make(batch: int = 1, dtype: torch.dtype = torch.float64, device: Device = None
+             ) -> tuple[FlatMap, torch.Tensor]:
+        kt = (-(h / 2.0) * _green_kernel(n)).T.contiguous().to(dtype=dtype, device=device)
+        t = t64.to(dtype=dtype, device=device)
+
+        def f(x: torch.Tensor) -> torch.Tensor:
+            return (x + t + 1.0).pow(3) @ kt
+
+        return f, (t * (t - 1.0)).expand(batch, n).clone()
+
+    kernel = -(h / 2.0) * _green_kernel(n)
+
+    def residuals(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = z.double().cpu()
+        cube = (x + t64 + 1.0).pow(3)
+        f29 = x - cube @ kernel.T
+        left = torch.nn.functional.pad(x[:, :-1], (1, 0))
+        right = torch.nn.functional.pad(x[:, 1:], (0, 1))
+        f28 = 2.0 * x - left - right + h * h * cube / 2.0
+        return f29, f28
+
+    def check(z: torch.Tensor) -> float:
+        f29, f28 = residuals(z)
+        # F_28 is F_29 multiplied by the second-difference matrix (entries ~4), so both vanish together.
+        return float(max(f29.abs().max(), f28.abs().max()))
+
+    return Problem(f"integral equation n={n}", n, make, {"F_at_root": 0.0, "x_mid": _integral_mid(n)}, check)
+
+
+def _integral_mid(n: int) -> float:
+    """x*_{n//2} of :func:`integral_equation` by Newton's method on MGH problem 28 (float64, exact Jacobian)."""
+    h = 1.0 / (n + 1)
+    t = torch.arange(1, n + 1, dtype=torch.float64) / (n + 1)
+    x = t * (t - 1.0)
+    lap = 2.0 * torch.eye(n, dtype=torch.float64) - torch.diag(torch.ones(n - 1, dtype=torch.float64), 1) \
+        - torch.diag(torch.ones(n - 1, dtype=torch.float64), -1)
+    for _ in range(30):
+        cube = (x + t + 1.0).pow(3)
+        big_f = lap @ x + h * h * cube / 2.0
+        jac = lap + torch.diag(1.5 * h * h * (x + t + 1.0).pow(2))
+        x = x - torch.linalg.solve(jac, big_f)
+    return float(x[n // 2 - 1])
+
+
+# ----------------------------------------------------------------------------------------------------
+# The slot-attention step
+
+
+def slot_attention_map(batch: int, dtype: torch.dtype = torch.float32, device: Device = None, seed: int = 0,
+                       num_inputs: int = 64, in_dim: int = 32, slot_dim: int = 32, num_slots: int = 5,
+                       mlp_hidden: int = 64, requires_grad: bool = False
+                       ) -> tuple[FlatMap, torch.Tensor, list[torch.Tensor]]:
+    """One slot-attention iteration of a fixed, randomly initialised :class:`deqslots.SlotAttention`.
+
+    The defaults are the ``cpu-small`` architecture (5 slots of size 32, MLP 64) on 64 random input
+    features (an 8x8 feature map). The state is flattened to ``[B, num_slots * slot_dim]``.
+
+    Returns:
+        ``(f, z0, params)``: the flat map, the initial slots ``mu + sigma * noise`` (flattened) and the
+        tensors ``f`` depends on that a gradient would reach (the step's parameters, and the keys and
+        values as leaf tensors), with ``requires_grad`` as asked.
+    """
+    from deqslots.slot_attention import SlotAttention  # benchmarks of the bare solvers need no deqslots
+
+    with torch.random.fork_rng(devices=[]):  # the module's own initialisation, independent of global state
+        torch.manual_seed(seed)
+        sa = SlotAttention(in_dim, slot_dim, num_slots, iters=3, mlp_hidden=mlp_hidden, variant="IN")
+    sa = sa.to(dtype=dtype, device=device).requires_grad_(requires_grad)
+    gen = torch.Generator().manual_seed(seed + 1)
+    feats = torch.randn(batch, num_inputs, in_dim, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
+    noise = torch.randn(batch, num_slots, slot_dim, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
+    with torch.no_grad():
+        inputs = sa.norm_inputs(feats)
+        # Leaves, so that repeated backward passes (benchmarks) need no graph up to the encoder.
+        k, v = sa.to_k(inputs).requires_grad_(requires_grad), sa.to_v(inputs).requires_grad_(requires_grad)
+        z0 = (sa.slots_mu + sa.slots_log_sigma.exp() * noise).reshape(batch, num_slots * slot_dim)
+
+    def f(z: torch.Tensor) -> torch.Tensor:
+        return sa.step(z.reshape(z.shape[0], num_slots, slot_dim), k, v).reshape(z.shape[0], -1)
+
+    step_params = [p for name, p in sa.named_parameters()
+                   if not name.startswith(("slots_", "to_k", "to_v", "norm_inputs"))]
+    return f, z0, step_params + ([k, v] if requires_grad else [])
+
+
+def slot_attention_step(num_inputs: int = 64, seed: int = 0, **sizes) -> Problem:
+    """The slot-attention step at its fixed point (see :func:`slot_attention_map`).
+
+    Known facts: none in closed form; a random step is not a contraction by construction, so whether
+    each solver reaches the fixed point is part of the result. ``check`` returns the largest residual
+    ``||f(z) - z||`` of the batch.
+    """
+    def make(batch: int, dtype: torch.dtype = torch.float32, device: Device = None
+             ) -> tuple[FlatMap, torch.Tensor]:
+        f, z0, _ = slot_attention_map(batch, dtype, device, seed, num_inputs, **sizes)
+        return f, z0
+
+    dim = sizes.get("num_slots", 5) * sizes.get("slot_dim", 32)
+    prob = Problem(f"slot-attention step N={num_inputs} K={sizes.get('num_slots', 5)}", dim, make)
+
+    def check(z: torch.Tensor) -> float:
+        f, _ = make(z.shape[0], z.dtype, z.device)
+        with torch.no_grad():
+            return float(torch.linalg.vector_norm(f(z) - z, dim=1).max())
+
+    prob.check = check
+    return prob

@@ -1,0 +1,246 @@
+"""Suite ``solvers``: our iterate / anderson / broyden against torchdeq and scipy.optimize, side by side.
+
+Every problem is solved by three families (plain iteration, Anderson, Broyden) in three libraries:
+
+- ours: ``solvers.Iterate()``, ``Anderson()``, ``Broyden()`` through :func:`solvers.fixed_point`;
+- torchdeq 0.1.0: ``fixed_point_iter``, ``anderson_solver``, ``broyden_solver`` (their defaults);
+- scipy.optimize: ``linearmixing``, ``anderson`` (M=5), ``broyden1`` on ``F(z) = f(z) - z``, with
+  ``alpha=1`` so that the first step is ``z + F(z) = f(z)`` (the initial Jacobian guess ``-I/alpha`` is then the
+  Jacobian of F when f is weak; scipy's own default guess of alpha has the wrong scale for fixed-point
+  maps), and ``tol_norm`` = the largest per-sample L2 norm, the very criterion ours and torchdeq use, so
+  all three stop on the same test. scipy keeps its default Armijo line search.
+
+All runs of one problem are interleaved (the order rotates every repeat), nfe is counted by one wrapper
+for every library, the final residual is recomputed by the suite for every answer, and success means
+"finite and residual <= tol".
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+import solvers
+from benchmarks.problems import (Problem, bratu, broyden_tridiagonal, h_equation, integral_equation,
+                                 slot_attention_step, tanh_deq)
+from benchmarks.solver_perf import Counter
+from benchmarks.suites.common import RunContext, SuiteResult, Table, median, time_call
+
+try:  # optional peers: the suite reports None for a missing library rather than failing
+    from torchdeq.solver import anderson_solver, broyden_solver, fixed_point_iter
+except Exception:  # pragma: no cover
+    anderson_solver = broyden_solver = fixed_point_iter = None
+try:
+    import scipy.optimize as sopt
+except Exception:  # pragma: no cover
+    sopt = None
+
+__all__ = ["run", "COLUMNS", "TABLES", "Case", "cases"]
+
+FAMILIES = ("iterate", "anderson", "broyden")
+LIBRARIES = ("ours", "torchdeq", "scipy")
+PEERS = MappingProxyType({"iterate": ("Iterate()", "fixed_point_iter", "linearmixing"),
+         "anderson": ("Anderson()", "anderson_solver", "anderson(M=5)"),
+         "broyden": ("Broyden()", "broyden_solver", "broyden1")})
+COLUMNS = ("problem", "B", "D", "dtype", "tol", "max_iter", "family", "peer_torchdeq", "peer_scipy",
+           *(f"{what}_{lib}" for what in ("nfe", "ms", "res", "ok", "check", "error") for lib in LIBRARIES),
+           "time_ratio_torchdeq", "time_ratio_scipy", "nfe_ratio_torchdeq", "nfe_ratio_scipy")
+TABLES = MappingProxyType({"solves": COLUMNS})
+
+
+@dataclass(frozen=True)
+class Case:
+    """One problem at one batch size, dtype and tolerance."""
+
+    problem: Problem
+    batch: int
+    dtype: torch.dtype
+    tol: float
+    max_iter: int
+
+
+def cases(size: str) -> tuple[list[Case], int]:
+    """The problems of a size and the number of timed repeats."""
+    f32, f64 = torch.float32, torch.float64
+    if size == "tiny":
+        return [Case(tanh_deq(32, 0.9), 4, f32, 1e-4, 40), Case(slot_attention_step(16), 2, f32, 1e-3, 30),
+                Case(h_equation(20), 1, f64, 1e-8, 40)], 1
+    classic = [Case(h_equation(), 1, f64, 1e-8, 100), Case(integral_equation(), 1, f64, 1e-8, 100),
+               Case(broyden_tridiagonal(), 1, f64, 1e-8, 100)]
+    sa = Case(slot_attention_step(), 32, f32, 1e-3, 100)
+    mixed = Case(tanh_deq(256, [0.3, 0.6, 0.9, 0.95]), 32, f32, 1e-4, 100)
+    if size == "quick":
+        return [Case(tanh_deq(256, 0.5), 32, f32, 1e-4, 100), Case(tanh_deq(256, 0.9), 32, f32, 1e-4, 100),
+                mixed, sa, *classic], 3
+    tanh = [Case(tanh_deq(d, c), 32, f32, 1e-4, 100) for d in (64, 256, 1024) for c in (0.5, 0.9, 0.97)]
+    return [*tanh, mixed, Case(tanh_deq(256, 0.9), 1, f32, 1e-4, 100), sa, Case(slot_attention_step(), 1, f32, 1e-3, 100),
+            *classic, Case(h_equation(), 8, f64, 1e-8, 100), Case(bratu(lam=[0.5, 1.0, 2.0, 3.0]), 8, f64, 1e-8, 100)], 11
+
+
+def _ours(family: str) -> Callable:
+    solver = {"iterate": solvers.Iterate, "anderson": solvers.Anderson, "broyden": solvers.Broyden}[family]()
+
+    def run(f, z0, tol, max_iter):
+        with torch.no_grad():
+            z, _ = solvers.fixed_point(f, z0, forward=solver, backward="onestep", tol=tol, max_iter=max_iter,
+                                       stop_mode="abs", on_fail="ignore", nonfinite="best")
+        return z
+    return run
+
+
+def _torchdeq(family: str) -> Optional[Callable]:
+    fn = {"iterate": fixed_point_iter, "anderson": anderson_solver, "broyden": broyden_solver}[family]
+    if fn is None:
+        return None
+
+    def run(f, z0, tol, max_iter):
+        with torch.no_grad():
+            z, _, _ = fn(f, z0, max_iter=max_iter, tol=tol, stop_mode="abs")
+        return z
+    return run
+
+
+def _scipy(family: str) -> Optional[Callable]:
+    if sopt is None:
+        return None
+    fn = {"iterate": sopt.linearmixing, "anderson": sopt.anderson, "broyden": sopt.broyden1}[family]
+
+    def run(f, z0, tol, max_iter):
+        shape, dtype, device = z0.shape, z0.dtype, z0.device
+
+        def big_f(x: np.ndarray) -> np.ndarray:  # root of f(z) - z, the whole batch as one system
+            z = torch.as_tensor(np.asarray(x).reshape(shape)).to(dtype=dtype, device=device)
+            with torch.no_grad():
+                return (f(z) - z).double().cpu().numpy().ravel()
+
+        def per_sample_l2(r: np.ndarray) -> float:
+            return float(np.linalg.norm(np.asarray(r).reshape(shape[0], -1), axis=1).max())
+
+        x0 = z0.double().cpu().numpy().ravel()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                x = fn(big_f, x0, alpha=1.0, f_tol=tol, maxiter=max_iter, tol_norm=per_sample_l2)
+            except sopt.NoConvergence as exc:  # carries the last iterate
+                x = exc.args[0]
+            except (ValueError, FloatingPointError, np.linalg.LinAlgError):
+                x = np.full_like(x0, np.nan)
+        return torch.as_tensor(np.asarray(x).reshape(shape)).to(dtype=dtype, device=device)
+    return run
+
+
+def _residual(f, z) -> float:
+    with torch.no_grad():
+        return float(torch.linalg.vector_norm(f(z) - z, dim=1).max())
+
+
+def _bench_case(case: Case, family: str, repeats: int, ctx: RunContext) -> dict:
+    f, z0 = case.problem.make(case.batch, case.dtype, ctx.device)
+    runners = {"ours": _ours(family), "torchdeq": _torchdeq(family), "scipy": _scipy(family)}
+    live = {lib: r for lib, r in runners.items() if r is not None}
+    stats: dict = {lib: {"nfe": None, "ms": None, "res": None, "ok": None, "check": None, "error": None}
+                   for lib in LIBRARIES}
+    answers = {}
+    for lib, runner in live.items():  # the counted run, which also warms up
+        counter = Counter(f)
+        try:
+            answers[lib] = runner(counter, z0, case.tol, case.max_iter)
+            stats[lib]["nfe"] = counter.calls
+        except Exception as exc:  # a crash is a result (e.g. a singular least-squares system)
+            stats[lib].update(nfe=counter.calls, error=f"{type(exc).__name__}: {str(exc)[:80]}", ok=False)
+    times: dict[str, list[float]] = {lib: [] for lib in answers}
+    order = list(answers)
+    for r in range(repeats):
+        for lib in order[r % len(order):] + order[:r % len(order)]:  # rotate who goes first
+            seconds, _ = time_call(lambda: live[lib](f, z0, case.tol, case.max_iter), ctx.device)
+            times[lib].append(seconds)
+    for lib, z in answers.items():
+        res = _residual(f, z)
+        stats[lib].update(ms=1e3 * median(times[lib]), res=res, ok=bool(res == res and res <= case.tol),
+                          check=case.problem.check(z))
+    row = {"problem": case.problem.name, "B": case.batch, "D": case.problem.dim,
+           "dtype": str(case.dtype).replace("torch.", ""), "tol": case.tol, "max_iter": case.max_iter,
+           "family": family, "peer_torchdeq": PEERS[family][1], "peer_scipy": PEERS[family][2]}
+    for what in ("nfe", "ms", "res", "ok", "check", "error"):
+        for lib in LIBRARIES:
+            row[f"{what}_{lib}"] = stats[lib][what]
+
+    def ratio(a, b):
+        return a / b if a is not None and b not in (None, 0) else None
+
+    for lib in ("torchdeq", "scipy"):
+        row[f"time_ratio_{lib}"] = ratio(row["ms_ours"], row[f"ms_{lib}"])
+        row[f"nfe_ratio_{lib}"] = ratio(row["nfe_ours"], row[f"nfe_{lib}"])
+    return row
+
+
+def _plot(rows: list[dict], path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['problem']} B={r['B']} [{r['family'][:3]}]" for r in rows]
+    y = np.arange(len(rows))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 0.28 * len(rows) + 1.5), sharey=True)
+    for ax, key, title in ((axes[0], "time_ratio", "time ours / peer (log)"), (axes[1], "nfe_ratio", "nfe ours / peer (log)")):
+        for i, (lib, colour) in enumerate((("torchdeq", "tab:blue"), ("scipy", "tab:orange"))):
+            vals = [r[f"{key}_{lib}"] or np.nan for r in rows]
+            ax.barh(y + (i - 0.5) * 0.4, vals, height=0.4, color=colour, label=f"vs {lib}")
+        ax.axvline(1.0, color="k", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_title(title)
+        ax.legend(loc="lower right", fontsize=7)
+    axes[0].set_yticks(y)
+    axes[0].set_yticklabels(labels, fontsize=6)
+    axes[0].invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _report(tab: Table) -> str:
+    """Two markdown tables (evaluations and accuracy; times and ratios): one would be too wide to read."""
+    from benchmarks.solver_perf import table
+
+    key = ["problem", "B", "dtype", "tol", "family"]
+    first = key + [f"{w}_{lib}" for w in ("nfe", "res", "ok") for lib in LIBRARIES] + ["check_ours"]
+    second = key + [f"ms_{lib}" for lib in LIBRARIES] + ["time_ratio_torchdeq", "time_ratio_scipy",
+                                                          "nfe_ratio_torchdeq", "nfe_ratio_scipy"]
+    errors = [f"- {r['problem']} B={r['B']} {r['family']} {lib}: {r['error_' + lib]}"
+              for r in tab.rows for lib in LIBRARIES if r["error_" + lib]]
+    return "\n".join(["#### solvers: evaluations, residuals, success", "", tab.description, "",
+                      table(first, [[r[c] for c in first] for r in tab.rows]), "",
+                      "#### solvers: median times (ms) and ratios ours / peer", "",
+                      table(second, [[r[c] for c in second] for r in tab.rows]), "", *errors])
+
+
+def run(ctx: RunContext, bar) -> SuiteResult:
+    """Run the suite at ``ctx.size``; ``bar`` is a tqdm bar advanced once per (problem, family)."""
+    plan, repeats = cases(ctx.size)
+    result = SuiteResult("solvers", {"repeats": repeats, "stop_mode": "abs (largest per-sample L2 norm of f(z) - z)"})
+    tab = result.tables["solves"] = Table(
+        f"One row per problem and solver family. nfe = calls of f (one counting wrapper for all); ms = median "
+        f"wall time of {repeats} interleaved repeats; res = largest per-sample ||f(z) - z||_2 of the returned z, "
+        "recomputed here; ok = finite and res <= tol; check = error against the problem's known fact (tanh, "
+        "slot attention: the residual again; H-equation: |mean x - exact|; Bratu: |u(1/2) - exact|; Broyden "
+        "tridiagonal: max|F|; integral equation: max(|F_29|, |F_28|)). Ratios are ours over the peer (< 1: ours "
+        "faster / fewer evaluations). error = exception raised by a solver, if any.", COLUMNS)
+    bar.reset(total=len(plan) * len(FAMILIES))
+    for case in plan:
+        for family in FAMILIES:
+            bar.set_postfix_str(f"{case.problem.name} B={case.batch} {family}")
+            tab.add(**_bench_case(case, family, repeats, ctx))
+            bar.update()
+    if sopt is None:
+        result.notes.append("scipy is not installed: its columns are empty")
+    if fixed_point_iter is None:
+        result.notes.append("torchdeq is not installed: its columns are empty")
+    result.report = _report(tab)
+    _plot(tab.rows, ctx.out / "solvers_ratios.png")
+    result.plots.append("solvers_ratios.png")
+    return result

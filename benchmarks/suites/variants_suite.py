@@ -1,0 +1,494 @@
+"""Suite ``variants``: the paper's stability study (Chang et al. 2022, Figs. 3b, 5, 6) at CPU scale.
+
+Trains the slot-attention autoencoder (``cpu-small`` on clevr-mirror) with each variant over several
+seeds at equal budgets, then the tricks ablation (no gradient clipping; no warm-up) and iteration counts,
+all through :func:`deqslots.train.train`. Each run is trained in segments with ``resume=True`` (resuming is
+exact, so the trajectory is the uninterrupted one); after each segment the checkpoint is loaded and the
+spectral radius of the slot-attention step's Jacobian is measured on a fixed validation batch, at the
+state the model's own T iterations reach (where its gradient is taken) and at the converged fixed point.
+Loss, gradient norm (before clipping) and validation MSE / FG-ARI come from the run's metrics.csv.
+
+The gradient-clipping threshold is not a guess: a pilot run (vanilla, no clipping, its own seed) measures
+the gradient-norm distribution and the threshold is its ``clip_quantile`` quantile, so clipping binds on
+most steps; the fraction of clipped steps of every run is reported.
+
+Training runs on the CPU whatever ``--device`` says (``TrainConfig`` has no device); the spectral radii
+are measured on ``--device``. SLATE (``model="slate"``) joins the main comparison with ``--with-slate``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Optional
+
+import numpy as np
+import torch
+
+import solvers
+from benchmarks.suites.common import RunContext, SuiteResult, Table
+
+__all__ = ["run", "TABLES", "Plan", "plan_for", "RUN_COLUMNS", "TRAJECTORY_COLUMNS", "CURVE_COLUMNS",
+           "SUMMARY_COLUMNS"]
+
+RUN_COLUMNS = ("run", "model", "groups", "variant", "iters", "seed", "grad_clip", "warmup_steps", "steps",
+               "steps_done", "diverged", "diverged_at", "final_loss", "final_val_mse", "final_val_mse_sum",
+               "final_val_fg_ari", "grad_norm_median", "grad_norm_max", "clipped_frac", "rho_T_final",
+               "rho_fp_final", "seconds")
+TRAJECTORY_COLUMNS = ("run", "model", "variant", "iters", "seed", "tricks", "step", "val_mse", "val_fg_ari",
+                      "rho_T_median", "rho_T_max", "rho_fp_median", "rho_fp_max", "residual_T", "fp_residual",
+                      "fp_converged")
+CURVE_COLUMNS = ("run", "step", "loss", "lr", "grad_norm")
+SUMMARY_COLUMNS = ("group", "model", "variant", "iters", "tricks", "seeds", "diverged", "final_loss_mean",
+                   "val_mse_mean", "val_mse_std", "val_fg_ari_mean", "val_fg_ari_std", "rho_T_mean", "rho_fp_mean",
+                   "grad_norm_max_mean", "clipped_frac_mean")
+TABLES = MappingProxyType({"runs": RUN_COLUMNS, "trajectory": TRAJECTORY_COLUMNS, "curves": CURVE_COLUMNS,
+                           "summary": SUMMARY_COLUMNS})
+SLATE_CLIP = 1.0  # SLATE's recipe (max-norm), used instead of the pilot's threshold for SLATE runs
+TRICKS = MappingProxyType({"clip+warmup": (True, True), "no clip": (False, True), "no warmup": (True, False)})
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything that sizes the study (recorded in results.json)."""
+
+    resolution: int
+    batch_size: int
+    steps: int
+    segments: int
+    seeds: int
+    variants: tuple[str, ...]
+    main_iters: int
+    ablation_variants: tuple[str, ...]
+    iter_variants: tuple[str, ...]
+    iter_counts: tuple[int, ...]
+    pilot_steps: int
+    clip_quantile: float = 0.25
+    lr: float = 4e-4
+    eval_batches: int = 4
+    rho_batch: int = 16
+    data: str = "clevr-mirror"
+    config: str = "cpu-small"
+    with_slate: bool = False
+    aux_seeds: Optional[int] = None  # seeds of the ablation and iteration groups (None = ``seeds``)
+
+    @property
+    def warmup_steps(self) -> int:
+        return max(1, self.steps // 10)
+
+
+ALL = ("vanilla", "IN", "BN", "BB", "IB")
+PLANS = MappingProxyType({
+    "tiny": Plan(16, 4, 4, 1, 1, ("vanilla", "IN"), 3, ("IN",), ("IN",), (3,), 3, eval_batches=1, rho_batch=2),
+    "quick": Plan(16, 8, 40, 2, 1, ("vanilla", "IN"), 3, ("vanilla", "IN"), ("vanilla", "IN"), (1, 3, 7), 20,
+                  eval_batches=2, rho_batch=8),
+    # The paper's stability study uses 7 iterations (vanilla unrolled 7, Broyden capped at 7).
+    "full": Plan(32, 32, 3000, 10, 3, ALL, 7, ("vanilla", "IN"), ("vanilla", "IN"), (1, 3, 7, 15), 200),
+})
+
+
+def plan_for(ctx: RunContext) -> Plan:
+    """The plan of ``ctx.size`` with the command line's overrides (seeds, steps, batch size, ...)."""
+    plan = PLANS[ctx.size]
+    changes = {k: v for k, v in ctx.overrides.items() if k in ("steps", "batch_size", "resolution", "segments",
+                                                                "with_slate", "aux_seeds")}
+    if ctx.seeds is not None:
+        changes["seeds"] = ctx.seeds
+    return dataclasses.replace(plan, **changes)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One training run: model, variant, iterations, seed and which tricks are on."""
+
+    model: str
+    variant: str
+    iters: int
+    seed: int
+    clip: bool
+    warmup: bool
+
+    @property
+    def name(self) -> str:
+        tag = "" if self.model == "slot-attention" else "slate_"
+        return (f"{tag}{self.variant}_T{self.iters}_s{self.seed}_{'clip' if self.clip else 'noclip'}_"
+                f"{'warm' if self.warmup else 'nowarm'}")
+
+    @property
+    def tricks(self) -> str:
+        return next(k for k, v in TRICKS.items() if v == (self.clip, self.warmup))
+
+
+def _specs(plan: Plan) -> dict[Spec, list[str]]:
+    """Every run to train and the groups (main, ablation, iterations, slate) it serves."""
+    runs: dict[Spec, list[str]] = {}
+    for seed in range(plan.seeds):
+        for v in plan.variants:
+            runs.setdefault(Spec("slot-attention", v, plan.main_iters, seed, True, True), []).append("main")
+        aux = seed < (plan.aux_seeds or plan.seeds)
+        for v in plan.ablation_variants if aux else ():
+            for label, (clip, warm) in TRICKS.items():
+                runs.setdefault(Spec("slot-attention", v, plan.main_iters, seed, clip, warm), []).append("ablation")
+        for v in plan.iter_variants if aux else ():
+            for t in plan.iter_counts:
+                runs.setdefault(Spec("slot-attention", v, t, seed, True, True), []).append("iterations")
+        if plan.with_slate:
+            for v in plan.variants:
+                runs.setdefault(Spec("slate", v, plan.main_iters, seed, True, True), []).append("slate")
+    return runs
+
+
+def _config(spec: Spec, plan: Plan, clip_value: float, out: Path, steps: int, segment: int):
+    from deqslots.train import TrainConfig
+
+    slate = spec.model == "slate"  # SLATE keeps its own recipe: lr 1e-4 (dVAE 3e-4), clip 1.0 on the max-norm
+    return TrainConfig(model=spec.model, variant=spec.variant, data=plan.data, config=plan.config,
+                       resolution=plan.resolution, iters=spec.iters, steps=steps, batch_size=plan.batch_size,
+                       seed=spec.seed, lr=None if slate else plan.lr,
+                       warmup_steps=plan.warmup_steps if spec.warmup else 0, decay_steps=0,
+                       grad_clip=(None if slate else clip_value) if spec.clip else 0.0,
+                       grad_clip_type=None if slate else "l2",
+                       eval_every=segment, eval_batches=plan.eval_batches, checkpoint_every=segment, out=str(out),
+                       resume=True, progress=False)
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _num(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _fixed_images(plan: Plan) -> torch.Tensor:
+    from deqslots.batches import BatchStream
+
+    return BatchStream(plan.data, "val", plan.resolution, plan.rho_batch, 0).batch(0)["image"]
+
+
+@torch.no_grad()
+def _spectral(config, checkpoint: Path, images: torch.Tensor, device: torch.device) -> dict:
+    """rho of the step's Jacobian at the model's T-th iterate and at the converged fixed point."""
+    from deqslots.checkpoint import load_checkpoint
+    from deqslots.train import build_model
+
+    model = build_model(config)
+    model.load_state_dict(load_checkpoint(checkpoint)["model"])
+    model.to(device).eval()
+    sa = model.slot_attention
+    captured = {}
+
+    def grab(module, args, kwargs):  # the features the model hands slot attention, whatever the model
+        captured["inputs"] = args[0] if args else kwargs["inputs"]
+
+    handle = sa.register_forward_pre_hook(grab, with_kwargs=True)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model(images.to(device))
+    finally:
+        handle.remove()
+    inputs = sa.norm_inputs(captured["inputs"])
+    k, v = sa.to_k(inputs), sa.to_v(inputs)
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn(k.shape[0], sa.num_slots, sa.slot_dim, generator=gen).to(device)
+    slots0 = sa.slots_mu + sa.slots_log_sigma.exp() * noise
+
+    def step(s):
+        return sa.step(s, k, v)
+
+    z_t, _ = solvers.fixed_point(step, slots0, forward=solvers.Iterate(keep="last"), backward="onestep", tol=None,
+                                 max_iter=config.iters)
+    z_fp, info = solvers.fixed_point(step, slots0, forward="anderson", backward="onestep", tol=1e-5, max_iter=200,
+                                     stop_mode="rel", on_fail="ignore", nonfinite="best")
+    flat = lambda s: s.flatten(1)  # noqa: E731
+    residual_t = torch.linalg.vector_norm(flat(step(z_t) - z_t), dim=1) / torch.linalg.vector_norm(flat(z_t), dim=1)
+    with torch.enable_grad():
+        rho_t = solvers.spectral_radius(step, z_t, iters=60, generator=torch.Generator(device).manual_seed(1)).cpu()
+        rho_fp = solvers.spectral_radius(step, z_fp, iters=60, generator=torch.Generator(device).manual_seed(1)).cpu()
+    return {"rho_T_median": float(rho_t.median()), "rho_T_max": float(rho_t.max()),
+            "rho_fp_median": float(rho_fp.median()), "rho_fp_max": float(rho_fp.max()),
+            "residual_T": float(residual_t.median()), "fp_residual": float(info.residual.median()),
+            "fp_converged": float(info.converged.float().mean())}
+
+
+def _train_run(spec: Spec, groups: list[str], plan: Plan, clip_value: float, ctx: RunContext, images,
+               result: SuiteResult) -> None:
+    from deqslots.train import train
+
+    out = ctx.out / "runs" / spec.name
+    if spec.model == "slate":
+        clip_value = SLATE_CLIP
+    if out.exists():  # our own output from an earlier invocation: start the run afresh
+        shutil.rmtree(out)
+    ends = sorted({max(1, round(plan.steps * (i + 1) / plan.segments)) for i in range(plan.segments)})
+    segment = max(1, plan.steps // plan.segments)
+    began, diverged_at = time.perf_counter(), None
+    for end in ends:
+        config = _config(spec, plan, clip_value, out, end, segment)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                train(config)
+        except FloatingPointError:  # the loss went non-finite: a result of the study, not a crash
+            diverged_at = len(_read_metrics(out / "metrics.csv")) + 1
+            break
+        rows = _read_metrics(out / "metrics.csv")
+        last = rows[-1] if rows else {}
+        rho = _spectral(config, out / "checkpoint.pt", images, ctx.device)
+        result.tables["trajectory"].add(run=spec.name, model=spec.model, variant=spec.variant, iters=spec.iters,
+                                        seed=spec.seed, tricks=spec.tricks, step=end, val_mse=_num(last.get("val_mse")),
+                                        val_fg_ari=_num(last.get("val_fg_ari")), **rho)
+    seconds = time.perf_counter() - began
+    rows = _read_metrics(out / "metrics.csv")
+    for r in rows:
+        result.tables["curves"].add(run=spec.name, step=int(r["step"]), loss=_num(r["loss"]), lr=_num(r["lr"]),
+                                    grad_norm=_num(r["grad_norm"]))
+    norms = np.array([_num(r["grad_norm"]) for r in rows]) if rows else np.array([math.nan])
+    losses = [_num(r["loss"]) for r in rows]
+    tail = losses[-max(1, len(losses) // 10):] if losses else [math.nan]
+    evals = [r for r in rows if r.get("val_mse")]
+    final = evals[-1] if evals else {}
+    traj = [r for r in result.tables["trajectory"].rows if r["run"] == spec.name]
+    result.tables["runs"].add(
+        run=spec.name, model=spec.model, groups="+".join(groups), variant=spec.variant, iters=spec.iters,
+        seed=spec.seed, grad_clip=clip_value if spec.clip else None,
+        warmup_steps=plan.warmup_steps if spec.warmup else 0, steps=plan.steps, steps_done=len(rows),
+        diverged=diverged_at is not None, diverged_at=diverged_at, final_loss=float(np.mean(tail)),
+        final_val_mse=_num(final.get("val_mse")), final_val_mse_sum=_num(final.get("val_mse_sum")),
+        final_val_fg_ari=_num(final.get("val_fg_ari")), grad_norm_median=float(np.nanmedian(norms)),
+        grad_norm_max=float(np.nanmax(norms)),
+        clipped_frac=float(np.mean(norms > clip_value)) if spec.clip else 0.0,
+        rho_T_final=traj[-1]["rho_T_median"] if traj else None, rho_fp_final=traj[-1]["rho_fp_median"] if traj else None,
+        seconds=seconds)
+
+
+def _pilot(plan: Plan, ctx: RunContext) -> tuple[float, list[float]]:
+    """Gradient norms of an unclipped vanilla run (seed 1000): the clip threshold is their low quantile."""
+    from deqslots.train import train
+
+    out = ctx.out / "runs" / "pilot"
+    if out.exists():
+        shutil.rmtree(out)
+    spec = Spec("slot-attention", "vanilla", plan.main_iters, 1000, False, True)
+    config = _config(spec, dataclasses.replace(plan, steps=plan.pilot_steps), 0.0, out, plan.pilot_steps,
+                     plan.pilot_steps)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train(config)
+    norms = [_num(r["grad_norm"]) for r in _read_metrics(out / "metrics.csv")]
+    return float(np.nanquantile(norms, plan.clip_quantile)), norms
+
+
+def _summary(result: SuiteResult, specs: dict[Spec, list[str]]) -> None:
+    runs = {r["run"]: r for r in result.tables["runs"].rows}
+    groups: dict[tuple, list[dict]] = {}
+    for spec, names in specs.items():
+        for group in names:
+            groups.setdefault((group, spec.model, spec.variant, spec.iters, spec.tricks), []).append(runs[spec.name])
+
+    def stats(rows, key):
+        vals = np.array([_num(r[key]) for r in rows if not r["diverged"]], dtype=float)
+        vals = vals[~np.isnan(vals)]
+        return (float(vals.mean()) if vals.size else None, float(vals.std()) if vals.size > 1 else None)
+
+    for (group, model, variant, iters, tricks), rows in groups.items():
+        mse, mse_sd = stats(rows, "final_val_mse")
+        ari, ari_sd = stats(rows, "final_val_fg_ari")
+        result.tables["summary"].add(
+            group=group, model=model, variant=variant, iters=iters, tricks=tricks, seeds=len(rows),
+            diverged=sum(r["diverged"] for r in rows), final_loss_mean=stats(rows, "final_loss")[0],
+            val_mse_mean=mse, val_mse_std=mse_sd, val_fg_ari_mean=ari, val_fg_ari_std=ari_sd,
+            rho_T_mean=stats(rows, "rho_T_final")[0], rho_fp_mean=stats(rows, "rho_fp_final")[0],
+            grad_norm_max_mean=stats(rows, "grad_norm_max")[0], clipped_frac_mean=stats(rows, "clipped_frac")[0])
+
+
+def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+    if window <= 1 or values.size < window:
+        return values
+    kernel = np.ones(window) / window
+    return np.convolve(np.pad(values, (window - 1, 0), mode="edge"), kernel, mode="valid")
+
+
+def _band(ax, result: SuiteResult, names: list[str], key: str, label: str, window: int, colour=None) -> None:
+    """Mean over seeds with a min-max band (runs that diverged end early and are padded with NaN)."""
+    curves = [[r for r in result.tables["curves"].rows if r["run"] == n] for n in names]
+    curves = [c for c in curves if c]
+    if not curves:
+        return
+    length = max(len(c) for c in curves)
+    data = np.full((len(curves), length), np.nan)
+    for i, c in enumerate(curves):
+        data[i, :len(c)] = _smooth(np.array([r[key] for r in c], dtype=float), window)
+    steps = np.arange(1, length + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean, lo, hi = np.nanmean(data, 0), np.nanmin(data, 0), np.nanmax(data, 0)
+    line, = ax.plot(steps, mean, label=label, color=colour, lw=1)
+    ax.fill_between(steps, lo, hi, alpha=0.2, color=line.get_color())
+
+
+def _plots(result: SuiteResult, specs: dict[Spec, list[str]], plan: Plan, clip_value: float, out: Path) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    window = max(1, plan.steps // 30)
+    traj = result.tables["trajectory"].rows
+    summary = result.tables["summary"].rows
+    files = []
+
+    def names(group, **match):
+        return [s.name for s, g in specs.items() if group in g and all(getattr(s, k) == v for k, v in match.items())]
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    for model in ("slot-attention", "slate") if plan.with_slate else ("slot-attention",):
+        group = "main" if model == "slot-attention" else "slate"
+        for v in plan.variants:
+            tag = v if model == "slot-attention" else f"SLATE {v}"
+            _band(axes[0][0], result, names(group, variant=v), "loss", tag, window)
+            _band(axes[0][1], result, names(group, variant=v), "grad_norm", tag, window)
+            pts = {}
+            for r in traj:
+                if r["run"] in names(group, variant=v):
+                    pts.setdefault(r["step"], []).append(r["rho_T_median"])
+            xs = sorted(pts)
+            axes[1][0].plot(xs, [np.mean(pts[x]) for x in xs], marker="o", ms=3, label=tag)
+    axes[0][0].set_yscale("log")
+    axes[0][0].set_title(f"training loss (moving average {window}; band = min-max over seeds)", fontsize=9)
+    axes[0][1].set_yscale("log")
+    axes[0][1].axhline(clip_value, color="k", ls=":", lw=0.8, label=f"clip {clip_value:.3g}")
+    axes[0][1].set_title("gradient norm before clipping", fontsize=9)
+    axes[1][0].set_title("spectral radius of the step's Jacobian at z_T (median over batch, mean over seeds)",
+                         fontsize=8)
+    axes[1][0].axhline(1.0, color="k", lw=0.6)
+    rows = [r for r in summary if r["group"] in ("main", "slate")]
+    x = np.arange(len(rows))
+    ax = axes[1][1]
+    ax.bar(x - 0.2, [r["val_mse_mean"] or np.nan for r in rows], 0.4,
+           yerr=[r["val_mse_std"] or 0 for r in rows], label="val MSE (per pixel)", color="tab:blue")
+    ax2 = ax.twinx()
+    ax2.bar(x + 0.2, [r["val_fg_ari_mean"] or np.nan for r in rows], 0.4,
+            yerr=[r["val_fg_ari_std"] or 0 for r in rows], label="val FG-ARI", color="tab:orange")
+    ax.set_xticks(x)
+    ax.set_xticklabels([r["variant"] if r["model"] == "slot-attention" else f"S-{r['variant']}" for r in rows])
+    ax.set_ylabel("val MSE", color="tab:blue")
+    ax2.set_ylabel("FG-ARI", color="tab:orange")
+    ax.set_title("final validation metrics (mean +- std over seeds)", fontsize=9)
+    for a in (axes[0][0], axes[0][1], axes[1][0]):
+        a.set_xlabel("step")
+        a.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "variants_main.png", dpi=110)
+    plt.close(fig)
+    files.append("variants_main.png")
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for v in plan.ablation_variants:
+        for tricks in TRICKS:
+            clip, warm = TRICKS[tricks]
+            group_names = names("ablation", variant=v, clip=clip, warmup=warm)
+            _band(axes[0], result, group_names, "loss", f"{v} {tricks}", window)
+            _band(axes[1], result, group_names, "grad_norm", f"{v} {tricks}", window)
+    for v in plan.iter_variants:
+        rows = sorted((r for r in summary if r["group"] == "iterations" and r["variant"] == v), key=lambda r: r["iters"])
+        axes[2].errorbar([r["iters"] for r in rows], [r["val_mse_mean"] or np.nan for r in rows],
+                         yerr=[r["val_mse_std"] or 0 for r in rows], marker="o", capsize=3, label=v)
+    axes[0].set_yscale("log")
+    axes[0].set_title("ablation: training loss", fontsize=9)
+    axes[1].set_yscale("log")
+    axes[1].set_title("ablation: gradient norm", fontsize=9)
+    axes[2].set_xscale("log", base=2)
+    axes[2].set_xlabel("iterations T (training)")
+    axes[2].set_title("final val MSE vs iterations", fontsize=9)
+    for a in axes:
+        a.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out / "variants_ablation_iters.png", dpi=110)
+    plt.close(fig)
+    files.append("variants_ablation_iters.png")
+    return files
+
+
+def _slate_available() -> Optional[str]:
+    """None when SLATE can be trained here, else why not."""
+    try:
+        import deqslots
+        from deqslots.train import TrainConfig
+
+        if not hasattr(deqslots, "SLATE"):
+            return "deqslots.SLATE does not exist"
+        TrainConfig(model="slate")
+    except Exception as exc:  # the SLATE work may be mid-way
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def run(ctx: RunContext, bar) -> SuiteResult:
+    """Pilot, then every run of the plan in segments; ``bar`` advances once per training segment."""
+    plan = plan_for(ctx)
+    notes = []
+    if plan.with_slate:
+        why = _slate_available()
+        if why:
+            notes.append(f"SLATE was asked for but cannot be trained here ({why}); it is left out")
+            plan = dataclasses.replace(plan, with_slate=False)
+    specs = _specs(plan)
+    bar.reset(total=1 + len(specs) * plan.segments)
+    bar.set_postfix_str("pilot (clip threshold)")
+    clip_value, pilot_norms = _pilot(plan, ctx)
+    bar.update()
+    result = SuiteResult("variants", {"plan": dataclasses.asdict(plan), "grad_clip": clip_value,
+                                      "pilot_grad_norms": pilot_norms, "warmup_steps": plan.warmup_steps,
+                                      "runs": len(specs), "training_device": "cpu"})
+    result.notes += notes + [
+        f"cpu-small at {plan.resolution}x{plan.resolution} on {plan.data}, batch {plan.batch_size}, {plan.steps} steps, "
+        f"Adam lr {plan.lr}, no lr decay; {plan.seeds} seed(s). Main comparison and iteration counts: gradient "
+        f"clipping at global L2 norm {clip_value:.4g} (the {plan.clip_quantile:.0%} quantile of an unclipped "
+        f"{plan.pilot_steps}-step vanilla pilot's gradient norms) and linear warm-up over {plan.warmup_steps} steps.",
+        "Training ran on the CPU (TrainConfig has no device option); spectral radii on " + str(ctx.device) + "."]
+    result.tables["runs"] = Table(
+        "One row per training run. grad_norm = global L2 norm before clipping (metrics.csv); clipped_frac = "
+        "fraction of steps whose norm exceeded the clip; final_loss = mean training loss over the last 10% of "
+        "steps; final_val_* = last validation (fixed batches); rho_*_final = spectral radius of the step's "
+        "Jacobian at the last checkpoint (median over the fixed batch) at the model's T-th iterate (T) and at the "
+        "converged fixed point (fp); diverged_at = step whose loss was not finite.", RUN_COLUMNS)
+    result.tables["trajectory"] = Table(
+        "Measured after every training segment from the checkpoint, on a fixed validation batch: rho of "
+        "J = d step / d slots at z_T (the model's own T iterations from fixed initial slots) and at the fixed "
+        "point (Anderson, rel. tol 1e-5, at most 200 evaluations); residual_T = median ||f(z_T) - z_T|| / ||z_T||; "
+        "fp_residual / fp_converged = the Anderson solve's median relative residual and converged fraction.",
+        TRAJECTORY_COLUMNS)
+    result.tables["curves"] = Table("Every training step of every run (metrics.csv).", CURVE_COLUMNS)
+    result.tables["summary"] = Table(
+        "Means (and std) over seeds of the runs' final figures, per group; diverged runs are counted, not averaged.",
+        SUMMARY_COLUMNS)
+    images = _fixed_images(plan)
+    for spec, groups in specs.items():
+        bar.set_postfix_str(spec.name)
+        _train_run(spec, groups, plan, clip_value, ctx, images, result)
+        bar.update(plan.segments)
+    _summary(result, specs)
+    result.plots += _plots(result, specs, plan, clip_value, ctx.out)
+    result.report = _report(result)
+    return result
+
+
+def _report(result: SuiteResult) -> str:
+    from benchmarks.suites.common import render_tables
+
+    # The per-step curves are in results.json only: thousands of rows help nobody in markdown.
+    return render_tables(result, only=("summary", "runs"))

@@ -1,0 +1,106 @@
+"""The benchmark runner's quick path at tiny sizes: it runs, and results.json follows the schema.
+
+No timing is asserted anywhere: timings are measurements, not properties of the code.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from benchmarks.__main__ import main
+from benchmarks.suites import SUITE_MODULES, load_suite
+from benchmarks.suites.common import Table, validate_results
+
+
+@pytest.fixture(scope="module")
+def all_tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    doc = main(["all", "--tiny", "--out", str(out), "--no-progress"])
+    return out, doc
+
+
+@pytest.mark.parametrize("suite", list(SUITE_MODULES))
+def test_each_suite_writes_results_with_every_column(all_tiny, suite):
+    out, _ = all_tiny
+    doc = json.loads((out / suite / "results.json").read_text())
+    validate_results(doc, load_suite(suite).TABLES)
+    assert doc["suite"] == suite
+    assert doc["command"].startswith("python -m benchmarks all --tiny")
+    assert doc["machine"]["torch"] == torch.__version__
+    assert (out / suite / "report.md").read_text().strip()
+    for plot in doc["plots"]:
+        assert (out / suite / plot).stat().st_size > 0
+
+
+def test_combined_document(all_tiny):
+    out, doc = all_tiny
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["suite"] == "all" and set(on_disk["suites"]) == set(SUITE_MODULES)
+    assert set(doc["suites"]) == set(SUITE_MODULES)
+    report = (out / "report.md").read_text()
+    assert all(f"### {name}" in report for name in SUITE_MODULES)
+
+
+def test_solvers_rows_cover_every_family_and_library(all_tiny):
+    out, _ = all_tiny
+    rows = json.loads((out / "solvers" / "results.json").read_text())["tables"]["solves"]["rows"]
+    assert {r["family"] for r in rows} == {"iterate", "anderson", "broyden"}
+    for r in rows:
+        assert r["nfe_ours"] > 0 and r["nfe_torchdeq"] > 0 and r["nfe_scipy"] > 0
+    # Known answers: the H-equation's mean is exact for the discrete system.
+    h = [r for r in rows if r["problem"].startswith("H-equation")]
+    assert h and all(r["check_ours"] < 1e-6 for r in h)
+
+
+def test_backward_fidelity_and_memory_are_sane(all_tiny):
+    out, _ = all_tiny
+    tables = json.loads((out / "backward" / "results.json").read_text())["tables"]
+    tanh = [r for r in tables["fidelity"]["rows"] if r["problem"].startswith("tanh")]
+    assert all(-1.0 <= r["cosine"] <= 1.0 + 1e-9 for r in tanh)
+    # On a contraction Neumann(k) approaches the exact gradient as k grows.
+    by_k = {r["k"]: r["cosine"] for r in tanh if r["mode"] == "neumann"}
+    assert by_k[max(by_k)] >= by_k[min(by_k)]
+    cost = tables["cost"]["rows"]
+    unrolled = sorted((r["T"], r["saved_bytes"]) for r in cost if r["mode"] == "unrolled" and r["problem"].startswith("tanh"))
+    onestep = {r["saved_bytes"] for r in cost if r["mode"] == "onestep" and r["problem"].startswith("tanh")}
+    assert unrolled[-1][1] > unrolled[0][1] and len(onestep) == 1  # linear in T vs constant
+
+
+def test_variants_runs_train_and_measure(all_tiny):
+    out, _ = all_tiny
+    doc = json.loads((out / "variants" / "results.json").read_text())
+    runs = doc["tables"]["runs"]["rows"]
+    assert {r["variant"] for r in runs} >= {"vanilla", "IN"}
+    assert all(r["steps_done"] == r["steps"] and not r["diverged"] for r in runs)
+    assert doc["settings"]["grad_clip"] > 0
+    assert all(r["rho_T_median"] > 0 for r in doc["tables"]["trajectory"]["rows"])
+
+
+def test_table_rejects_rows_missing_a_column():
+    tab = Table("t", ("a", "b"))
+    tab.add(a=1, b=2)
+    with pytest.raises(KeyError):
+        tab.add(a=1)
+
+
+def test_validate_results_catches_schema_breaks(all_tiny):
+    out, _ = all_tiny
+    doc = json.loads((out / "solvers" / "results.json").read_text())
+    broken = json.loads(json.dumps(doc))
+    del broken["machine"]
+    with pytest.raises(ValueError):
+        validate_results(broken)
+    broken = json.loads(json.dumps(doc))
+    broken["tables"]["solves"]["rows"][0].pop("nfe_ours")
+    with pytest.raises(ValueError):
+        validate_results(broken)
+
+
+def test_cuda_request_without_cuda_is_a_clear_error(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(RuntimeError, match="cuda"):
+        main(["solvers", "--tiny", "--device", "cuda", "--out", str(tmp_path)])
