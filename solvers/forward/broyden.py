@@ -13,6 +13,9 @@ from .base import FlatMap, ForwardSolver
 
 __all__ = ["Broyden"]
 
+# A residual this many times the previous one means the step diverged (see the restart in solve()).
+_BLOWUP = 1e4
+
 
 @options
 class Broyden(ForwardSolver):
@@ -24,7 +27,10 @@ class Broyden(ForwardSolver):
     negligible relative to the step are skipped per sample, which keeps float32 runs finite.
 
     Args:
-        memory: most rank-one updates kept.
+        memory: most rank-one updates kept; None (default) keeps all of them, i.e. ``max_iter``, as
+            torchdeq does. A bound overwrites the oldest update, which costs convergence on hard problems
+            (on a random slot-attention step, memory 30 left 28 of 32 samples unconverged after 100
+            evaluations where full memory converged 31).
         line_search: backtrack (halve the step, at most ``max_backtracks`` times) for samples whose
             residual did not decrease; each backtrack costs one batched evaluation of ``f``.
         max_backtracks: see ``line_search``.
@@ -37,14 +43,15 @@ class Broyden(ForwardSolver):
         True
     """
 
-    memory: int = 30
+    memory: Optional[int] = None
     line_search: bool = False
     max_backtracks: int = 3
 
     name = "broyden"
 
     def __post_init__(self) -> None:
-        check_positive_int("Broyden memory", self.memory)
+        if self.memory is not None:
+            check_positive_int("Broyden memory", self.memory)
         check_positive_int("Broyden max_backtracks", self.max_backtracks, minimum=0)
         if not isinstance(self.line_search, bool):
             raise TypeError(f"Broyden line_search must be True or False; got {self.line_search!r}")
@@ -52,7 +59,7 @@ class Broyden(ForwardSolver):
     def solve(self, f: FlatMap, z0: torch.Tensor, tol: Optional[float], max_iter: int,
               stop_mode: str = "abs", nonfinite: str = "raise") -> tuple[torch.Tensor, SolveInfo]:
         batch, dim = z0.shape
-        m = self.memory
+        m = self.memory if self.memory is not None else max(1, max_iter - 1)
         progress = Progress(z0, tol, stop_mode, nonfinite)
         z = z0
         fz = f(z)
@@ -78,6 +85,16 @@ class Broyden(ForwardSolver):
             else:
                 g_new = f_new - z_new
                 res_new = residual_from_step(g_new, f_new, stop_mode)
+            restarted = None
+            if n_stored and not bool(torch.isfinite(res_new).all() and (res_new <= _BLOWUP * res).all()):
+                # A step that blew up (NaN/Inf, or the residual grew by orders of magnitude: the low-rank
+                # inverse has gone bad, typically in float32) is undone for those samples and their
+                # memory is cleared, so they restart from their last iterate with a plain step.
+                restarted = ~(torch.isfinite(res_new) & (res_new <= _BLOWUP * res))
+                back = restarted.unsqueeze(1)
+                z_new, g_new = torch.where(back, z, z_new), torch.where(back, g, g_new)
+                res_new = torch.where(restarted, res, res_new)
+                us, vs = torch.where(back.unsqueeze(2), 0.0, us), torch.where(back.unsqueeze(2), 0.0, vs)
             going = progress.record(z_new, res_new)
             if not going or nfe >= max_iter:
                 break
@@ -105,6 +122,8 @@ class Broyden(ForwardSolver):
             usable = denom.abs() > tiny * scale
             if not progress.all_active:
                 usable = usable & progress.active
+            if restarted is not None:
+                usable = usable & ~restarted
             keep = usable.unsqueeze(1)
             u = torch.where(keep, u_raw / torch.where(usable, denom, 1.0).unsqueeze(1), 0.0)
             v = torch.where(keep, dz_h, 0.0)
