@@ -13,7 +13,8 @@ __all__ = ["main"]
 
 
 def _optional_float(text: str) -> Optional[float]:
-    return None if text.lower() in ("none", "off") else float(text)
+    # "off" is 0 (no clipping) rather than None, which means "the model's default" (SLATE clips at 1.0)
+    return 0.0 if text.lower() in ("none", "off") else float(text)
 
 
 def _train_parser(commands) -> None:
@@ -21,21 +22,33 @@ def _train_parser(commands) -> None:
 
     d = TrainConfig()
     p = commands.add_parser("train", help="train a model; writes metrics.csv, checkpoint.pt and figures to --out")
-    p.add_argument("--model", default=d.model, choices=["slot-attention"])
+    p.add_argument("--model", default=d.model, choices=["slot-attention", "slate"])
     p.add_argument("--variant", default=d.variant, choices=["vanilla", "IN", "BN", "BB", "IB"])
     p.add_argument("--data", default=d.data,
                    help="shapes | clevr-mirror | stacks (generated), folder:PATH or hdf5:PATH (on disk)")
-    p.add_argument("--config", default=d.config, help="named architecture: cpu-small, paper-32, paper-64, paper-128")
+    p.add_argument("--config", default=d.config, help="named architecture: cpu-small, paper-32, paper-64, "
+                   "paper-128 (slot-attention); cpu-small, paper-64, paper-96 (slate)")
     p.add_argument("--resolution", type=int, default=None)
     p.add_argument("--iters", type=int, default=None, help="slot-attention iterations in training")
     p.add_argument("--num-slots", type=int, default=None)
+    p.add_argument("--vocab-size", type=int, default=None, help="slate: dVAE vocabulary (default: the config's)")
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--warmup-steps", type=int, default=None, help="default min(10000, steps/10); 0 = off")
-    p.add_argument("--decay-steps", type=int, default=None, help="lr halves every N steps; default 100000; 0 = off")
-    p.add_argument("--grad-clip", type=_optional_float, default=None, help="clip the gradient norm (default off)")
+    p.add_argument("--lr", type=float, default=None, help="default 4e-4 (slot-attention), 1e-4 (slate, non-dVAE)")
+    p.add_argument("--dvae-lr", type=float, default=None, help="slate: the dVAE's learning rate (default 3e-4)")
+    p.add_argument("--warmup-steps", type=int, default=None,
+                   help="default min(10000, steps/10) (slate: min(30000, steps/10)); 0 = off")
+    p.add_argument("--decay-steps", type=int, default=None,
+                   help="lr halves every N steps; default 100000 (slate: off); 0 = off")
+    p.add_argument("--grad-clip", type=_optional_float, default=None,
+                   help="clip the gradient norm; off/0 = off (default: off for slot-attention, 1.0 for slate)")
+    p.add_argument("--grad-clip-type", default=None, choices=["l2", "inf"],
+                   help="norm clipped: l2 (slot-attention default) or inf (slate default, as SLATE's code)")
+    p.add_argument("--tau-start", type=float, default=d.tau_start, help="slate: Gumbel-softmax temperature at step 0")
+    p.add_argument("--tau-final", type=float, default=d.tau_final, help="slate: temperature after the annealing")
+    p.add_argument("--tau-steps", type=int, default=None,
+                   help="slate: cosine annealing length (default min(30000, steps/2)); 0 = constant --tau-start")
     p.add_argument("--eval-every", type=int, default=d.eval_every)
     p.add_argument("--eval-batches", type=int, default=d.eval_batches)
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
@@ -69,7 +82,16 @@ def _run_eval(args: argparse.Namespace) -> int:
     model = build_model(config)
     model.load_state_dict(state["model"])
     stream = BatchStream(config.data, args.split, model.config.resolution, config.batch_size, config.seed)
-    result = evaluate(model, stream, args.batches, seed=config.seed, iters=args.iters)
+    fid = None
+    if config.model == "slate":
+        from .slate.fid import fid_scorer
+
+        fid = fid_scorer(args.fid_weights, log=lambda message: print(message, file=sys.stderr))
+    elif args.fid_weights:
+        raise ValueError("--fid-weights applies to SLATE runs (train --model slate)")
+    result = evaluate(model, stream, args.batches, seed=config.seed, iters=args.iters, fid=fid)
+    if config.model == "slate":
+        result.setdefault("fid", None)  # null in the JSON: skipped for want of weights
     result.update(split=args.split, batches=args.batches, images=args.batches * config.batch_size,
                   iters=args.iters or model.config.eval_iters or model.config.iters, step=int(state["step"]))
     (run / f"eval_{args.split}.json").write_text(json.dumps(result, indent=2))
@@ -85,13 +107,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     demo = commands.add_parser("demo", help="the main job: a solver tour, then vanilla vs IN slot attention")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--steps", type=int, default=None, help="training steps per variant (default: fit the budget)")
-    demo.add_argument("--minutes", type=float, default=8.0, help="time budget for the two training runs")
+    demo.add_argument("--minutes", type=float, default=6.0, help="time budget for the two training runs")
     _train_parser(commands)
-    ev = commands.add_parser("eval", help="evaluate a trained run: MSE and FG-ARI; writes DIR/eval_SPLIT.json")
+    ev = commands.add_parser("eval", help="evaluate a trained run: MSE and FG-ARI (slate: through the slots, "
+                             "CE, FID); writes DIR/eval_SPLIT.json")
     ev.add_argument("run", help="the run folder given to train --out")
     ev.add_argument("--split", default="test", choices=["train", "val", "test"])
     ev.add_argument("--batches", type=int, default=10)
     ev.add_argument("--iters", type=int, default=None, help="slot-attention iterations at evaluation")
+    ev.add_argument("--fid-weights", default=None, metavar="PATH",
+                    help="slate: FID feature network, pytorch-fid's pt_inception-2015-12-05-6726825d.pth, or a "
+                    "torch.export / TorchScript file (no downloads); without it FID is skipped")
     args = parser.parse_args(argv)
     try:
         if args.command == "train":

@@ -1,4 +1,4 @@
-"""Evaluation of a slot autoencoder: reconstruction MSE (both conventions) and FG-ARI."""
+"""Evaluation of a slot autoencoder (reconstruction MSE in both conventions, FG-ARI), or of SLATE."""
 
 from __future__ import annotations
 
@@ -9,23 +9,32 @@ import torch
 
 from .batches import BatchStream
 from .metrics import fg_ari, mse_per_image_sum, mse_per_pixel
+from .slate.evaluate import evaluate_slate
+from .slate.fid import FIDScore
+from .slate.model import SLATE
 
 __all__ = ["evaluate"]
 
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, stream: BatchStream, batches: int = 4, seed: int = 0,
-             iters: Optional[int] = None) -> dict[str, float]:
+             iters: Optional[int] = None, fid: Optional[FIDScore] = None) -> dict[str, float]:
     """Mean metrics over the first ``batches`` batches of ``stream`` (the same every time).
 
     The slot initialisation uses its own seeded RNG, so evaluation neither depends on nor disturbs the
-    training RNG (a resumed run stays identical to an uninterrupted one).
+    training RNG (a resumed run stays identical to an uninterrupted one). A :class:`deqslots.SLATE`
+    model is evaluated by :func:`deqslots.slate.evaluate.evaluate_slate` (its metrics, and FID when a
+    :class:`~deqslots.slate.fid.FIDScore` is passed as ``fid``).
 
     Returns:
         ``mse`` (mean per pixel and channel, images in [0, 1]), ``mse_sum`` (per-image sum of squared
         errors with images in [0, 1], averaged: SLATE's / the paper's Table 3 convention) and
         ``fg_ari`` (mean over images with foreground; NaN when the data has no masks).
     """
+    if isinstance(model, SLATE):
+        return evaluate_slate(model, stream, batches, seed=seed, iters=iters, fid=fid)
+    if fid is not None:
+        raise ValueError("FID is computed for SLATE runs only (reconstructions through the slot bottleneck)")
     was_training = model.training
     model.eval()
     totals = {"mse": 0.0, "mse_sum": 0.0}

@@ -1,7 +1,8 @@
-"""Training of the slot-attention autoencoder, readable top to bottom.
+"""Training of the slot-attention autoencoder and of SLATE, readable top to bottom.
 
 ``deqslots train ...`` builds a :class:`TrainConfig` from its flags and calls :func:`train`.
-Everything a run writes lands in ``config.out``: metrics.csv, checkpoint.pt, loss_curve.png, slots.png.
+Everything a run writes lands in ``config.out``: metrics.csv, checkpoint.pt, loss_curve.png, slots.png
+(and ce_curve.png for SLATE).
 """
 
 from __future__ import annotations
@@ -25,30 +26,51 @@ from .evaluate import evaluate
 from .figures import plot_loss_curves, plot_slot_grid
 from .metrics import mse_per_pixel
 from .schedule import learning_rate
+from .slate import SLATE, cosine_anneal, slate_config_for
+from .slate.figures import plot_slate_grid
 from .slot_attention import VARIANTS
 
-__all__ = ["TrainConfig", "train", "build_model", "METRIC_COLUMNS"]
+__all__ = ["TrainConfig", "train", "build_model", "METRIC_COLUMNS", "SLATE_METRIC_COLUMNS"]
 
 METRIC_COLUMNS = ["step", "loss", "lr", "grad_norm", "elapsed_s", "val_mse", "val_mse_sum", "val_fg_ari"]
-MODELS = ("slot-attention",)
+# SLATE: ce is summed over tokens per image (SLATE's / the paper's unit), dvae_mse summed per image;
+# val_mse / val_mse_sum are reconstructions through the slots (generated tokens).
+SLATE_METRIC_COLUMNS = ["step", "loss", "lr", "dvae_lr", "grad_norm", "elapsed_s", "ce", "ce_per_token", "dvae_mse",
+                        "tau", "val_mse", "val_mse_sum", "val_dvae_mse_sum", "val_ce", "val_fg_ari"]
+MODELS = ("slot-attention", "slate")
+# Recipes that differ by model when a field is left None: Slot Attention's and SLATE's.
+_DEFAULTS = {
+    "slot-attention": dict(lr=4e-4, grad_clip=None, grad_clip_type="l2", warmup_cap=10_000, decay=100_000),
+    "slate": dict(lr=1e-4, dvae_lr=3e-4, grad_clip=1.0, grad_clip_type="inf", warmup_cap=30_000, decay=0),
+}
 
 
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (saved in the checkpoint).
 
+    Fields left None take the model's recipe: Slot Attention's for "slot-attention", SLATE's for "slate".
+
     Attributes:
-        model: "slot-attention".
+        model: "slot-attention" | "slate".
         variant: "vanilla" | "IN" | "BN" | "BB" | "IB".
         data: a procedural data set (shapes, clevr-mirror, stacks), folder:PATH or hdf5:PATH.
-        config: named architecture (see ``deqslots.CONFIGS``).
+        config: named architecture (``deqslots.CONFIGS`` or, for SLATE, ``deqslots.SLATE_CONFIGS``).
         resolution, iters, num_slots: override the named architecture's values when set.
+        vocab_size: SLATE only: override the dVAE vocabulary.
         steps: optimisation steps in total (a resumed run continues up to it).
         batch_size, seed: as usual; the seed fixes initialisation, data and slot noise.
-        lr: peak Adam learning rate (Slot Attention: 4e-4).
-        warmup_steps: linear warm-up; None = min(10000, steps // 10); 0 = off.
-        decay_steps: lr halves every ``decay_steps``; None = 100000 (Slot Attention); 0 = off.
-        grad_clip: clip the global gradient norm to this; None = off.
+        lr: peak Adam learning rate; None = 4e-4 (Slot Attention) or 1e-4 (SLATE, all but the dVAE).
+        dvae_lr: SLATE only: the dVAE's learning rate (no warm-up); None = 3e-4.
+        warmup_steps: linear warm-up of ``lr``; None = min(10000, steps // 10) (SLATE: min(30000, steps // 10));
+            0 = off.
+        decay_steps: lr halves every ``decay_steps``; None = 100000 (Slot Attention) or off (SLATE); 0 = off.
+        grad_clip: clip the global gradient norm to this; 0 = off; None = off (Slot Attention) or 1.0 (SLATE).
+        grad_clip_type: "l2" or "inf" (the largest absolute gradient entry, as SLATE's code clips);
+            None = "l2" (Slot Attention) or "inf" (SLATE).
+        tau_start, tau_final, tau_steps: SLATE's Gumbel-softmax temperature, cosine-annealed from start to
+            final over ``tau_steps``; None = min(30000, steps // 2); 0 = constant ``tau_start``. (Defaults that
+            follow ``steps`` change if a resumed run is given more steps: pass them explicitly to extend a run.)
         eval_every, eval_batches: periodic validation (MSE, FG-ARI) on fixed batches.
         checkpoint_every: steps between atomic checkpoints (and one at the end).
         out: run folder. resume: continue from ``out/checkpoint.pt``.
@@ -64,13 +86,19 @@ class TrainConfig:
     resolution: Optional[int] = None
     iters: Optional[int] = None
     num_slots: Optional[int] = None
+    vocab_size: Optional[int] = None
     steps: int = 1000
     batch_size: int = 32
     seed: int = 0
-    lr: float = 4e-4
+    lr: Optional[float] = None
+    dvae_lr: Optional[float] = None
     warmup_steps: Optional[int] = None
     decay_steps: Optional[int] = None
     grad_clip: Optional[float] = None
+    grad_clip_type: Optional[str] = None
+    tau_start: float = 1.0
+    tau_final: float = 0.1
+    tau_steps: Optional[int] = None
     eval_every: int = 200
     eval_batches: int = 4
     checkpoint_every: int = 200
@@ -89,40 +117,108 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0; got {self.lr}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be > 0 or None (off); got {self.grad_clip}")
+        # Resolve the model's recipe now, so checkpoints record (and resume compares) concrete values.
+        defaults = _DEFAULTS[self.model]
+        if self.model != "slate":
+            for name in ("dvae_lr", "vocab_size", "tau_steps"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} is a SLATE setting; use it with model='slate' (--model slate)")
+        else:
+            self.dvae_lr = defaults["dvae_lr"] if self.dvae_lr is None else self.dvae_lr
+            self.grad_clip = defaults["grad_clip"] if self.grad_clip is None else self.grad_clip
+        self.lr = defaults["lr"] if self.lr is None else self.lr
+        self.grad_clip_type = self.grad_clip_type or defaults["grad_clip_type"]
+        for name in ("lr", "dvae_lr"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be > 0; got {value}")
+        if self.grad_clip is not None and not self.grad_clip >= 0:
+            raise ValueError(f"grad_clip must be > 0 to clip, 0 for off, or None for the model's default; "
+                             f"got {self.grad_clip}")
+        if self.grad_clip_type not in ("l2", "inf"):
+            raise ValueError(f"grad_clip_type must be 'l2' or 'inf'; got {self.grad_clip_type!r}")
+        if not (self.tau_start > 0 and self.tau_final > 0):
+            raise ValueError(f"tau_start and tau_final must be > 0; got {self.tau_start}, {self.tau_final}")
+        if self.tau_steps is not None and (isinstance(self.tau_steps, bool) or self.tau_steps < 0):
+            raise ValueError(f"tau_steps must be >= 0 (0 = constant tau_start) or None; got {self.tau_steps}")
 
     @property
     def warmup(self) -> int:
-        return min(10_000, self.steps // 10) if self.warmup_steps is None else self.warmup_steps
+        cap = _DEFAULTS[self.model]["warmup_cap"]
+        return min(cap, self.steps // 10) if self.warmup_steps is None else self.warmup_steps
 
     @property
     def decay(self) -> int:
-        return 100_000 if self.decay_steps is None else self.decay_steps
+        return _DEFAULTS[self.model]["decay"] if self.decay_steps is None else self.decay_steps
+
+    @property
+    def tau_anneal(self) -> int:
+        """Steps of the temperature annealing (SLATE)."""
+        return min(30_000, self.steps // 2) if self.tau_steps is None else self.tau_steps
+
+    def tau(self, step: int) -> float:
+        """SLATE's Gumbel-softmax temperature at 0-based ``step``."""
+        return cosine_anneal(step, self.tau_start, self.tau_final, self.tau_anneal)
 
     def model_config(self):
         changes = {"variant": self.variant}
-        for name in ("resolution", "iters", "num_slots"):
+        for name in ("resolution", "iters", "num_slots", "vocab_size"):
             if getattr(self, name) is not None:
                 changes[name] = getattr(self, name)
+        if self.model == "slate":
+            return slate_config_for(self.config, **changes)
         return config_for(self.config, **changes)
 
 
-def build_model(config: TrainConfig) -> SlotAutoencoder:
+def build_model(config: TrainConfig) -> torch.nn.Module:
+    """The model a config describes: a :class:`SlotAutoencoder` or a :class:`deqslots.SLATE`."""
+    if config.model == "slate":
+        return SLATE(config.model_config())
     return SlotAutoencoder(config.model_config())
+
+
+def _make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.model == "slate":
+        groups = model.parameter_groups()
+        return torch.optim.Adam([{"params": groups["dvae"], "lr": config.dvae_lr},
+                                 {"params": groups["main"], "lr": config.lr}])
+    return torch.optim.Adam(model.parameters(), lr=config.lr)
+
+
+def _set_learning_rates(optimizer: torch.optim.Optimizer, config: TrainConfig, step: int) -> dict[str, float]:
+    """Schedule for this step; SLATE's dVAE group has its own rate and no warm-up (as in SLATE)."""
+    lr = learning_rate(step, config.lr, config.warmup, 0.5, config.decay)
+    if config.model != "slate":
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        return {"lr": lr}
+    dvae_lr = learning_rate(step, config.dvae_lr, 0, 0.5, config.decay)
+    optimizer.param_groups[0]["lr"], optimizer.param_groups[1]["lr"] = dvae_lr, lr
+    return {"lr": lr, "dvae_lr": dvae_lr}
+
+
+def _train_loss(model: torch.nn.Module, config: TrainConfig, images: torch.Tensor, step: int
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loss to minimise and the model-specific metrics.csv entries."""
+    if config.model != "slate":
+        return mse_per_pixel(model(images)["recon"], images), {}
+    tau = config.tau(step)
+    losses = model(images, tau=tau)
+    extras = {key: float(losses[key].detach()) for key in ("ce", "ce_per_token", "dvae_mse")}
+    return losses["loss"], {**extras, "tau": tau}
 
 
 def _same_run(saved: dict, config: TrainConfig) -> list[str]:
     """Fields that define the run and differ between a checkpoint and the requested config."""
     defining = ("model", "variant", "data", "config", "resolution", "iters", "num_slots", "batch_size", "seed",
-                "lr", "warmup_steps", "decay_steps", "grad_clip")
+                "lr", "warmup_steps", "decay_steps", "grad_clip", "vocab_size", "dvae_lr", "grad_clip_type",
+                "tau_start", "tau_final", "tau_steps")
     now = dataclasses.asdict(config)
-    return [f"{k}: checkpoint {saved.get(k)!r} vs now {now[k]!r}" for k in defining if saved.get(k) != now[k]]
+    # a field a checkpoint predates (added since) counts as matching
+    return [f"{k}: checkpoint {saved.get(k)!r} vs now {now[k]!r}" for k in defining if saved.get(k, now[k]) != now[k]]
 
 
-def _open_metrics(path: Path, keep_until: Optional[int]) -> None:
+def _open_metrics(path: Path, keep_until: Optional[int], columns: Optional[list[str]] = None) -> None:
     """Start metrics.csv, or on resume drop rows logged after the checkpoint (they will be redone)."""
     rows = []
     if keep_until is not None and path.exists():
@@ -130,7 +226,7 @@ def _open_metrics(path: Path, keep_until: Optional[int]) -> None:
             rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= keep_until]
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, METRIC_COLUMNS)
+        writer = csv.DictWriter(handle, columns or METRIC_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
     tmp.replace(path)
@@ -151,7 +247,8 @@ def train(config: TrainConfig) -> dict:
     # Model, optimiser and data. The seed fixes the initial weights; data depends only on (seed, step).
     torch.manual_seed(config.seed)
     model = build_model(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = _make_optimizer(model, config)
+    columns = SLATE_METRIC_COLUMNS if config.model == "slate" else METRIC_COLUMNS
     res = model.config.resolution
     train_data = BatchStream(config.data, "train", res, config.batch_size, config.seed)
     val_data = BatchStream(config.data, "val", res, config.batch_size, config.seed)
@@ -166,7 +263,7 @@ def train(config: TrainConfig) -> dict:
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
         start = int(state["step"])
-    _open_metrics(metrics_path, keep_until=start if start else None)
+    _open_metrics(metrics_path, keep_until=start if start else None, columns=columns)
     writer = _tensorboard(out) if config.tensorboard else None
 
     def save(step: int) -> None:
@@ -179,13 +276,11 @@ def train(config: TrainConfig) -> dict:
     began = time.perf_counter()
     last_eval: dict = {}
     with open(metrics_path, "a", newline="") as handle:
-        log = csv.DictWriter(handle, METRIC_COLUMNS)
+        log = csv.DictWriter(handle, columns)
         for step in bar:
-            lr = learning_rate(step, config.lr, config.warmup, 0.5, config.decay)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            lrs = _set_learning_rates(optimizer, config, step)
             images = train_data.batch(step)["image"]
-            loss = mse_per_pixel(model(images)["recon"], images)
+            loss, extras = _train_loss(model, config, images, step)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"loss became {loss.item()} at step {step}; the last checkpoint in {out} is intact. Try "
@@ -193,24 +288,29 @@ def train(config: TrainConfig) -> dict:
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip or math.inf)
+            norm_type = math.inf if config.grad_clip_type == "inf" else 2.0
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip or math.inf, norm_type)
             optimizer.step()
 
-            row = {"step": step + 1, "loss": f"{loss.item():.6g}", "lr": f"{lr:.6g}",
-                   "grad_norm": f"{float(grad_norm):.6g}", "elapsed_s": f"{time.perf_counter() - began:.3f}"}
+            row = {"step": step + 1, "loss": f"{loss.item():.6g}", "grad_norm": f"{float(grad_norm):.6g}",
+                   "elapsed_s": f"{time.perf_counter() - began:.3f}",
+                   **{key: f"{value:.6g}" for key, value in {**lrs, **extras}.items()}}
             if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
                 last_eval = evaluate(model, val_data, config.eval_batches, seed=config.seed)
-                row.update(val_mse=f"{last_eval['mse']:.6g}", val_mse_sum=f"{last_eval['mse_sum']:.6g}",
-                           val_fg_ari=f"{last_eval['fg_ari']:.6g}")
+                row.update({col: f"{last_eval[col[4:]]:.6g}" for col in columns
+                            if col.startswith("val_") and col[4:] in last_eval})
             log.writerow(row)
             if writer is not None:
-                for key in ("loss", "lr", "grad_norm", "val_mse", "val_fg_ari"):
+                for key in ("loss", "lr", "grad_norm", "val_mse", "val_fg_ari", "ce", "dvae_mse", "tau", "val_ce"):
                     if key in row:
                         writer.add_scalar(key, float(row[key]), step + 1)
             if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
                 handle.flush()
                 save(step + 1)
-            bar.set_postfix(loss=f"{loss.item():.4f}", ari=f"{last_eval.get('fg_ari', float('nan')):.3f}")
+            if config.model == "slate":
+                bar.set_postfix(ce=f"{extras['ce']:.1f}", mse=f"{last_eval.get('mse_sum', float('nan')):.1f}")
+            else:
+                bar.set_postfix(loss=f"{loss.item():.4f}", ari=f"{last_eval.get('fg_ari', float('nan')):.3f}")
     if writer is not None:
         writer.close()
 
@@ -224,16 +324,26 @@ def train(config: TrainConfig) -> dict:
 
 
 @torch.no_grad()
-def write_figures(model: SlotAutoencoder, data: BatchStream, metrics_path: Path, out: Path, seed: int) -> None:
-    """loss_curve.png from metrics.csv and slots.png (input, reconstruction, per-slot masks)."""
+def write_figures(model: torch.nn.Module, data: BatchStream, metrics_path: Path, out: Path, seed: int) -> None:
+    """loss_curve.png from metrics.csv and slots.png (input, reconstruction, per-slot masks).
+
+    For SLATE also ce_curve.png, and slots.png shows the input, the dVAE's own reconstruction, the
+    reconstruction through the slots and the slots' attention masks (the paper's Figure 4 layout).
+    """
     plot_loss_curves({"train loss": metrics_path}, out / "loss_curve.png")
     was_training = model.training
     model.eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         images = data.batch(0)["image"][:4]
-        result = model(images)
+        result = model.reconstruct(images) if isinstance(model, SLATE) else model(images)
     model.train(was_training)
+    if isinstance(model, SLATE):
+        plot_loss_curves({"train": metrics_path}, out / "ce_curve.png", key="ce",
+                         title="token cross-entropy (sum over tokens)")
+        plot_slate_grid(images, [("dVAE", result["recon_dvae"], None),
+                                 (model.config.variant, result["recon"], result["masks"])], out / "slots.png")
+        return
     plot_slot_grid(images, result["recon"], result["masks"], result["rgb"], out / "slots.png")
 
 

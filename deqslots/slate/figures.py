@@ -1,0 +1,72 @@
+"""A figure like Figure 4 of Chang et al. (2022): ground truth, then for each model its reconstruction
+through the slots and its attention masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+__all__ = ["plot_slate_grid"]
+
+Panel = tuple[str, torch.Tensor, Optional[torch.Tensor]]
+
+
+def plot_slate_grid(images: torch.Tensor, panels: Sequence[Panel], out: Union[str, Path], rows: int = 4) -> Path:
+    """One row per image: the input, then per panel a reconstruction and (optionally) its slot masks.
+
+    Each mask is shown as the image inside the mask and white outside, so a slot's object is visible.
+
+    Args:
+        images: ground truth [B, 3, H, W] in [0, 1].
+        panels: ``(label, recon [B, 3, H, W], masks [B, K, H, W] or None)``, e.g.
+            ``[("implicit (IN)", recon_in, masks_in), ("vanilla", recon_v, masks_v)]``.
+        out: the PNG to write.
+        rows: images shown (at most B).
+
+    Returns:
+        ``out`` as a Path.
+
+    Examples:
+        >>> import tempfile, torch
+        >>> x = torch.rand(2, 3, 8, 8)
+        >>> path = plot_slate_grid(x, [("IN", x, torch.rand(2, 3, 8, 8).softmax(1))], tempfile.mktemp(suffix=".png"))
+        >>> path.exists()
+        True
+    """
+    rows = min(rows, images.shape[0])
+    header = ["ground truth"]
+    for label, _, masks in panels:
+        header.append(label)
+        if masks is not None:
+            header += [f"{label} slot {j + 1}" if j == 0 else f"slot {j + 1}" for j in range(masks.shape[1])]
+    fig, axes = plt.subplots(rows, len(header), figsize=(1.3 * len(header), 1.4 * rows), squeeze=False)
+
+    def show(ax, img: torch.Tensor) -> None:
+        ax.imshow(img.permute(1, 2, 0).clamp(0, 1).cpu().numpy())
+
+    for r in range(rows):
+        show(axes[r, 0], images[r])
+        col = 1
+        for _, recon, masks in panels:
+            show(axes[r, col], recon[r])
+            col += 1
+            if masks is not None:
+                for j in range(masks.shape[1]):
+                    m = masks[r, j].unsqueeze(0)
+                    show(axes[r, col], m * images[r] + (1 - m))
+                    col += 1
+    for j, name in enumerate(header):
+        axes[0, j].set_title(name, fontsize=7)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

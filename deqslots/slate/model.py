@@ -1,0 +1,159 @@
+"""SLATE (Singh, Deng & Ahn, ICLR 2022) with the slot-attention variants of Chang et al. (2022)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..slot_attention import SlotAttention
+from .config import SLATEConfig
+from .dvae import DVAE, gumbel_softmax
+from .embedding import TokenEmbedding
+from .generate import generate_tokens
+from .transformer import ImageGPTDecoder
+
+__all__ = ["SLATE"]
+
+
+class SLATE(nn.Module):
+    """dVAE tokens -> slot attention -> image-GPT decoder that predicts the tokens from the slots.
+
+    - The dVAE maps images to vocabulary logits on an H/4 x W/4 grid; in training a Gumbel-softmax sample
+      at temperature ``tau`` is decoded back to pixels (dVAE MSE) and its argmax gives the hard tokens.
+      The hard tokens are integers: no gradient reaches the dVAE from the transformer side.
+    - Slot attention (``config.variant``: vanilla | IN | BN | BB | IB) groups the embedded tokens
+      (dictionary + learned positions, then LayerNorm + MLP) into slots.
+    - A causal transformer with cross-attention to the projected slots predicts token i from tokens < i;
+      its cross-entropy is summed over tokens and averaged over the batch (SLATE's convention; the paper's
+      plateau near 130 for vanilla is in these units).
+
+    Images are in [0, 1]. ``SLATE(config)`` or ``SLATE(variant="IN", ...)`` (changes to the paper
+    configuration).
+
+    Args:
+        config: the architecture (default: SLATE's, 64x64).
+        **changes: fields of :class:`SLATEConfig` to override.
+
+    Examples:
+        >>> import torch
+        >>> from deqslots import SLATE
+        >>> from deqslots.slate import slate_config_for
+        >>> model = SLATE(slate_config_for("cpu-small", resolution=16, variant="IN"))
+        >>> losses = model(torch.rand(2, 3, 16, 16), tau=1.0)
+        >>> sorted(losses)
+        ['ce', 'ce_per_token', 'dvae_mse', 'loss']
+        >>> out = model.reconstruct(torch.rand(2, 3, 16, 16))
+        >>> tuple(out["recon"].shape), tuple(out["masks"].shape)
+        ((2, 3, 16, 16), (2, 7, 16, 16))
+    """
+
+    def __init__(self, config: Optional[SLATEConfig] = None, **changes) -> None:
+        super().__init__()
+        config = config or SLATEConfig()
+        self.config = c = config.replace(**changes) if changes else config
+        self.dvae = DVAE(c.vocab_size, c.dvae_channels)
+        self.embedding = TokenEmbedding(c.vocab_size, c.d_model, c.num_tokens, c.dropout)
+        self.slot_input = nn.Sequential(nn.LayerNorm(c.d_model), nn.Linear(c.d_model, c.mlp_hidden), nn.ReLU(),
+                                        nn.Linear(c.mlp_hidden, c.d_model))
+        self.slot_attention = SlotAttention(c.d_model, c.slot_dim, c.num_slots, c.iters, c.mlp_hidden, c.variant,
+                                            eval_iters=c.eval_iters)
+        self.slot_proj = nn.Linear(c.slot_dim, c.d_model, bias=False)
+        self.decoder = ImageGPTDecoder(c.d_model, c.num_blocks, c.num_heads, c.dropout)
+        self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """``{"dvae": ..., "main": ...}``: SLATE trains them with different learning rates (3e-4, 1e-4)."""
+        dvae = list(self.dvae.parameters())
+        ids = {id(p) for p in dvae}
+        return {"dvae": dvae, "main": [p for p in self.parameters() if id(p) not in ids]}
+
+    def _check(self, images: torch.Tensor) -> None:
+        r = self.config.resolution
+        if images.dim() != 4 or images.shape[1:] != (3, r, r):
+            raise ValueError(f"SLATE expects images [batch, 3, {r}, {r}] in [0, 1]; got {tuple(images.shape)} "
+                             f"(set the config's resolution to match the data)")
+
+    def tokenize(self, images: torch.Tensor, tau: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images -> ``(codes [B, vocab, h, w], tokens [B, N])``.
+
+        In training mode ``codes`` is a Gumbel-softmax sample at temperature ``tau`` (differentiable) and
+        ``tokens`` its argmax; in eval mode ``tokens`` is the argmax of the logits and ``codes`` its one-hot.
+        """
+        logits = self.dvae.encode(images)
+        if self.training:
+            codes = gumbel_softmax(logits.log_softmax(dim=1), tau, dim=1)
+            tokens = codes.argmax(dim=1)
+        else:
+            tokens = logits.argmax(dim=1)
+            codes = F.one_hot(tokens, self.config.vocab_size).permute(0, 3, 1, 2).to(logits.dtype)
+        # detached by construction (argmax); flattened row-major: token j is grid cell (j // w, j % w)
+        return codes, tokens.flatten(1)
+
+    def encode_slots(self, tokens: torch.Tensor, iters: Optional[int] = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Tokens [B, N] -> ``(embedded sequence [B, N + 1, d], slots [B, K, slot_dim], attn [B, K, N])``."""
+        sequence = self.embedding.sequence(tokens)
+        slots, attn = self.slot_attention(self.slot_input(sequence[:, 1:]), return_attn=True, iters=iters)
+        return sequence, slots, attn
+
+    def forward(self, images: torch.Tensor, tau: float = 0.1, iters: Optional[int] = None
+                ) -> dict[str, torch.Tensor]:
+        """Training losses for a batch of images [B, 3, H, W] in [0, 1].
+
+        Args:
+            images: the batch.
+            tau: Gumbel-softmax temperature (training mode only; SLATE anneals it 1.0 -> 0.1).
+            iters: slot-attention iterations for this call (default: the config's).
+
+        Returns:
+            ``loss`` (= dvae_mse + ce), ``ce`` (token cross-entropy summed over tokens, mean over images),
+            ``ce_per_token`` (ce / N) and ``dvae_mse`` (dVAE squared error summed per image, mean over
+            images); all scalars.
+        """
+        self._check(images)
+        batch = images.shape[0]
+        codes, tokens = self.tokenize(images, tau)
+        dvae_mse = (self.dvae.decode(codes) - images).pow(2).sum() / batch
+        sequence, slots, _ = self.encode_slots(tokens, iters)
+        hidden = self.decoder(sequence[:, :-1], self.slot_proj(slots))
+        logits = self.head(hidden)
+        ce = F.cross_entropy(logits.reshape(-1, self.config.vocab_size), tokens.reshape(-1), reduction="sum") / batch
+        return {"loss": dvae_mse + ce, "ce": ce, "ce_per_token": ce / self.config.num_tokens, "dvae_mse": dvae_mse}
+
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor, iters: Optional[int] = None, use_cache: bool = True
+                    ) -> dict[str, torch.Tensor]:
+        """Reconstruct through the slot bottleneck: tokens generated from the slots, then dVAE-decoded.
+
+        Runs in eval mode (restoring the previous mode) and without gradients.
+
+        Args:
+            images: [B, 3, H, W] in [0, 1].
+            iters: slot-attention iterations (default: the config's eval_iters or iters).
+            use_cache: generate with the key/value cache (same result, much faster).
+
+        Returns:
+            ``recon`` (generated tokens decoded, clamped to [0, 1]), ``recon_dvae`` (the image's own
+            tokens decoded: the dVAE's limit), ``tokens`` and ``generated`` [B, N], ``attn`` [B, K, N]
+            (attention of the slots over tokens, softmax over slots) and ``masks`` [B, K, H, W] (``attn``
+            upsampled to pixels), ``slots`` [B, K, slot_dim].
+        """
+        self._check(images)
+        c = self.config
+        was_training = self.training
+        self.eval()
+        try:
+            _, tokens = self.tokenize(images)
+            _, slots, attn = self.encode_slots(tokens, iters)
+            generated, _ = generate_tokens(self.embedding, self.decoder, self.head, self.slot_proj(slots),
+                                           c.num_tokens, use_cache=use_cache)
+            masks = F.interpolate(attn.reshape(-1, c.num_slots, c.grid, c.grid), size=(c.resolution, c.resolution),
+                                  mode="nearest")
+            return {"recon": self.dvae.decode_tokens(generated, c.grid).clamp(0, 1),
+                    "recon_dvae": self.dvae.decode_tokens(tokens, c.grid).clamp(0, 1),
+                    "tokens": tokens, "generated": generated, "attn": attn, "masks": masks, "slots": slots}
+        finally:
+            self.train(was_training)
