@@ -48,6 +48,16 @@ class Problem:
     check: Callable[[torch.Tensor], float] = lambda z: float("nan")
 
 
+def _largest_residual(make) -> Callable[[torch.Tensor], float]:
+    """A ``check`` for problems without a closed-form answer: the largest ||f(z) - z|| of the batch."""
+    def check(z: torch.Tensor) -> float:
+        f, _ = make(z.shape[0], z.dtype, z.device)
+        with torch.no_grad():
+            return float(torch.linalg.vector_norm(f(z) - z, dim=1).max())
+
+    return check
+
+
 # ----------------------------------------------------------------------------------------------------
 # tanh DEQ
 
@@ -95,12 +105,7 @@ def tanh_deq(dim: int = 256, contraction: Union[float, Sequence[float]] = 0.9, s
     facts = {"contraction": cs, "lipschitz_bound": max(cs)}
     prob = Problem(label, dim, make, facts)
 
-    def check(z: torch.Tensor) -> float:
-        f, _ = make(z.shape[0], z.dtype, z.device)
-        with torch.no_grad():
-            return float(torch.linalg.vector_norm(f(z) - z, dim=1).max())
-
-    prob.check = check
+    prob.check = _largest_residual(make)
     return prob
 
 
@@ -390,10 +395,5 @@ def slot_attention_step(num_inputs: int = 64, seed: int = 0, **sizes) -> Problem
     dim = sizes.get("num_slots", 5) * sizes.get("slot_dim", 32)
     prob = Problem(f"slot-attention step N={num_inputs} K={sizes.get('num_slots', 5)}", dim, make)
 
-    def check(z: torch.Tensor) -> float:
-        f, _ = make(z.shape[0], z.dtype, z.device)
-        with torch.no_grad():
-            return float(torch.linalg.vector_norm(f(z) - z, dim=1).max())
-
-    prob.check = check
+    prob.check = _largest_residual(make)
     return prob

@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-__all__ = ["read_metrics", "plot_loss_curves", "plot_slot_grid"]
+__all__ = ["read_metrics", "plot_loss_curves", "plot_slot_grid", "save_grid"]
 
 
 def read_metrics(path: Union[str, Path]) -> dict[str, list[float]]:
@@ -72,8 +72,13 @@ def plot_slot_grid(images: torch.Tensor, recon: torch.Tensor, masks: torch.Tenso
         for j in range(k):
             show(axes[r, j + 2], masks[r, j].unsqueeze(0) * rgb[r, j] + (1 - masks[r, j].unsqueeze(0)))
     header = list(titles) or ["input", "recon"] + [f"slot {j + 1}" for j in range(k)]
+    return save_grid(fig, axes, header, out, fontsize=8)
+
+
+def save_grid(fig, axes, header: Sequence[str], out: Union[str, Path], fontsize: int = 8) -> Path:
+    """Title the first row of an image grid, hide the axes, save it as PNG and close the figure."""
     for j, name in enumerate(header):
-        axes[0, j].set_title(name, fontsize=8)
+        axes[0, j].set_title(name, fontsize=fontsize)
     for ax in axes.flat:
         ax.axis("off")
     fig.tight_layout()

@@ -12,6 +12,8 @@ matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from ..figures import save_grid  # noqa: E402
+
 __all__ = ["plot_slate_grid"]
 
 Panel = tuple[str, torch.Tensor, Optional[torch.Tensor]]
@@ -61,12 +63,4 @@ def plot_slate_grid(images: torch.Tensor, panels: Sequence[Panel], out: Union[st
                     m = masks[r, j].unsqueeze(0)
                     show(axes[r, col], m * images[r] + (1 - m))
                     col += 1
-    for j, name in enumerate(header):
-        axes[0, j].set_title(name, fontsize=7)
-    for ax in axes.flat:
-        ax.axis("off")
-    fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_grid(fig, axes, header, out, fontsize=7)
