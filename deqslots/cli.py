@@ -60,12 +60,16 @@ def _train_parser(commands) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from .train import TrainConfig, train
+    from .train import TrainConfig, TrainingInterrupted, train
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in fields}
     values["progress"] = not args.no_progress
-    summary = train(TrainConfig(**values))
+    try:
+        summary = train(TrainConfig(**values))
+    except TrainingInterrupted as stop:
+        print(f"deqslots train: {stop}", file=sys.stderr)
+        return 128 + stop.signum  # the shell convention for "ended by signal N"
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -11,6 +11,8 @@ import csv
 import dataclasses
 import json
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,7 @@ from .slate import SLATE, cosine_anneal, slate_config_for
 from .slate.figures import plot_slate_grid
 from .slot_attention import VARIANTS
 
-__all__ = ["TrainConfig", "train", "build_model", "METRIC_COLUMNS", "SLATE_METRIC_COLUMNS"]
+__all__ = ["TrainConfig", "train", "build_model", "TrainingInterrupted", "METRIC_COLUMNS", "SLATE_METRIC_COLUMNS"]
 
 METRIC_COLUMNS = ["step", "loss", "lr", "grad_norm", "elapsed_s", "val_mse", "val_mse_sum", "val_fg_ari"]
 # SLATE: ce is summed over tokens per image (SLATE's / the paper's unit), dvae_mse summed per image;
@@ -275,7 +277,7 @@ def train(config: TrainConfig) -> dict:
                desc=f"{config.variant} {config.data}", dynamic_ncols=True)
     began = time.perf_counter()
     last_eval: dict = {}
-    with open(metrics_path, "a", newline="") as handle:
+    with _StopRequests() as stop, open(metrics_path, "a", newline="") as handle:
         log = csv.DictWriter(handle, columns)
         for step in bar:
             lrs = _set_learning_rates(optimizer, config, step)
@@ -300,13 +302,16 @@ def train(config: TrainConfig) -> dict:
                 row.update({col: f"{last_eval[col[4:]]:.6g}" for col in columns
                             if col.startswith("val_") and col[4:] in last_eval})
             log.writerow(row)
+            handle.flush()  # one small write per step: the file is current for anyone watching it
             if writer is not None:
                 for key in ("loss", "lr", "grad_norm", "val_mse", "val_fg_ari", "ce", "dvae_mse", "tau", "val_ce"):
                     if key in row:
                         writer.add_scalar(key, float(row[key]), step + 1)
-            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-                handle.flush()
+            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps or stop.signal:
                 save(step + 1)
+            if stop.signal and step + 1 < config.steps:
+                bar.close()
+                raise TrainingInterrupted(step + 1, stop.signal, out)
             if config.model == "slate":
                 bar.set_postfix(ce=f"{extras['ce']:.1f}", mse=f"{last_eval.get('mse_sum', float('nan')):.1f}")
             else:
@@ -321,6 +326,43 @@ def train(config: TrainConfig) -> dict:
                "steps_per_s": round((config.steps - start) / elapsed, 3) if elapsed > 0 else None, **final}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT/SIGTERM arrived: the step in progress was finished and checkpointed, then training stopped."""
+
+    def __init__(self, step: int, signum: int, out: Path) -> None:
+        self.step, self.signum = step, signum
+        super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint saved in {out}. "
+                         f"Continue with the same command and --resume.")
+
+
+class _StopRequests:
+    """Turns SIGINT/SIGTERM into a flag checked between steps, so a stop never leaves a half-done step.
+
+    A second signal of the same kind gets the default behaviour (e.g. Ctrl-C twice interrupts at once).
+    Handlers can only be installed from the main thread; elsewhere signals keep their default behaviour.
+    """
+
+    def __init__(self) -> None:
+        self.signal = 0
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signal:
+            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+            signal.raise_signal(signum)
+        self.signal = signum
+
+    def __enter__(self) -> "_StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 @torch.no_grad()

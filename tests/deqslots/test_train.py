@@ -128,3 +128,33 @@ def test_folder_data_trains(tmp_path):
     summary = train(tiny(tmp_path / "run", data=f"folder:{root}", steps=2, eval_every=2, checkpoint_every=2))
     assert summary["fg_ari"] != summary["fg_ari"]  # no masks: FG-ARI is NaN, MSE still measured
     assert summary["mse"] > 0
+
+
+def test_sigterm_checkpoints_the_finished_step_and_resume_is_exact(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["train", "--data", "shapes", "--resolution", "16", "--num-slots", "3", "--batch-size", "8",
+            "--steps", "400", "--eval-every", "400", "--eval-batches", "1", "--checkpoint-every", "1000",
+            "--lr", "0.001", "--warmup-steps", "0", "--no-progress"]
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "deqslots", *args, "--out", str(run)],
+                            stderr=subprocess.PIPE, text=True)
+    metrics = run / "metrics.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 4):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM" in err and "--resume" in err
+    stopped_at = load_checkpoint(run / "checkpoint.pt")["step"]
+    assert 3 <= stopped_at < 400 and len(losses(run)) == stopped_at
+    # resume to a short total and compare with an uninterrupted run of the same length
+    total = stopped_at + 3
+    short = [a if a != "400" else str(total) for a in args]
+    assert main([*short, "--out", str(run), "--resume"]) == 0
+    assert main([*short, "--out", str(tmp_path / "straight")]) == 0
+    assert losses(run) == losses(tmp_path / "straight")
