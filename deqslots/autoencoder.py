@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -11,6 +10,7 @@ import torch
 from torch import nn
 
 from .slot_attention import SlotAttention
+from ._replace import replace_fields
 
 __all__ = ["AutoencoderConfig", "SlotAutoencoder", "CONFIGS", "config_for", "SoftPositionEmbedding"]
 
@@ -52,11 +52,7 @@ class AutoencoderConfig:
 
     def replace(self, **changes) -> "AutoencoderConfig":
         """A copy with some fields changed (unknown names are an error)."""
-        valid = {f.name for f in dataclasses.fields(self)}
-        unknown = set(changes) - valid
-        if unknown:
-            raise TypeError(f"unknown config field(s) {sorted(unknown)}; valid: {', '.join(sorted(valid))}")
-        return dataclasses.replace(self, **changes)
+        return replace_fields(self, "config", **changes)
 
 
 # Named configurations: the paper's (Locatello et al.) at three sizes, and a light one for CPUs.

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
 from ..slot_attention import VARIANTS
+from .._replace import replace_fields
 
 __all__ = ["SLATEConfig", "SLATE_CONFIGS", "slate_config_for"]
 
@@ -82,11 +82,7 @@ class SLATEConfig:
 
     def replace(self, **changes) -> "SLATEConfig":
         """A copy with some fields changed (unknown names are an error)."""
-        valid = {f.name for f in dataclasses.fields(self)}
-        unknown = set(changes) - valid
-        if unknown:
-            raise TypeError(f"unknown SLATE config field(s) {sorted(unknown)}; valid: {', '.join(sorted(valid))}")
-        return dataclasses.replace(self, **changes)
+        return replace_fields(self, "SLATE config", **changes)
 
 
 # The paper's sizes (SLATE's hyper-parameters; 96x96 for Chang et al.'s Table 3) and one that trains on a
