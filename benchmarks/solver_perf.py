@@ -519,7 +519,7 @@ def render(results: dict) -> str:
     if results.get("forward"):
         out += ["### (a) Forward solves: ours vs torchdeq 0.1.0", "",
                 "Same f, z0, tol, stop mode, max_iter; each library with its default solver options (ours: "
-                "Anderson(memory=5, ridge=1e-8 relative), Broyden(memory=30); torchdeq: anderson m=6 lam=1e-4, "
+                "Anderson(memory=5, ridge=1e-8 relative), Broyden(memory=None: every update kept); torchdeq: anderson m=6 lam=1e-4, "
                 "broyden memory=max_iter). nfe = calls of f counted by one wrapper. res = max over the batch of "
                 "||f(z)-z|| recomputed for the returned z. Time = median ms. 'f only / tdeq' = time of our nfe "
                 "bare f calls over torchdeq's solve time: the best ratio any solver making our nfe evaluations "
