@@ -57,6 +57,8 @@ def _train_parser(commands) -> None:
     p.add_argument("--tensorboard", action="store_true")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--on-nonfinite", default="stop", choices=["stop", "skip"],
+                   help="a NaN/Inf loss or gradient stops training (default) or skips that update")
 
 
 def _run_train(args: argparse.Namespace) -> int:

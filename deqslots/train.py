@@ -79,6 +79,8 @@ class TrainConfig:
         tensorboard: also log to TensorBoard (needs the tensorboard package).
         threads: torch CPU threads (None = torch's default).
         progress: show a tqdm bar.
+        on_nonfinite: a NaN/Inf loss or gradient either "stop"s training with an error (the last
+            checkpoint stays intact) or is "skip"ped: no parameter update, counted in summary.json.
     """
 
     model: str = "slot-attention"
@@ -109,8 +111,11 @@ class TrainConfig:
     tensorboard: bool = False
     threads: Optional[int] = None
     progress: bool = True
+    on_nonfinite: str = "stop"
 
     def __post_init__(self) -> None:
+        if self.on_nonfinite not in ("stop", "skip"):
+            raise ValueError(f"on_nonfinite must be 'stop' or 'skip'; got {self.on_nonfinite!r}")
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {', '.join(MODELS)}; got {self.model!r}")
         if self.variant not in VARIANTS:
@@ -277,22 +282,30 @@ def train(config: TrainConfig) -> dict:
                desc=f"{config.variant} {config.data}", dynamic_ncols=True)
     began = time.perf_counter()
     last_eval: dict = {}
+    skipped = 0
     with _StopRequests() as stop, open(metrics_path, "a", newline="") as handle:
         log = csv.DictWriter(handle, columns)
         for step in bar:
             lrs = _set_learning_rates(optimizer, config, step)
             images = train_data.batch(step)["image"]
             loss, extras = _train_loss(model, config, images, step)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss became {loss.item()} at step {step}; the last checkpoint in {out} is intact. Try "
-                    "--grad-clip 1.0, a warm-up, a lower --lr, or an implicit variant (IN)."
-                )
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            norm_type = math.inf if config.grad_clip_type == "inf" else 2.0
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip or math.inf, norm_type)
-            optimizer.step()
+            grad_norm = torch.tensor(math.nan)
+            if torch.isfinite(loss):
+                loss.backward()
+                norm_type = math.inf if config.grad_clip_type == "inf" else 2.0
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip or math.inf,
+                                                           norm_type)
+            if torch.isfinite(grad_norm):
+                optimizer.step()
+            elif config.on_nonfinite == "skip":
+                skipped += 1  # no update; the row below records the non-finite loss / gradient norm
+            else:
+                raise FloatingPointError(
+                    f"{'loss' if not torch.isfinite(loss) else 'gradient norm'} became non-finite at step {step}; "
+                    f"the last checkpoint in {out} is intact. Try --grad-clip 1.0, a warm-up, a lower --lr, an "
+                    "implicit variant (IN), or --on-nonfinite skip to skip such steps."
+                )
 
             row = {"step": step + 1, "loss": f"{loss.item():.6g}", "grad_norm": f"{float(grad_norm):.6g}",
                    "elapsed_s": f"{time.perf_counter() - began:.3f}",
@@ -323,7 +336,8 @@ def train(config: TrainConfig) -> dict:
     final = last_eval or evaluate(model, val_data, config.eval_batches, seed=config.seed)
     write_figures(model, val_data, metrics_path, out, config.seed)
     summary = {"steps": config.steps, "trained_steps": config.steps - start, "seconds": round(elapsed, 2),
-               "steps_per_s": round((config.steps - start) / elapsed, 3) if elapsed > 0 else None, **final}
+               "steps_per_s": round((config.steps - start) / elapsed, 3) if elapsed > 0 else None,
+               "skipped_nonfinite_steps": skipped, **final}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 

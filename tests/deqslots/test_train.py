@@ -158,3 +158,26 @@ def test_sigterm_checkpoints_the_finished_step_and_resume_is_exact(tmp_path):
     assert main([*short, "--out", str(run), "--resume"]) == 0
     assert main([*short, "--out", str(tmp_path / "straight")]) == 0
     assert losses(run) == losses(tmp_path / "straight")
+
+
+def test_nonfinite_loss_skips_or_stops(tmp_path, monkeypatch):
+    import deqslots.train as train_module
+
+    real = train_module._train_loss
+
+    def sometimes_nan(model, config, images, step):
+        loss, extras = real(model, config, images, step)
+        return (loss * float("nan") if step in (2, 4) else loss), extras
+
+    monkeypatch.setattr(train_module, "_train_loss", sometimes_nan)
+    summary = train(tiny(tmp_path / "skip", steps=6, on_nonfinite="skip"))
+    assert summary["skipped_nonfinite_steps"] == 2
+    rows = losses(tmp_path / "skip")
+    assert [s for s, loss in rows if loss != loss] == [3, 5]  # logged as NaN, parameters untouched
+    state = load_checkpoint(tmp_path / "skip" / "checkpoint.pt")
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+    with pytest.raises(FloatingPointError, match="loss became non-finite at step 2.*--on-nonfinite skip"):
+        train(tiny(tmp_path / "stop", steps=6, checkpoint_every=2))
+    assert load_checkpoint(tmp_path / "stop" / "checkpoint.pt")["step"] == 2  # last good checkpoint intact
+    with pytest.raises(ValueError, match="on_nonfinite must be 'stop' or 'skip'"):
+        tiny(tmp_path / "x", on_nonfinite="ignore")
