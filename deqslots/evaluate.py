@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
 
 from .batches import BatchStream
-from .metrics import fg_ari, mse_per_image_sum, mse_per_pixel
+from .eval_mode import seeded_eval
+from .metrics import fg_ari, mean_fg_ari, mse_per_image_sum, mse_per_pixel
 from .slate.evaluate import evaluate_slate
 from .slate.fid import FIDScore
 from .slate.model import SLATE
@@ -35,12 +35,9 @@ def evaluate(model: torch.nn.Module, stream: BatchStream, batches: int = 4, seed
         return evaluate_slate(model, stream, batches, seed=seed, iters=iters, fid=fid)
     if fid is not None:
         raise ValueError("FID is computed for SLATE runs only (reconstructions through the slot bottleneck)")
-    was_training = model.training
-    model.eval()
     totals = {"mse": 0.0, "mse_sum": 0.0}
     aris: list[torch.Tensor] = []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_eval(model, seed):
         for b in range(batches):
             batch = stream.batch(b)
             out = model(batch["image"], iters=iters)
@@ -48,12 +45,6 @@ def evaluate(model: torch.nn.Module, stream: BatchStream, batches: int = 4, seed
             totals["mse_sum"] += float(mse_per_image_sum(out["recon"], batch["image"]))
             if batch["mask"] is not None:
                 aris.append(fg_ari(batch["mask"], out["masks"].argmax(dim=1)))
-    model.train(was_training)
     result = {key: value / batches for key, value in totals.items()}
-    if aris:
-        ari = torch.cat(aris)
-        ari = ari[~torch.isnan(ari)]
-        result["fg_ari"] = float(ari.mean()) if ari.numel() else math.nan
-    else:
-        result["fg_ari"] = math.nan
+    result["fg_ari"] = mean_fg_ari(aris)
     return result

@@ -14,9 +14,11 @@ Conventions:
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-__all__ = ["fg_ari", "masks_to_ids", "mse_per_pixel", "mse_per_image_sum"]
+__all__ = ["mean_fg_ari", "fg_ari", "masks_to_ids", "mse_per_pixel", "mse_per_image_sum"]
 
 # Above this many contingency cells the labels are first compacted with torch.unique.
 _MAX_DENSE_CELLS = 1 << 20
@@ -180,3 +182,10 @@ def mse_per_image_sum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if x.dim() < 1:
         raise ValueError("x and y need a leading batch dimension")
     return (x - y).pow(2).reshape(x.shape[0], -1).sum(dim=1).mean()
+
+
+def mean_fg_ari(per_image: list[torch.Tensor]) -> float:
+    """Mean FG-ARI over the images that have foreground (NaN entries dropped); NaN when none has."""
+    ari = torch.cat(per_image) if per_image else torch.empty(0)
+    ari = ari[~torch.isnan(ari)]
+    return float(ari.mean()) if ari.numel() else math.nan

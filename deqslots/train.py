@@ -24,6 +24,7 @@ from tqdm import tqdm
 from .autoencoder import SlotAutoencoder, config_for
 from .batches import BatchStream
 from .checkpoint import load_checkpoint, save_atomic
+from .eval_mode import seeded_eval
 from .evaluate import evaluate
 from .figures import plot_loss_curves, plot_slot_grid
 from .metrics import mse_per_pixel
@@ -387,13 +388,9 @@ def write_figures(model: torch.nn.Module, data: BatchStream, metrics_path: Path,
     reconstruction through the slots and the slots' attention masks (the paper's Figure 4 layout).
     """
     plot_loss_curves({"train loss": metrics_path}, out / "loss_curve.png")
-    was_training = model.training
-    model.eval()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_eval(model, seed):
         images = data.batch(0)["image"][:4]
         result = model.reconstruct(images) if isinstance(model, SLATE) else model(images)
-    model.train(was_training)
     if isinstance(model, SLATE):
         plot_loss_curves({"train": metrics_path}, out / "ce_curve.png", key="ce",
                          title="token cross-entropy (sum over tokens)")

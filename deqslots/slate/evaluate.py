@@ -3,13 +3,13 @@ attention masks, and FID when a feature network is given."""
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
 
 from ..batches import BatchStream
-from ..metrics import fg_ari, mse_per_image_sum, mse_per_pixel
+from ..eval_mode import seeded_eval
+from ..metrics import fg_ari, mean_fg_ari, mse_per_image_sum, mse_per_pixel
 from .fid import FIDScore
 from .model import SLATE
 
@@ -40,34 +40,26 @@ def evaluate_slate(model: SLATE, stream: BatchStream, batches: int = 4, seed: in
         (teacher forcing); ``fg_ari``: of the slots' attention masks (NaN without ground-truth masks);
         ``fid`` when ``fid`` is given. Images are in [0, 1].
     """
-    was_training = model.training
-    model.eval()
     totals = {"mse": 0.0, "mse_sum": 0.0, "dvae_mse": 0.0, "dvae_mse_sum": 0.0, "ce": 0.0, "ce_per_token": 0.0}
     aris: list[torch.Tensor] = []
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for b in range(batches):
-                batch = stream.batch(b)
-                images = batch["image"]
-                losses = model(images, iters=iters)
-                out = model.reconstruct(images, iters=iters, use_cache=use_cache)
-                totals["ce"] += float(losses["ce"])
-                totals["ce_per_token"] += float(losses["ce_per_token"])
-                totals["mse"] += float(mse_per_pixel(out["recon"], images))
-                totals["mse_sum"] += float(mse_per_image_sum(out["recon"], images))
-                totals["dvae_mse"] += float(mse_per_pixel(out["recon_dvae"], images))
-                totals["dvae_mse_sum"] += float(mse_per_image_sum(out["recon_dvae"], images))
-                if batch["mask"] is not None:
-                    aris.append(fg_ari(batch["mask"], out["masks"].argmax(dim=1)))
-                if fid is not None:
-                    fid.update(images, out["recon"])
-    finally:
-        model.train(was_training)
+    with seeded_eval(model, seed):
+        for b in range(batches):
+            batch = stream.batch(b)
+            images = batch["image"]
+            losses = model(images, iters=iters)
+            out = model.reconstruct(images, iters=iters, use_cache=use_cache)
+            totals["ce"] += float(losses["ce"])
+            totals["ce_per_token"] += float(losses["ce_per_token"])
+            totals["mse"] += float(mse_per_pixel(out["recon"], images))
+            totals["mse_sum"] += float(mse_per_image_sum(out["recon"], images))
+            totals["dvae_mse"] += float(mse_per_pixel(out["recon_dvae"], images))
+            totals["dvae_mse_sum"] += float(mse_per_image_sum(out["recon_dvae"], images))
+            if batch["mask"] is not None:
+                aris.append(fg_ari(batch["mask"], out["masks"].argmax(dim=1)))
+            if fid is not None:
+                fid.update(images, out["recon"])
     result = {key: value / batches for key, value in totals.items()}
-    ari = torch.cat(aris) if aris else torch.empty(0)
-    ari = ari[~torch.isnan(ari)]
-    result["fg_ari"] = float(ari.mean()) if ari.numel() else math.nan
+    result["fg_ari"] = mean_fg_ari(aris)
     if fid is not None:
         result["fid"] = fid.compute()
     return result
