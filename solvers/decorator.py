@@ -6,9 +6,8 @@ import dataclasses
 import functools
 from typing import Any, Callable, Optional, Union
 
-from ._options import check_choice, check_positive_int, check_tolerance
 from .backward import BackwardMode
-from .fixed_point import as_backward, as_forward, fixed_point
+from .fixed_point import check_options, fixed_point
 from .forward import ForwardSolver
 
 __all__ = ["implicit", "ImplicitFunction", "SolveOptions"]
@@ -28,13 +27,8 @@ class SolveOptions:
     return_info: bool = False
 
     def __post_init__(self) -> None:
-        as_forward(self.forward)
-        as_backward(self.backward)
-        check_tolerance("tol", self.tol)
-        check_positive_int("max_iter", self.max_iter)
-        check_choice("stop_mode", self.stop_mode, ("abs", "rel"))
-        check_choice("on_fail", self.on_fail, ("warn", "raise", "ignore"))
-        check_choice("nonfinite", self.nonfinite, ("raise", "best"))
+        check_options(self.forward, self.backward, self.tol, self.max_iter, self.stop_mode, self.on_fail,
+                      self.nonfinite)
         if not isinstance(self.return_info, bool):
             raise TypeError(f"return_info must be True or False; got {self.return_info!r}")
 

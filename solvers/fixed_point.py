@@ -14,7 +14,7 @@ from .errors import ConvergenceError, ConvergenceWarning, NonFiniteError
 from .forward import Anderson, Broyden, ForwardSolver, Iterate
 from .info import SolveInfo
 
-__all__ = ["fixed_point", "as_forward", "as_backward", "FORWARD_SOLVERS", "BACKWARD_MODES"]
+__all__ = ["fixed_point", "check_options", "as_forward", "as_backward", "FORWARD_SOLVERS", "BACKWARD_MODES"]
 
 FORWARD_SOLVERS = ("iterate", "anderson", "broyden")
 BACKWARD_MODES = ("unrolled", "implicit", "neumann", "onestep", "phantom")
@@ -45,6 +45,17 @@ def as_backward(backward: Union[str, BackwardMode]) -> BackwardMode:
         f"unknown backward mode {backward!r}; pass one of {', '.join(map(repr, BACKWARD_MODES))} or an object "
         "such as solvers.Implicit(solver='gmres') or solvers.Neumann(terms=3)"
     )
+
+
+def check_options(forward: Union[str, ForwardSolver], backward: Union[str, BackwardMode], tol: Optional[float],
+                  max_iter: int, stop_mode: str, on_fail: str, nonfinite: str) -> tuple[ForwardSolver, BackwardMode]:
+    """Validate :func:`fixed_point`'s options (raising what to pass instead); returns the solver objects."""
+    check_tolerance("tol", tol)
+    check_positive_int("max_iter", max_iter)
+    check_choice("stop_mode", stop_mode, ("abs", "rel"))
+    check_choice("on_fail", on_fail, ("warn", "raise", "ignore"))
+    check_choice("nonfinite", nonfinite, ("raise", "best"))
+    return as_forward(forward), as_backward(backward)
 
 
 def fixed_point(
@@ -96,13 +107,7 @@ def fixed_point(
     """
     if not callable(f):
         raise TypeError(f"f must be callable (a function of the state); got {type(f).__name__}")
-    fwd = as_forward(forward)
-    bwd = as_backward(backward)
-    check_tolerance("tol", tol)
-    check_positive_int("max_iter", max_iter)
-    check_choice("stop_mode", stop_mode, ("abs", "rel"))
-    check_choice("on_fail", on_fail, ("warn", "raise", "ignore"))
-    check_choice("nonfinite", nonfinite, ("raise", "best"))
+    fwd, bwd = check_options(forward, backward, tol, max_iter, stop_mode, on_fail, nonfinite)
 
     spec = StateSpec.of(z0)
     flat_f = spec.flat_map(f)
