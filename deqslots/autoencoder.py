@@ -7,12 +7,16 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ._inputs import check_images
 from .slot_attention import SlotAttention
 from ._replace import replace_fields
 
-__all__ = ["AutoencoderConfig", "SlotAutoencoder", "CONFIGS", "config_for", "SoftPositionEmbedding"]
+__all__ = ["AutoencoderConfig", "SlotAutoencoder", "CONFIGS", "config_for", "SoftPositionEmbedding", "MASK_SOURCES"]
+
+MASK_SOURCES = ("decoder", "attention")
 
 
 @dataclass(frozen=True)
@@ -21,11 +25,23 @@ class AutoencoderConfig:
 
     Attributes:
         resolution: square image size (a power of two times ``broadcast``).
-        channels: encoder / decoder channels.
-        encoder_strides: stride of each 5x5 encoder conv (Slot Attention: all 1).
+        channels: encoder channels (and decoder channels unless ``decoder_channels`` is set).
+        encoder_strides: stride of each encoder conv (Slot Attention: all 1).
+        encoder_kernel: kernel size of the encoder convs (Slot Attention: 5; 1 = per-pixel features).
         broadcast: spatial size each slot is tiled to before the decoder (8 in Slot Attention).
         num_slots, slot_dim, iters, mlp_hidden, variant: passed to :class:`SlotAttention`.
         eval_iters: iterations at evaluation (None = ``iters``).
+        decoder_channels: decoder channels (None = ``channels``).
+        decoder_kernel: kernel size of the decoder's transposed convs (Slot Attention: 5).
+        decoder_resolution: size the decoder upsamples to; below ``resolution`` its output is resized
+            bilinearly (None = ``resolution``, as in Slot Attention).
+        decoder_refine: stride-1 transposed convs after the upsampling ones (Slot Attention: 1).
+        mask_source: where the mixture masks come from: ``"decoder"`` (each slot's decoded alpha, softmaxed
+            over slots: Slot Attention) or ``"attention"`` (slot attention's own attention over the encoder
+            grid, resized bilinearly to the image). With ``"attention"`` the reconstruction is
+            sum_k attn_k * rgb_k, so the reconstruction loss trains the grouping directly, as a soft
+            k-means objective; this is what lets ``cpu-small`` discover objects in minutes on a CPU (see
+            BENCHMARKS.md). Masks are then as coarse as the encoder grid.
     """
 
     resolution: int = 64
@@ -38,6 +54,12 @@ class AutoencoderConfig:
     mlp_hidden: int = 128
     variant: str = "vanilla"
     eval_iters: Optional[int] = None
+    encoder_kernel: int = 5
+    decoder_channels: Optional[int] = None
+    decoder_kernel: int = 5
+    decoder_resolution: Optional[int] = None
+    decoder_refine: int = 1
+    mask_source: str = "decoder"
 
     def __post_init__(self) -> None:
         ups = self.resolution / self.broadcast
@@ -49,6 +71,24 @@ class AutoencoderConfig:
             raise ValueError(f"encoder_strides must be a non-empty tuple of 1s and 2s; got {self.encoder_strides}")
         if self.resolution % math.prod(self.encoder_strides):
             raise ValueError("the encoder strides must divide the resolution")
+        if self.mask_source not in MASK_SOURCES:
+            raise ValueError(f"mask_source must be one of {', '.join(MASK_SOURCES)}; got {self.mask_source!r}")
+        for name in ("encoder_kernel", "decoder_kernel"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
+                raise ValueError(f"{name} must be an odd positive int (same-size padding); got {value!r}")
+        if isinstance(self.decoder_refine, bool) or not isinstance(self.decoder_refine, int) or self.decoder_refine < 0:
+            raise ValueError(f"decoder_refine must be an int >= 0; got {self.decoder_refine!r}")
+        out = self.decoder_size
+        ups = out / self.broadcast
+        if out > self.resolution or ups < 1 or 2 ** round(math.log2(ups)) != ups:
+            raise ValueError(f"decoder_resolution must be broadcast ({self.broadcast}) times a power of two and at "
+                             f"most resolution ({self.resolution}); got {self.decoder_resolution}")
+
+    @property
+    def decoder_size(self) -> int:
+        """The size the decoder's convolutions produce (before any resize to ``resolution``)."""
+        return self.decoder_resolution or self.resolution
 
     def replace(self, **changes) -> "AutoencoderConfig":
         """A copy with some fields changed (unknown names are an error)."""
@@ -108,10 +148,11 @@ class SlotAutoencoder(nn.Module):
         layers: list[nn.Module] = []
         in_ch = 3
         for stride in c.encoder_strides:
-            layers += [nn.Conv2d(in_ch, c.channels, 5, stride=stride, padding=2), nn.ReLU()]
+            layers += [nn.Conv2d(in_ch, c.channels, c.encoder_kernel, stride=stride, padding=c.encoder_kernel // 2),
+                       nn.ReLU()]
             in_ch = c.channels
         self.encoder = nn.Sequential(*layers)
-        feat = c.resolution // math.prod(c.encoder_strides)
+        self.feature_size = feat = c.resolution // math.prod(c.encoder_strides)
         self.encoder_pos = SoftPositionEmbedding(c.channels, feat)
         self.encoder_norm = nn.LayerNorm(c.channels)
         self.encoder_mlp = nn.Sequential(nn.Linear(c.channels, c.channels), nn.ReLU(),
@@ -119,36 +160,54 @@ class SlotAutoencoder(nn.Module):
         self.slot_attention = SlotAttention(c.channels, c.slot_dim, c.num_slots, c.iters, c.mlp_hidden,
                                             c.variant, eval_iters=c.eval_iters)
         self.decoder_pos = SoftPositionEmbedding(c.slot_dim, c.broadcast)
-        ups = int(round(math.log2(c.resolution // c.broadcast)))
+        ups = int(round(math.log2(c.decoder_size // c.broadcast)))
+        width, kernel = c.decoder_channels or c.channels, c.decoder_kernel
         dec: list[nn.Module] = []
         in_ch = c.slot_dim
         for _ in range(ups):
-            dec += [nn.ConvTranspose2d(in_ch, c.channels, 5, stride=2, padding=2, output_padding=1), nn.ReLU()]
-            in_ch = c.channels
-        dec += [nn.ConvTranspose2d(in_ch, c.channels, 5, stride=1, padding=2), nn.ReLU(),
-                nn.ConvTranspose2d(c.channels, 4, 3, stride=1, padding=1)]
+            dec += [nn.ConvTranspose2d(in_ch, width, kernel, stride=2, padding=kernel // 2, output_padding=1),
+                    nn.ReLU()]
+            in_ch = width
+        for _ in range(c.decoder_refine):
+            dec += [nn.ConvTranspose2d(in_ch, width, kernel, stride=1, padding=kernel // 2), nn.ReLU()]
+            in_ch = width
+        dec += [nn.ConvTranspose2d(in_ch, 4, 3, stride=1, padding=1)]
         self.decoder = nn.Sequential(*dec)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Images [B, 3, H, W] in [0, 1] -> input features [B, N, channels]."""
         c = self.config
-        if images.dim() != 4 or images.shape[1:] != (3, c.resolution, c.resolution):
-            raise ValueError(
-                f"expected images [batch, 3, {c.resolution}, {c.resolution}] in [0, 1]; got {tuple(images.shape)}"
-            )
+        check_images(images, c.resolution, "SlotAutoencoder",
+                     " (build the model with config_for(..., resolution=R) to match the data)")
+        images = images.to(self.encoder[0].weight.dtype)  # float64 data into a float32 model, say
         x = self.encoder(images * 2.0 - 1.0).permute(0, 2, 3, 1)  # channel-last
         x = self.encoder_pos(x).flatten(1, 2)
         return self.encoder_mlp(self.encoder_norm(x))
 
-    def decode(self, slots: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Slots [B, K, D] -> reconstruction [B, 3, H, W] in [0, 1], masks [B, K, H, W], per-slot RGB."""
+    def decode(self, slots: torch.Tensor, attn: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+        """Slots [B, K, D] -> reconstruction [B, 3, H, W] in [0, 1], masks [B, K, H, W], per-slot RGB.
+
+        ``attn`` [B, K, N] (slot attention's attention over the encoder grid) is required when
+        ``mask_source="attention"``: it becomes the masks.
+        """
+        c = self.config
         batch, k, d = slots.shape
-        size = self.config.broadcast
+        size = c.broadcast
         x = slots.reshape(batch * k, 1, 1, d).expand(-1, size, size, -1)
         x = self.decoder_pos(x).permute(0, 3, 1, 2)
-        out = self.decoder(x).reshape(batch, k, 4, self.config.resolution, self.config.resolution)
+        out = self.decoder(x)
+        if c.decoder_size != c.resolution:
+            out = F.interpolate(out, size=(c.resolution, c.resolution), mode="bilinear", align_corners=False)
+        out = out.reshape(batch, k, 4, c.resolution, c.resolution)
         rgb, alpha = out[:, :, :3], out[:, :, 3]
-        masks = alpha.softmax(dim=1)
+        if c.mask_source == "attention":
+            if attn is None:
+                raise ValueError("this model's masks are its slot attention (mask_source='attention'): pass attn")
+            grid = self.feature_size
+            masks = F.interpolate(attn.reshape(batch, k, grid, grid), size=(c.resolution, c.resolution),
+                                  mode="bilinear", align_corners=False)
+        else:
+            masks = alpha.softmax(dim=1)
         recon = (rgb * masks.unsqueeze(2)).sum(dim=1)
         return {"recon": (recon + 1.0) / 2.0, "masks": masks, "rgb": (rgb + 1.0) / 2.0}
 
@@ -156,6 +215,6 @@ class SlotAutoencoder(nn.Module):
         """Returns recon, masks, rgb, slots, attn (attention of the slots over encoder positions)."""
         feats = self.encode(images)
         slots, attn = self.slot_attention(feats, return_attn=True, iters=iters)
-        out = self.decode(slots)
+        out = self.decode(slots, attn)
         out["slots"], out["attn"] = slots, attn
         return out

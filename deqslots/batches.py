@@ -9,7 +9,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .data import DATASETS, HDF5Dataset, ImageFolderDataset, generate_batch, make_dataset
+from .data import DATASETS, SPLITS, HDF5Dataset, ImageFolderDataset, generate_batch, make_dataset
+from .data.hdf5 import has_dataset
 
 __all__ = ["BatchStream", "describe_data"]
 
@@ -25,38 +26,58 @@ class BatchStream:
         data: a procedural dataset name, ``folder:PATH`` or ``hdf5:PATH``.
         split: "train", "val" or "test" (files on disk: the split is a seeded 90/5/5 partition).
         resolution: image size.
-        batch_size: images per batch.
+        batch_size: images per batch (the global batch when ``world_size > 1``).
         seed: data seed.
+        mask_root: folder data: where the id-mask PNGs are (default PATH/../masks).
+        rank, world_size: this process's share of each batch in multi-process training: rank ``r`` gets
+            positions ``r * b .. (r + 1) * b - 1`` of the global batch, ``b = batch_size // world_size``, so
+            the ranks' shares put together are exactly the single-process batch.
     """
 
     def __init__(self, data: str, split: str, resolution: int, batch_size: int, seed: int,
-                 mask_root: Optional[str] = None) -> None:
+                 mask_root: Optional[str] = None, rank: int = 0, world_size: int = 1) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; pass one of {', '.join(SPLITS)}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"BatchStream rank must be in [0, world_size); got rank {rank}, world_size {world_size}")
+        if batch_size % world_size:
+            raise ValueError(f"batch size {batch_size} is not divisible by the world size {world_size}: each "
+                             f"process takes an equal share of the global batch; pass a --batch-size that is a "
+                             f"multiple of {world_size} or start a number of processes that divides it")
         self.data, self.split, self.resolution = data, split, resolution
         self.batch_size, self.seed = batch_size, seed
+        self.rank, self.world_size = rank, world_size
+        self.local_batch_size = batch_size // world_size
         self.dataset = None
         if data in DATASETS:
             self.size = len(make_dataset(data, split, resolution=resolution, seed=seed))
         elif data.startswith("folder:") or data.startswith("hdf5:"):
             kind, path = data.split(":", 1)
+            if not path:
+                raise ValueError(f"{data!r} names no path; pass {kind}:PATH, e.g. {kind}:data/"
+                                 f"{'images' if kind == 'folder' else 'clevr.h5'}")
             if kind == "folder":
                 full = ImageFolderDataset(path, resolution, mask_root=mask_root)
-            else:
-                full = HDF5Dataset(path, resolution=resolution)
+            else:  # images only (FG-ARI is then NaN) when the file has no "mask" dataset
+                full = HDF5Dataset(path, resolution=resolution, mask_key="mask" if has_dataset(path, "mask") else None)
             order = np.random.default_rng(seed).permutation(len(full))
             n_val = max(1, len(full) // 20) if len(full) >= 3 else 0
             parts = {"val": order[:n_val], "test": order[n_val:2 * n_val], "train": order[2 * n_val:]}
             self.indices = parts[split]
             if len(self.indices) == 0:
-                raise ValueError(f"{data} has too few images ({len(full)}) for a {split} split")
+                raise ValueError(f"{data} has too few images ({len(full)}) for a {split} split: files on disk are "
+                                 "split 90/5/5 into train/val/test, which needs at least 3 images")
             self.dataset = full
             self.size = len(self.indices)
         else:
             raise ValueError(f"unknown data {data!r}: pass {describe_data()}")
 
     def batch(self, step: int) -> dict[str, Optional[torch.Tensor]]:
-        """The batch for optimisation step ``step`` (epoch-wise reshuffled for data on disk)."""
-        start = step * self.batch_size
-        positions = [(start + i) for i in range(self.batch_size)]
+        """The batch for optimisation step ``step`` (epoch-wise reshuffled for data on disk): this rank's share."""
+        start = step * self.batch_size + self.rank * self.local_batch_size
+        positions = [(start + i) for i in range(self.local_batch_size)]
         if self.dataset is None:
             images, masks = generate_batch(self.data, [p % self.size for p in positions], self.split,
                                            self.resolution, self.seed)

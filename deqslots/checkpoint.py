@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -9,7 +10,10 @@ from typing import Any, Union
 
 import torch
 
-__all__ = ["save_atomic", "load_checkpoint"]
+__all__ = ["save_atomic", "load_checkpoint", "check_training_checkpoint", "load_model_state"]
+
+#: What every checkpoint written by ``deqslots train`` holds.
+TRAINING_KEYS = ("model", "optimizer", "step", "train_config")
 
 
 def save_atomic(obj: Any, path: Union[str, Path]) -> None:
@@ -43,3 +47,46 @@ def load_checkpoint(path: Union[str, Path]) -> dict:
     except Exception as err:  # torch raises several types for corrupt files
         raise ValueError(f"checkpoint {path} could not be read ({type(err).__name__}: {err}); it may be "
                          "corrupt or from an incompatible version") from err
+
+
+def check_training_checkpoint(state: Any, path: Union[str, Path]) -> None:
+    """Refuse a file that loads but was not written by ``deqslots train`` (e.g. a bare state dict)."""
+    missing = [key for key in TRAINING_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise ValueError(f"{path} is not a checkpoint written by deqslots train (it lacks {', '.join(missing)}); "
+                         "pass the folder of a run made with deqslots train --out DIR")
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def load_model_state(model: torch.nn.Module, state: dict, path: Union[str, Path]) -> None:
+    """Load a checkpoint's weights into ``model``, refusing another architecture with a readable message.
+
+    The model configuration saved with the checkpoint (``model_config``) is compared field by field with
+    ``model.config`` first, so a mismatch that would load silently (a different number of slots, another
+    variant) is refused too; then the weights must fit exactly.
+
+    Raises:
+        ValueError: naming the differing fields, or the missing / unexpected / mis-shaped weights.
+    """
+    saved = state.get("model_config")
+    config = getattr(model, "config", None)
+    if isinstance(saved, dict) and dataclasses.is_dataclass(config):
+        now = dataclasses.asdict(config)
+        # a field the checkpoint predates counts as matching
+        diffs = [f"{key}: checkpoint {saved[key]!r} vs model {now[key]!r}" for key in now
+                 if key in saved and _plain(saved[key]) != _plain(now[key])]
+        extra = sorted(set(saved) - set(now))
+        if diffs or extra:
+            detail = "; ".join(diffs + ([f"fields unknown to this model: {', '.join(extra)}"] if extra else []))
+            raise ValueError(f"checkpoint {path} was saved from a different model ({type(model).__name__} "
+                             f"differs in {detail}); load it with the model and settings that trained it")
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        lines = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
+        shown = "; ".join(lines[:3]) + (f"; ... ({len(lines) - 3} more)" if len(lines) > 3 else "")
+        raise ValueError(f"checkpoint {path} holds weights of a different model than {type(model).__name__} "
+                         f"({shown}); load it with the model and settings that trained it") from err

@@ -59,6 +59,10 @@ def _train_parser(commands) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--on-nonfinite", default="stop", choices=["stop", "skip"],
                    help="a NaN/Inf loss or gradient stops training (default) or skips that update")
+    p.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda"],
+                   help="auto = cuda when available (under torchrun: GPU LOCAL_RANK); a run may resume on another")
+    p.add_argument("--precision", default=d.precision, choices=["fp32", "bf16"],
+                   help="bf16: training forward under torch.autocast with bfloat16 (weights and solvers stay fp32)")
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -67,26 +71,36 @@ def _run_train(args: argparse.Namespace) -> int:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in fields}
     values["progress"] = not args.no_progress
+    from .distributed import env_rank
+
+    main_rank = env_rank() == 0  # under torchrun every rank returns the same summary: print it once
     try:
         summary = train(TrainConfig(**values))
     except TrainingInterrupted as stop:
-        print(f"deqslots train: {stop}", file=sys.stderr)
+        if main_rank:
+            print(f"deqslots train: {stop}", file=sys.stderr)
         return 128 + stop.signum  # the shell convention for "ended by signal N"
-    print(json.dumps(summary, indent=2))
+    if main_rank:
+        print(json.dumps(summary, indent=2))
     return 0
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint
+    from .checkpoint import check_training_checkpoint, load_checkpoint, load_model_state
     from .evaluate import evaluate
     from .train import TrainConfig, build_model, write_figures
     from .batches import BatchStream
 
     run = Path(args.run)
     state = load_checkpoint(run / "checkpoint.pt")
+    check_training_checkpoint(state, run / "checkpoint.pt")
+    unknown = sorted(set(state["train_config"]) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ValueError(f"{run / 'checkpoint.pt'} has settings this version does not know ({', '.join(unknown)}); "
+                         "evaluate it with the deqslots version that trained it")
     config = TrainConfig(**{**state["train_config"], "resume": True})
     model = build_model(config)
-    model.load_state_dict(state["model"])
+    load_model_state(model, state, run / "checkpoint.pt")
     stream = BatchStream(config.data, args.split, model.config.resolution, config.batch_size, config.seed)
     fid = None
     if config.model == "slate":
@@ -106,9 +120,16 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (what is wrong, where the options are) instead of the usage block."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``deqslots``; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="deqslots", description="Implicit slot attention and fixed-point solvers.")
+    parser = _Parser(prog="deqslots", description="Implicit slot attention and fixed-point solvers.")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="the main job: a solver tour, then vanilla vs IN slot attention")
     demo.add_argument("--out", default="runs/demo")
@@ -134,7 +155,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         run_demo(Path(args.out), steps=args.steps, minutes=args.minutes)
         return 0
-    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, ImportError) as err:
+    except (ValueError, OSError, FloatingPointError, ImportError) as err:  # OSError: missing, not a folder, ...
         print(f"deqslots {args.command}: error: {err}", file=sys.stderr)
         return 2
 

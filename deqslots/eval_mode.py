@@ -18,9 +18,11 @@ def seeded_eval(model: torch.nn.Module, seed: int) -> Iterator[None]:
     the training RNG untouched, so a resumed run stays identical to an uninterrupted one.
     """
     was_training = model.training
+    # on a GPU the slot noise comes from that device's generator: fork it too
+    devices = sorted({p.device.index for p in model.parameters() if p.device.type == "cuda"})
     model.eval()
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             yield
     finally:

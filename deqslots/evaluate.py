@@ -31,20 +31,24 @@ def evaluate(model: torch.nn.Module, stream: BatchStream, batches: int = 4, seed
         errors with images in [0, 1], averaged: SLATE's / the paper's Table 3 convention) and
         ``fg_ari`` (mean over images with foreground; NaN when the data has no masks).
     """
+    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
+        raise ValueError(f"evaluation needs at least one batch (--batches N with N >= 1); got {batches!r}")
     if isinstance(model, SLATE):
         return evaluate_slate(model, stream, batches, seed=seed, iters=iters, fid=fid)
     if fid is not None:
         raise ValueError("FID is computed for SLATE runs only (reconstructions through the slot bottleneck)")
     totals = {"mse": 0.0, "mse_sum": 0.0}
     aris: list[torch.Tensor] = []
+    device = next(model.parameters()).device
     with seeded_eval(model, seed):
         for b in range(batches):
             batch = stream.batch(b)
-            out = model(batch["image"], iters=iters)
-            totals["mse"] += float(mse_per_pixel(out["recon"], batch["image"]))
-            totals["mse_sum"] += float(mse_per_image_sum(out["recon"], batch["image"]))
+            images = batch["image"].to(device)
+            out = model(images, iters=iters)
+            totals["mse"] += float(mse_per_pixel(out["recon"], images))
+            totals["mse_sum"] += float(mse_per_image_sum(out["recon"], images))
             if batch["mask"] is not None:
-                aris.append(fg_ari(batch["mask"], out["masks"].argmax(dim=1)))
+                aris.append(fg_ari(batch["mask"], out["masks"].argmax(dim=1).cpu()))
     result = {key: value / batches for key, value in totals.items()}
     result["fg_ari"] = mean_fg_ari(aris)
     return result

@@ -66,6 +66,8 @@ class SlotAttention(nn.Module):
         self.in_dim, self.slot_dim, self.num_slots = in_dim, slot_dim, num_slots
         self.iters, self.eval_iters, self.variant, self.eps = iters, eval_iters, variant, eps
         self.backward_max_iter = backward_max_iter
+        # (start, global batch) in multi-process training: see initial_slots. Not saved with the weights.
+        self.noise_shard: Optional[tuple[int, int]] = None
         self.norm_inputs = nn.LayerNorm(in_dim)
         self.to_k = nn.Linear(in_dim, slot_dim, bias=False)
         self.to_v = nn.Linear(in_dim, slot_dim, bias=False)
@@ -89,10 +91,28 @@ class SlotAttention(nn.Module):
         # A fixed iteration count, as in Slot Attention and the paper (tol=None never warns).
         return dict(forward=forward, backward=backward, tol=None, max_iter=iters)
 
-    def initial_slots(self, batch: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """Sample slots ~ N(mu, sigma^2) with the reparameterisation trick (so mu, sigma get gradients)."""
-        noise = torch.randn(batch, self.num_slots, self.slot_dim, generator=generator,
+    def initial_slots(self, batch: int, generator: Optional[torch.Generator] = None,
+                      shard: Optional[tuple[int, int]] = None) -> torch.Tensor:
+        """Sample slots ~ N(mu, sigma^2) with the reparameterisation trick (so mu, sigma get gradients).
+
+        Args:
+            batch: number of samples.
+            generator: RNG to draw from (default: torch's global one).
+            shard: ``(start, global_batch)``: draw the noise of a whole global batch and return rows
+                ``start .. start + batch - 1``. Every process of a multi-process run draws the same global
+                noise from the same RNG state, so each sample gets exactly the noise it would get in a
+                single-process run of the global batch, and the RNG stays identical on every rank.
+
+        Returns:
+            Initial slots [batch, num_slots, slot_dim].
+        """
+        rows = batch if shard is None else shard[1]
+        if shard is not None and not (0 <= shard[0] and shard[0] + batch <= shard[1]):
+            raise ValueError(f"noise shard {shard} (start, global batch) does not hold {batch} samples")
+        noise = torch.randn(rows, self.num_slots, self.slot_dim, generator=generator,
                             device=self.slots_mu.device, dtype=self.slots_mu.dtype)
+        if shard is not None:
+            noise = noise[shard[0]:shard[0] + batch]
         return self.slots_mu + self.slots_log_sigma.exp() * noise
 
     def attention(self, slots: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -134,7 +154,8 @@ class SlotAttention(nn.Module):
         inputs = self.norm_inputs(inputs)
         k, v = self.to_k(inputs), self.to_v(inputs)
         if slots is None:
-            slots = self.initial_slots(inputs.shape[0])
+            # the shard applies to training only: evaluation runs the full batch on one process
+            slots = self.initial_slots(inputs.shape[0], shard=self.noise_shard if self.training else None)
         elif slots.shape != (inputs.shape[0], self.num_slots, self.slot_dim):
             raise ValueError(
                 f"initial slots must be [{inputs.shape[0]}, {self.num_slots}, {self.slot_dim}]; got {tuple(slots.shape)}"

@@ -7,6 +7,7 @@ Everything a run writes lands in ``config.out``: metrics.csv, checkpoint.pt, los
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -23,7 +24,8 @@ from tqdm import tqdm
 
 from .autoencoder import SlotAutoencoder, config_for
 from .batches import BatchStream
-from .checkpoint import load_checkpoint, save_atomic
+from .checkpoint import check_training_checkpoint, load_checkpoint, load_model_state, save_atomic
+from .distributed import DEVICES, DistContext, process_group
 from .eval_mode import seeded_eval
 from .evaluate import evaluate
 from .figures import plot_loss_curves, plot_slot_grid
@@ -31,9 +33,10 @@ from .metrics import mse_per_pixel
 from .schedule import learning_rate
 from .slate import SLATE, cosine_anneal, slate_config_for
 from .slate.figures import plot_slate_grid
-from .slot_attention import VARIANTS
+from .slot_attention import VARIANTS, SlotAttention
 
-__all__ = ["TrainConfig", "train", "build_model", "TrainingInterrupted", "METRIC_COLUMNS", "SLATE_METRIC_COLUMNS"]
+__all__ = ["TrainConfig", "train", "build_model", "TrainingInterrupted", "METRIC_COLUMNS", "SLATE_METRIC_COLUMNS",
+           "PRECISIONS"]
 
 METRIC_COLUMNS = ["step", "loss", "lr", "grad_norm", "elapsed_s", "val_mse", "val_mse_sum", "val_fg_ari"]
 # SLATE: ce is summed over tokens per image (SLATE's / the paper's unit), dvae_mse summed per image;
@@ -41,6 +44,7 @@ METRIC_COLUMNS = ["step", "loss", "lr", "grad_norm", "elapsed_s", "val_mse", "va
 SLATE_METRIC_COLUMNS = ["step", "loss", "lr", "dvae_lr", "grad_norm", "elapsed_s", "ce", "ce_per_token", "dvae_mse",
                         "tau", "val_mse", "val_mse_sum", "val_dvae_mse_sum", "val_ce", "val_fg_ari"]
 MODELS = ("slot-attention", "slate")
+PRECISIONS = ("fp32", "bf16")
 # Recipes that differ by model when a field is left None: Slot Attention's and SLATE's.
 _DEFAULTS = {
     "slot-attention": dict(lr=4e-4, grad_clip=None, grad_clip_type="l2", warmup_cap=10_000, decay=100_000),
@@ -82,6 +86,11 @@ class TrainConfig:
         progress: show a tqdm bar.
         on_nonfinite: a NaN/Inf loss or gradient either "stop"s training with an error (the last
             checkpoint stays intact) or is "skip"ped: no parameter update, counted in summary.json.
+        device: "auto" (CUDA when available), "cpu" or "cuda"; under torchrun each process takes GPU
+            LOCAL_RANK. Not part of the run's identity: a run may resume on another device.
+        precision: "fp32", or "bf16" for the training forward under ``torch.autocast`` with bfloat16
+            (weights, optimiser and the solvers' own arithmetic stay float32; validation runs in float32).
+            Not part of the run's identity either.
     """
 
     model: str = "slot-attention"
@@ -113,8 +122,14 @@ class TrainConfig:
     threads: Optional[int] = None
     progress: bool = True
     on_nonfinite: str = "stop"
+    device: str = "auto"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
         if self.on_nonfinite not in ("stop", "skip"):
             raise ValueError(f"on_nonfinite must be 'stop' or 'skip'; got {self.on_nonfinite!r}")
         if self.model not in MODELS:
@@ -125,6 +140,14 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        for name in ("warmup_steps", "decay_steps"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ValueError(f"{name} must be an integer >= 0 (0 = off), or None for the model's default; "
+                                 f"got {value!r}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 0):
+            raise ValueError(f"threads must be a positive integer (0 or None: torch's default); got {self.threads!r}")
         # Resolve the model's recipe now, so checkpoints record (and resume compares) concrete values.
         defaults = _DEFAULTS[self.model]
         if self.model != "slate":
@@ -221,6 +244,8 @@ def _same_run(saved: dict, config: TrainConfig) -> list[str]:
     defining = ("model", "variant", "data", "config", "resolution", "iters", "num_slots", "batch_size", "seed",
                 "lr", "warmup_steps", "decay_steps", "grad_clip", "vocab_size", "dvae_lr", "grad_clip_type",
                 "tau_start", "tau_final", "tau_steps")
+    # device, precision, threads and the world size are left out: where and on how many processes a run
+    # continues does not change what it computes (the checkpoint holds the global batch size)
     now = dataclasses.asdict(config)
     # a field a checkpoint predates (added since) counts as matching
     return [f"{k}: checkpoint {saved.get(k)!r} vs now {now[k]!r}" for k in defining if saved.get(k, now[k]) != now[k]]
@@ -241,106 +266,192 @@ def _open_metrics(path: Path, keep_until: Optional[int], columns: Optional[list[
 
 
 def train(config: TrainConfig) -> dict:
-    """Train (or resume) a run; returns the final validation metrics and timing."""
-    out = Path(config.out)
+    """Train (or resume) a run; returns the final validation metrics and timing.
+
+    Launched by torchrun (``torchrun --nproc_per_node=N -m deqslots train ...``) every process runs this
+    with its share of each global batch under DistributedDataParallel; rank 0 alone writes the run folder.
+    Every rank returns the same summary.
+    """
+    with process_group(config.device) as dist:
+        return _train(config, dist)
+
+
+def _prepare_run(config: TrainConfig, out: Path, ckpt_path: Path) -> Optional[dict]:
+    """Check the run folder and read the checkpoint to resume from (rank 0's job); None for a new run."""
     out.mkdir(parents=True, exist_ok=True)
-    ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.csv"
-    if config.threads:
-        torch.set_num_threads(config.threads)
     if ckpt_path.exists() and not config.resume:
         raise FileExistsError(
             f"{out} already holds a run (checkpoint.pt); pass --resume to continue it or choose another --out"
         )
+    if not (config.resume and ckpt_path.exists()):
+        return None
+    state = load_checkpoint(ckpt_path)
+    check_training_checkpoint(state, ckpt_path)
+    differences = _same_run(state["train_config"], config)
+    if differences:
+        raise ValueError("--resume with different settings than the checkpoint: " + "; ".join(differences))
+    return state
+
+
+def _to_cpu(obj):
+    """A copy of a (nested) state with every tensor on the CPU, so any machine can load the checkpoint."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+def _train(config: TrainConfig, dist: DistContext) -> dict:
+    out = Path(config.out)
+    ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.csv"
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if config.batch_size % dist.world_size:
+        raise ValueError(f"batch_size {config.batch_size} is not divisible by the world size {dist.world_size}: "
+                         f"each process takes an equal share of the global batch; pass a --batch-size that is a "
+                         f"multiple of {dist.world_size} or start a number of processes that divides it")
+    # Only rank 0 looks at the run folder (other machines may not share it); its outcome, an error included,
+    # reaches every rank.
+    state = dist.main_first(lambda: _prepare_run(config, out, ckpt_path))
+    device, main = dist.device, dist.is_main
 
     # Model, optimiser and data. The seed fixes the initial weights; data depends only on (seed, step).
     torch.manual_seed(config.seed)
-    model = build_model(config)
+    model = build_model(config).to(device)
     optimizer = _make_optimizer(model, config)
     columns = SLATE_METRIC_COLUMNS if config.model == "slate" else METRIC_COLUMNS
     res = model.config.resolution
-    train_data = BatchStream(config.data, "train", res, config.batch_size, config.seed)
-    val_data = BatchStream(config.data, "val", res, config.batch_size, config.seed)
+    train_data = BatchStream(config.data, "train", res, config.batch_size, config.seed, rank=dist.rank,
+                             world_size=dist.world_size)
+    val_data = BatchStream(config.data, "val", res, config.batch_size, config.seed)  # rank 0, whole batches
 
     start = 0
-    if config.resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
-        differences = _same_run(state["train_config"], config)
-        if differences:
-            raise ValueError("--resume with different settings than the checkpoint: " + "; ".join(differences))
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+    if state is not None:
+        load_model_state(model, state, ckpt_path)  # refuses another architecture by name, field by field
+        optimizer.load_state_dict(state["optimizer"])  # moves its state to the parameters' device
         torch.set_rng_state(state["rng"])
+        if device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
         start = int(state["step"])
-    _open_metrics(metrics_path, keep_until=start if start else None, columns=columns)
-    writer = _tensorboard(out) if config.tensorboard else None
+    if dist.enabled:
+        # Each rank draws the slot noise of the whole global batch and keeps its rows: same noise per sample
+        # as one process, and the RNG stays identical on all ranks (and in the checkpoint).
+        local = config.batch_size // dist.world_size
+        for module in model.modules():
+            if isinstance(module, SlotAttention):
+                module.noise_shard = (dist.rank * local, config.batch_size)
+    # Gradients are averaged over ranks; the loss is a mean over each rank's equal share, so the average is
+    # the gradient of the global batch's mean loss. Under the implicit variants the initial-slot mean and
+    # sigma get no gradient, which DDP must be told to expect.
+    net = dist.wrap(model, find_unused_parameters=config.variant != "vanilla")
+    amp = (torch.autocast(device.type, dtype=torch.bfloat16) if config.precision == "bf16"
+           else contextlib.nullcontext())
+    if main:
+        _open_metrics(metrics_path, keep_until=start if start else None, columns=columns)
+    writer = _tensorboard(out) if config.tensorboard and main else None
 
     def save(step: int) -> None:
-        save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                     "rng": torch.get_rng_state(), "train_config": dataclasses.asdict(config),
-                     "model_config": dataclasses.asdict(model.config), "format": 1}, ckpt_path)
+        checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                      "rng": torch.get_rng_state(), "train_config": dataclasses.asdict(config),
+                      "model_config": dataclasses.asdict(model.config), "format": 1,
+                      "world_size": dist.world_size, "device": str(device)}
+        if device.type == "cuda":
+            checkpoint["cuda_rng"] = torch.cuda.get_rng_state(device)
+        save_atomic(_to_cpu(checkpoint), ckpt_path)
 
-    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not config.progress,
-               desc=f"{config.variant} {config.data}", dynamic_ncols=True)
+    bar = tqdm(range(start, config.steps), initial=start, total=config.steps,
+               disable=not (config.progress and main), desc=f"{config.variant} {config.data}", dynamic_ncols=True)
     began = time.perf_counter()
     last_eval: dict = {}
     skipped = 0
-    with _StopRequests() as stop, open(metrics_path, "a", newline="") as handle:
-        log = csv.DictWriter(handle, columns)
+    extra_keys = ("ce", "ce_per_token", "dvae_mse") if config.model == "slate" else ()
+    with _StopRequests(absorb_repeats=dist.launched) as stop, \
+            (open(metrics_path, "a", newline="") if main else contextlib.nullcontext()) as handle:
+        log = csv.DictWriter(handle, columns) if main else None
         for step in bar:
             lrs = _set_learning_rates(optimizer, config, step)
-            images = train_data.batch(step)["image"]
-            loss, extras = _train_loss(model, config, images, step)
+            images = train_data.batch(step)["image"].to(device, non_blocking=True)
+            with amp:
+                loss, extras = _train_loss(net, config, images, step)
+            loss = loss.float()
+            stop_signal = 0
+            if dist.enabled:
+                # One all-reduce per step: the ranks' losses (a NaN anywhere makes every rank skip backward
+                # alike, so DDP never waits for a rank that skipped), the SLATE terms, and stop requests
+                # (every rank stops after the same step).
+                shared = dist.all_reduce_sum(torch.stack([
+                    loss.detach(), *[torch.tensor(float(extras[k]), device=loss.device) for k in extra_keys],
+                    torch.tensor(float(stop.signal == signal.SIGINT), device=loss.device),
+                    torch.tensor(float(stop.signal == signal.SIGTERM), device=loss.device)]))
+                mean_loss = shared[0] / dist.world_size
+                extras.update({k: float(shared[1 + i]) / dist.world_size for i, k in enumerate(extra_keys)})
+                stop_signal = signal.SIGTERM if shared[-1] else signal.SIGINT if shared[-2] else 0
+            else:
+                mean_loss = loss.detach()
             optimizer.zero_grad(set_to_none=True)
             grad_norm = torch.tensor(math.nan)
-            if torch.isfinite(loss):
+            if torch.isfinite(mean_loss):
                 loss.backward()
                 norm_type = math.inf if config.grad_clip_type == "inf" else 2.0
+                # after backward the gradients are the average over ranks: the same norm on every rank
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip or math.inf,
-                                                           norm_type)
+                                                           norm_type).cpu()
             if torch.isfinite(grad_norm):
                 optimizer.step()
             elif config.on_nonfinite == "skip":
                 skipped += 1  # no update; the row below records the non-finite loss / gradient norm
             else:
                 raise FloatingPointError(
-                    f"{'loss' if not torch.isfinite(loss) else 'gradient norm'} became non-finite at step {step}; "
-                    f"the last checkpoint in {out} is intact. Try --grad-clip 1.0, a warm-up, a lower --lr, an "
-                    "implicit variant (IN), or --on-nonfinite skip to skip such steps."
+                    f"{'loss' if not torch.isfinite(mean_loss) else 'gradient norm'} became non-finite at step "
+                    f"{step}; the last checkpoint in {out} is intact. Try --grad-clip 1.0, a warm-up, a lower "
+                    "--lr, an implicit variant (IN), or --on-nonfinite skip to skip such steps."
                 )
 
-            row = {"step": step + 1, "loss": f"{loss.item():.6g}", "grad_norm": f"{float(grad_norm):.6g}",
+            row = {"step": step + 1, "loss": f"{float(mean_loss):.6g}", "grad_norm": f"{float(grad_norm):.6g}",
                    "elapsed_s": f"{time.perf_counter() - began:.3f}",
                    **{key: f"{value:.6g}" for key, value in {**lrs, **extras}.items()}}
-            if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
+            if main and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
                 last_eval = evaluate(model, val_data, config.eval_batches, seed=config.seed)
                 row.update({col: f"{last_eval[col[4:]]:.6g}" for col in columns
                             if col.startswith("val_") and col[4:] in last_eval})
-            log.writerow(row)
-            handle.flush()  # one small write per step: the file is current for anyone watching it
+            if main:
+                log.writerow(row)
+                handle.flush()  # one small write per step: the file is current for anyone watching it
             if writer is not None:
                 for key in ("loss", "lr", "grad_norm", "val_mse", "val_fg_ari", "ce", "dvae_mse", "tau", "val_ce"):
                     if key in row:
                         writer.add_scalar(key, float(row[key]), step + 1)
-            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps or stop.signal:
-                save(step + 1)
-            if stop.signal and step + 1 < config.steps:
+            if not dist.enabled:
+                stop_signal = stop.signal  # one process: a signal that came during this step counts at once
+            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps or stop_signal:
+                if main:
+                    save(step + 1)
+            if stop_signal and step + 1 < config.steps:
                 bar.close()
-                raise TrainingInterrupted(step + 1, stop.signal, out)
+                dist.barrier()  # no rank exits (and makes torchrun kill the rest) before the checkpoint is in
+                raise TrainingInterrupted(step + 1, stop_signal, out)
             if config.model == "slate":
                 bar.set_postfix(ce=f"{extras['ce']:.1f}", mse=f"{last_eval.get('mse_sum', float('nan')):.1f}")
             else:
-                bar.set_postfix(loss=f"{loss.item():.4f}", ari=f"{last_eval.get('fg_ari', float('nan')):.3f}")
+                bar.set_postfix(loss=f"{float(mean_loss):.4f}", ari=f"{last_eval.get('fg_ari', float('nan')):.3f}")
     if writer is not None:
         writer.close()
 
     elapsed = time.perf_counter() - began
-    final = last_eval or evaluate(model, val_data, config.eval_batches, seed=config.seed)
-    write_figures(model, val_data, metrics_path, out, config.seed)
-    summary = {"steps": config.steps, "trained_steps": config.steps - start, "seconds": round(elapsed, 2),
-               "steps_per_s": round((config.steps - start) / elapsed, 3) if elapsed > 0 else None,
-               "skipped_nonfinite_steps": skipped, **final}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    summary = None
+    if main:
+        final = last_eval or evaluate(model, val_data, config.eval_batches, seed=config.seed)
+        write_figures(model, val_data, metrics_path, out, config.seed)
+        summary = {"steps": config.steps, "trained_steps": config.steps - start, "seconds": round(elapsed, 2),
+                   "steps_per_s": round((config.steps - start) / elapsed, 3) if elapsed > 0 else None,
+                   "skipped_nonfinite_steps": skipped, **final}
+        if dist.enabled:
+            summary.update(world_size=dist.world_size)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return dist.broadcast_object(summary)
 
 
 class TrainingInterrupted(Exception):
@@ -357,13 +468,21 @@ class _StopRequests:
 
     A second signal of the same kind gets the default behaviour (e.g. Ctrl-C twice interrupts at once).
     Handlers can only be installed from the main thread; elsewhere signals keep their default behaviour.
+
+    Args:
+        absorb_repeats: ignore signals after the first (under torchrun, which forwards the signal it gets
+            to its workers, so a terminal's Ctrl-C reaches each worker twice; torchrun kills workers still
+            running after its --shutdown-timeout).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, absorb_repeats: bool = False) -> None:
         self.signal = 0
+        self.absorb_repeats = absorb_repeats
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum: int, frame) -> None:
+        if self.signal and self.absorb_repeats:
+            return
         if self.signal:
             signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
             signal.raise_signal(signum)
@@ -388,9 +507,12 @@ def write_figures(model: torch.nn.Module, data: BatchStream, metrics_path: Path,
     reconstruction through the slots and the slots' attention masks (the paper's Figure 4 layout).
     """
     plot_loss_curves({"train loss": metrics_path}, out / "loss_curve.png")
+    device = next(model.parameters()).device
     with seeded_eval(model, seed):
         images = data.batch(0)["image"][:4]
-        result = model.reconstruct(images) if isinstance(model, SLATE) else model(images)
+        on_device = images.to(device)
+        result = model.reconstruct(on_device) if isinstance(model, SLATE) else model(on_device)
+    result = {key: value.cpu() if isinstance(value, torch.Tensor) else value for key, value in result.items()}
     if isinstance(model, SLATE):
         plot_loss_curves({"train": metrics_path}, out / "ce_curve.png", key="ce",
                          title="token cross-entropy (sum over tokens)")

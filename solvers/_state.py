@@ -126,7 +126,9 @@ class StateSpec:
             )
         if spec.dtype != self.dtype or spec.device != self.device:
             raise TypeError(
-                f"{what} changed dtype/device from {self.dtype} on {self.device} to {spec.dtype} on {spec.device}"
+                f"{what} changed dtype/device from {self.dtype} on {self.device} to {spec.dtype} on {spec.device}; "
+                "return the state in the dtype and on the device it came in (e.g. out.to(z)), or start from "
+                "a z0 of the dtype the map produces"
             )
 
     def _summary(self) -> str:

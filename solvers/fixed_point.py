@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Callable, Optional, Union
 
@@ -91,6 +92,10 @@ def fixed_point(
         than "unrolled" return ``f`` applied once more at the solution (phantom: k damped steps), which
         carries the graph.
 
+    Under ``torch.autocast`` only ``f`` runs in the lower precision: its output is cast back to the dtype of
+    ``z0`` and the solver's own arithmetic (residuals, Anderson's least squares, Broyden's low-rank
+    updates) stays in that dtype, since bfloat16 rounding there would stall or derail the solve.
+
     Examples:
         >>> import torch, solvers
         >>> torch.manual_seed(0)
@@ -110,8 +115,42 @@ def fixed_point(
     fwd, bwd = check_options(forward, backward, tol, max_iter, stop_mode, on_fail, nonfinite)
 
     spec = StateSpec.of(z0)
+    device_type = spec.device.type
+    exact = contextlib.nullcontext()
+    if torch.is_autocast_enabled(device_type):
+        f = _autocast_map(f, device_type, torch.get_autocast_dtype(device_type), spec.dtype)
+        exact = torch.autocast(device_type, enabled=False)
+    with exact:
+        return _solve(f, z0, spec, fwd, bwd, tol, max_iter, stop_mode, on_fail, nonfinite)
+
+
+def _autocast_map(f: Callable[[State], State], device_type: str, dtype: torch.dtype,
+                  state_dtype: torch.dtype) -> Callable[[State], State]:
+    """``f`` under autocast, its floating outputs cast back to the state's dtype."""
+
+    def cast(out):
+        if isinstance(out, torch.Tensor):
+            return out.to(state_dtype) if out.is_floating_point() else out
+        if isinstance(out, dict):
+            return {k: cast(v) for k, v in out.items()}
+        if isinstance(out, (tuple, list)):
+            return type(out)(cast(v) for v in out)
+        return out  # not a state: flat_map's check reports it
+
+    def autocast_f(z: State) -> State:
+        with torch.autocast(device_type, dtype=dtype):
+            out = f(z)
+        return cast(out)
+
+    return autocast_f
+
+
+def _solve(f: Callable[[State], State], z0: State, spec: StateSpec, fwd: ForwardSolver, bwd: BackwardMode,
+           tol: Optional[float], max_iter: int, stop_mode: str, on_fail: str, nonfinite: str
+           ) -> tuple[State, SolveInfo]:
     flat_f = spec.flat_map(f)
     z0_flat = spec.flatten(z0)
+    _check_finite_start(z0_flat)
     track = torch.is_grad_enabled()
 
     if track and bwd.differentiates_solver:
@@ -124,6 +163,17 @@ def fixed_point(
         z_star = z_flat.detach()
         z_flat = _finite_or_fallback(bwd.attach(flat_f, z_star, info, on_fail), z_star, bwd, nonfinite)
     return spec.unflatten(z_flat), info
+
+
+def _check_finite_start(z0_flat: torch.Tensor) -> None:
+    """Refuse an initial state holding NaN/Inf (the map's first output would otherwise be blamed)."""
+    finite = torch.isfinite(z0_flat).all(dim=1)
+    if not bool(finite.all()):
+        bad = torch.nonzero(~finite).flatten().tolist()
+        raise NonFiniteError(
+            f"the initial state z0 holds NaN/Inf in batch sample(s) {bad[:10]}{' ...' if len(bad) > 10 else ''}; "
+            "start from finite values (e.g. torch.zeros_like) and check what produced z0"
+        )
 
 
 def _finite_or_fallback(z_out: torch.Tensor, z_star: torch.Tensor, bwd: BackwardMode, nonfinite: str) -> torch.Tensor:

@@ -30,6 +30,15 @@ def _dataset_names(handle: h5py.File) -> list[str]:
     return names
 
 
+def has_dataset(path: str | os.PathLike[str], key: str) -> bool:
+    """Whether the HDF5 file at ``path`` holds a dataset ``key`` (False if it cannot be opened at all)."""
+    try:
+        with h5py.File(path, "r") as handle:
+            return isinstance(handle.get(key), h5py.Dataset)
+    except (OSError, ValueError):
+        return False
+
+
 def _get(handle: h5py.File, key: str, path: Path) -> h5py.Dataset:
     obj = handle.get(key)
     if not isinstance(obj, h5py.Dataset):
@@ -75,6 +84,18 @@ def _mask_layout(data: h5py.Dataset, path: Path, count: int, height: int, width:
     return layout
 
 
+def _check_float_image(raw: np.ndarray, where: str) -> None:
+    """Refuse a float image holding NaN/Inf or values outside [0, 1] (float data is not rescaled)."""
+    if not np.isfinite(raw).all():
+        raise DataError(f"{where} holds {int(np.count_nonzero(~np.isfinite(raw)))} NaN/Inf pixel values; "
+                        "fix or drop that image")
+    low, high = float(raw.min()), float(raw.max())
+    if low < 0.0 or high > 1.0:
+        scale = " (0-255 data: store it as uint8, or divide by 255)" if high > 1.0 and low >= 0.0 else ""
+        raise DataError(f"{where} has float pixel values in [{low:.4g}, {high:.4g}]; float images must be "
+                        f"in [0, 1]{scale}")
+
+
 class HDF5Dataset(Dataset):
     """Images and optional instance-id masks read item by item from an HDF5 file.
 
@@ -96,9 +117,11 @@ class HDF5Dataset(Dataset):
             (antialiased bilinear for images, nearest for masks).
 
     Raises:
-        FileNotFoundError: If ``path`` does not exist.
+        FileNotFoundError: If ``path`` does not exist (IsADirectoryError if it is a folder).
         DataError: If the file is not HDF5, a key is missing (the message lists the datasets in the
-            file), or an array has an unsupported shape or dtype.
+            file), an array has an unsupported shape or dtype, or holds no images. On access: an item
+            that cannot be read (corrupt chunk) or a float image with NaN/Inf or values outside [0, 1],
+            naming the file, key and index.
 
     Examples:
         >>> data = HDF5Dataset("clevr_with_masks.h5", mask_key="mask", resolution=128)  # doctest: +SKIP
@@ -121,6 +144,9 @@ class HDF5Dataset(Dataset):
         self.image_key = image_key
         self.mask_key = mask_key
         self.resolution = None if resolution is None else int(resolution)
+        if self.path.is_dir():
+            raise IsADirectoryError(f"{str(self.path)!r} is a directory; hdf5:PATH needs the .h5/.hdf5 file itself "
+                                    "(for a folder of images use folder:PATH)")
         if not self.path.is_file():
             raise FileNotFoundError(f"HDF5 file {str(self.path)!r} does not exist")
         try:
@@ -131,6 +157,8 @@ class HDF5Dataset(Dataset):
             images = _get(handle, image_key, self.path)
             self._image_layout = _image_layout(images, self.path)
             self._length = int(images.shape[0])
+            if self._length == 0:
+                raise DataError(f"{self.path}:{images.name} holds no images (shape {images.shape})")
             if self._image_layout == "NHWC":
                 height, width = images.shape[1:3]
             else:
@@ -158,7 +186,9 @@ class HDF5Dataset(Dataset):
             raise IndexError(f"index {index} out of range for {self._length} items in {self.path}")
         index %= self._length
         handle = self._file()
-        raw = np.asarray(handle[self.image_key][index])
+        raw = self._read(handle, self.image_key, index)
+        if raw.dtype != np.uint8:
+            _check_float_image(raw, f"{self.path}:{self.image_key}[{index}]")
         if self._image_layout == "NHWC":
             raw = raw.transpose(2, 0, 1)
         image = torch.from_numpy(np.ascontiguousarray(raw))
@@ -167,7 +197,7 @@ class HDF5Dataset(Dataset):
             image = resize_image(image, self.resolution)
         out = {"image": image}
         if self._mask_layout is not None:
-            mask = np.asarray(handle[self.mask_key][index])
+            mask = self._read(handle, self.mask_key, index)
             if self._mask_layout == "slots":
                 mask = mask.reshape(mask.shape[0], *mask.shape[1:3]).argmax(axis=0)
             ids = torch.from_numpy(mask.astype(np.int64))
@@ -175,6 +205,13 @@ class HDF5Dataset(Dataset):
                 ids = resize_ids(ids, self.resolution)
             out["mask"] = ids
         return out
+
+    def _read(self, handle: h5py.File, key: str, index: int) -> np.ndarray:
+        try:
+            return np.asarray(handle[key][index])
+        except (OSError, RuntimeError, ValueError) as exc:  # a corrupt chunk fails its filter or checksum
+            raise DataError(f"{self.path}:{key}[{index}] cannot be read; the file may be corrupt or "
+                            f"truncated ({type(exc).__name__}: {exc})") from exc
 
     def close(self) -> None:
         """Close this process's file handle (it is reopened on the next access)."""

@@ -22,6 +22,9 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".bmp", ".jpeg", ".jpg", ".png")
 #: PIL modes accepted for masks: single-channel images whose pixel values are instance ids.
 MASK_MODES: tuple[str, ...] = ("1", "L", "P", "I", "I;16", "I;16B", "I;16L", "I;16N")
 
+# 16-bit grayscale modes (PNG): scaled by 65535, not clipped at 255.
+_WIDE_GRAY_MODES: tuple[str, ...] = ("I", "I;16", "I;16B", "I;16L", "I;16N")
+
 # What PIL raises on files it cannot identify, parse or decode.
 _READ_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
@@ -70,7 +73,8 @@ class ImageFolderDataset(Dataset):
 
     Files are found recursively, matched case-insensitively on the extension, and sorted by their path
     relative to ``root``. Each image is centre-cropped to a square and resized (bicubic) to
-    ``resolution``. With ``mask_root``, every image ``root/a/b/x.jpg`` needs a mask ``mask_root/a/b/x.*``
+    ``resolution``; grayscale, palette and RGBA images become RGB (alpha dropped), 16-bit grayscale is
+    scaled by 65535. With ``mask_root``, every image ``root/a/b/x.jpg`` needs a mask ``mask_root/a/b/x.*``
     (same relative folder and stem, ``.png`` preferred) holding integer instance ids in a
     single-channel image; masks get the same crop and a nearest-neighbour resize, so no new ids appear.
 
@@ -178,10 +182,17 @@ class ImageFolderDataset(Dataset):
         try:
             with Image.open(item.image) as im:
                 box = centre_square(*im.size)
-                rgb = im.convert("RGB").resize((res, res), Image.Resampling.BICUBIC, box=box)
+                if im.mode in _WIDE_GRAY_MODES:
+                    # 16-bit grayscale: PIL's RGB conversion would clip every value above 255 to white.
+                    gray = im.convert("I").convert("F").resize((res, res), Image.Resampling.BICUBIC, box=box)
+                    pixels = np.clip(np.asarray(gray, dtype=np.float32) / np.float32(65535.0), 0.0, 1.0)
+                    pixels = np.repeat(pixels[:, :, None], 3, axis=2)
+                else:
+                    rgb = im.convert("RGB").resize((res, res), Image.Resampling.BICUBIC, box=box)
+                    pixels = np.asarray(rgb, dtype=np.float32) / np.float32(255.0)
         except _READ_ERRORS as exc:
             raise DataError(f"{item.image}: cannot decode image ({type(exc).__name__}: {exc})") from exc
-        image = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / np.float32(255.0)).permute(2, 0, 1)
+        image = torch.from_numpy(pixels).permute(2, 0, 1)
         out = {"image": image.contiguous()}
         if item.mask is not None:
             out["mask"] = self._load_mask(item.mask, res)

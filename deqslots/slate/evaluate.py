@@ -42,10 +42,11 @@ def evaluate_slate(model: SLATE, stream: BatchStream, batches: int = 4, seed: in
     """
     totals = {"mse": 0.0, "mse_sum": 0.0, "dvae_mse": 0.0, "dvae_mse_sum": 0.0, "ce": 0.0, "ce_per_token": 0.0}
     aris: list[torch.Tensor] = []
+    device = next(model.parameters()).device
     with seeded_eval(model, seed):
         for b in range(batches):
             batch = stream.batch(b)
-            images = batch["image"]
+            images = batch["image"].to(device)
             losses = model(images, iters=iters)
             out = model.reconstruct(images, iters=iters, use_cache=use_cache)
             totals["ce"] += float(losses["ce"])
@@ -55,9 +56,9 @@ def evaluate_slate(model: SLATE, stream: BatchStream, batches: int = 4, seed: in
             totals["dvae_mse"] += float(mse_per_pixel(out["recon_dvae"], images))
             totals["dvae_mse_sum"] += float(mse_per_image_sum(out["recon_dvae"], images))
             if batch["mask"] is not None:
-                aris.append(fg_ari(batch["mask"], out["masks"].argmax(dim=1)))
+                aris.append(fg_ari(batch["mask"], out["masks"].argmax(dim=1).cpu()))
             if fid is not None:
-                fid.update(images, out["recon"])
+                fid.update(images.cpu(), out["recon"].cpu())
     result = {key: value / batches for key, value in totals.items()}
     result["fg_ari"] = mean_fg_ari(aris)
     if fid is not None:

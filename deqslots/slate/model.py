@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._inputs import check_images
 from ..slot_attention import SlotAttention
 from .config import SLATEConfig
 from .dvae import DVAE, gumbel_softmax
@@ -70,11 +71,10 @@ class SLATE(nn.Module):
         ids = {id(p) for p in dvae}
         return {"dvae": dvae, "main": [p for p in self.parameters() if id(p) not in ids]}
 
-    def _check(self, images: torch.Tensor) -> None:
-        r = self.config.resolution
-        if images.dim() != 4 or images.shape[1:] != (3, r, r):
-            raise ValueError(f"SLATE expects images [batch, 3, {r}, {r}] in [0, 1]; got {tuple(images.shape)} "
-                             f"(set the config's resolution to match the data)")
+    def _check(self, images: torch.Tensor) -> torch.Tensor:
+        """Refuse a wrong shape, dtype or value range; returns the images in the parameters' dtype."""
+        check_images(images, self.config.resolution, "SLATE", " (set the config's resolution to match the data)")
+        return images.to(self.head.weight.dtype)
 
     def tokenize(self, images: torch.Tensor, tau: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
         """Images -> ``(codes [B, vocab, h, w], tokens [B, N])``.
@@ -113,7 +113,7 @@ class SLATE(nn.Module):
             ``ce_per_token`` (ce / N) and ``dvae_mse`` (dVAE squared error summed per image, mean over
             images); all scalars.
         """
-        self._check(images)
+        images = self._check(images)
         batch = images.shape[0]
         codes, tokens = self.tokenize(images, tau)
         dvae_mse = (self.dvae.decode(codes) - images).pow(2).sum() / batch
@@ -141,7 +141,7 @@ class SLATE(nn.Module):
             (attention of the slots over tokens, softmax over slots) and ``masks`` [B, K, H, W] (``attn``
             upsampled to pixels), ``slots`` [B, K, slot_dim].
         """
-        self._check(images)
+        images = self._check(images)
         c = self.config
         was_training = self.training
         self.eval()

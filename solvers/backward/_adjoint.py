@@ -43,7 +43,9 @@ class _AdjointGradient(torch.autograd.Function):
             # J^T g at the fixed point, reusing the graph of the one application of f.
             return torch.autograd.grad(fz, z_leaf, g, retain_graph=True)[0]
 
-        g, stats = ctx.adjoint(vjp, v)
+        # the adjoint solve's arithmetic stays in the gradient's dtype even if backward() is called under autocast
+        with torch.autocast(v.device.type, enabled=False):
+            g, stats = ctx.adjoint(vjp, v)
         previous = ctx.info.backward
         stats.calls = previous.calls + 1 if previous is not None and previous.method == stats.method else 1
         ctx.info.backward = stats

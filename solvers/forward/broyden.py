@@ -24,7 +24,9 @@ class Broyden(ForwardSolver):
     The inverse Jacobian estimate is ``H = -I + U^T V`` with at most ``memory`` rank-one terms (the
     oldest is overwritten when full, as in locuslab/deq and torchdeq). Each step moves to
     ``z - alpha H g(z)``; the first step is therefore plain iteration. Updates whose denominator is
-    negligible relative to the step are skipped per sample, which keeps float32 runs finite.
+    negligible relative to the step are skipped per sample, which keeps float32 runs finite. A step that
+    blows up (NaN/Inf or a residual 1e4 times larger) is undone and that sample restarts with a plain step
+    from its last iterate; if that step blows up too, the NaN/Inf is the map's and ``nonfinite`` applies.
 
     Args:
         memory: most rank-one updates kept; None (default) keeps all of them, i.e. ``max_iter``, as
@@ -72,6 +74,7 @@ class Broyden(ForwardSolver):
         vs = z0.new_zeros(batch, m, dim)
         tiny = torch.finfo(z0.dtype).eps
         n_stored = 0
+        just_restarted = None
         step = g  # Newton-like step -H g with H = -I + U^T V; the first step is plain iteration.
         while nfe < max_iter:
             z_new = z + step
@@ -89,12 +92,16 @@ class Broyden(ForwardSolver):
             if n_stored and not bool(torch.isfinite(res_new).all() and (res_new <= _BLOWUP * res).all()):
                 # A step that blew up (NaN/Inf, or the residual grew by orders of magnitude: the low-rank
                 # inverse has gone bad, typically in float32) is undone for those samples and their
-                # memory is cleared, so they restart from their last iterate with a plain step.
+                # memory is cleared, so they restart from their last iterate with a plain step. A sample
+                # whose restart step blows up again is the map's doing: it goes to the non-finite policy.
                 restarted = ~(torch.isfinite(res_new) & (res_new <= _BLOWUP * res))
+                if just_restarted is not None:
+                    restarted = restarted & ~just_restarted
                 back = restarted.unsqueeze(1)
                 z_new, g_new = torch.where(back, z, z_new), torch.where(back, g, g_new)
                 res_new = torch.where(restarted, res, res_new)
                 us, vs = torch.where(back.unsqueeze(2), 0.0, us), torch.where(back.unsqueeze(2), 0.0, vs)
+            just_restarted = restarted
             going = progress.record(z_new, res_new)
             if not going or nfe >= max_iter:
                 break
