@@ -26,7 +26,7 @@ def _train_parser(commands) -> None:
     p.add_argument("--variant", default=d.variant, choices=["vanilla", "IN", "BN", "BB", "IB"])
     p.add_argument("--data", default=d.data,
                    help="shapes | clevr-mirror | stacks (generated), folder:PATH or hdf5:PATH (on disk)")
-    p.add_argument("--config", default=d.config, help="named architecture: cpu-small, paper-32, paper-64, "
+    p.add_argument("--config", default=d.config, help="named architecture: cpu-small, cpu-small-decoder-masks, paper-32, paper-64, "
                    "paper-128 (slot-attention); cpu-small, paper-64, paper-96 (slate)")
     p.add_argument("--resolution", type=int, default=None)
     p.add_argument("--iters", type=int, default=None, help="slot-attention iterations in training")
@@ -85,7 +85,39 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_eval_pretrained(args: argparse.Namespace) -> int:
+    from .figures import plot_segmentation_grid
+    from .pretrained import FIXED_TEST_BATCH, PRETRAINED, evaluate_pretrained, load_pretrained
+
+    if args.run is not None:
+        raise ValueError("give either a run folder or --pretrained NAME, not both")
+    if args.iters is not None or args.fid_weights:
+        raise ValueError("--iters and --fid-weights apply to run folders, not to --pretrained models")
+    batches = FIXED_TEST_BATCH["batches"] if args.batches is None else args.batches
+    result = evaluate_pretrained(args.pretrained, split=args.split, batches=batches)
+    entry = PRETRAINED[args.pretrained]
+    result.update(pretrained=entry.name, variant=entry.variant, data=entry.data, split=args.split, batches=batches,
+                  images=batches * FIXED_TEST_BATCH["batch_size"], documented_fg_ari=entry.fg_ari,
+                  documented_mse=entry.mse, trained_steps=entry.steps, command=entry.command)
+    if args.out is not None:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        plot_segmentation_grid(load_pretrained(args.pretrained), entry.data, out / "segmentations.png",
+                               split=args.split)
+        (out / f"eval_{args.split}.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def _run_eval(args: argparse.Namespace) -> int:
+    if args.pretrained is not None:
+        return _run_eval_pretrained(args)
+    if args.run is None:
+        raise ValueError("name the run folder to evaluate (the --out of deqslots train) or pass --pretrained NAME")
+    if args.out is not None:
+        raise ValueError("--out applies to --pretrained; a run's results go into its own folder")
+    if args.batches is None:
+        args.batches = 10
     from .checkpoint import check_training_checkpoint, load_checkpoint, load_model_state
     from .evaluate import evaluate
     from .train import TrainConfig, build_model, write_figures
@@ -138,9 +170,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _train_parser(commands)
     ev = commands.add_parser("eval", help="evaluate a trained run: MSE and FG-ARI (slate: through the slots, "
                              "CE, FID); writes DIR/eval_SPLIT.json")
-    ev.add_argument("run", help="the run folder given to train --out")
+    ev.add_argument("run", nargs="?", default=None, help="the run folder given to train --out")
+    ev.add_argument("--pretrained", default=None, metavar="NAME",
+                    help="evaluate a shipped model instead of a run: shapes-IN or shapes-vanilla")
+    ev.add_argument("--out", default=None, help="--pretrained: also write segmentations.png and eval_SPLIT.json here")
     ev.add_argument("--split", default="test", choices=["train", "val", "test"])
-    ev.add_argument("--batches", type=int, default=10)
+    ev.add_argument("--batches", type=int, default=None,
+                    help="batches to evaluate (default 10 of the run's batch size; --pretrained: the 4 x 64 test "
+                    "images its documented figures refer to)")
     ev.add_argument("--iters", type=int, default=None, help="slot-attention iterations at evaluation")
     ev.add_argument("--fid-weights", default=None, metavar="PATH",
                     help="slate: FID feature network, pytorch-fid's pt_inception-2015-12-05-6726825d.pth, or a "

@@ -7,8 +7,11 @@ def test_demo_writes_an_honest_report(tmp_path, capsys):
     report = run_demo(tmp_path, steps=2)
     text = report.read_text()
     assert "| vanilla |" in text and "| IN |" in text
+    assert "| shapes-IN |" in text and "| shapes-vanilla |" in text
     assert "Neither variant separates objects yet" in text  # two steps learn nothing, and it says so
-    for name in ("loss_curves.png", "val_fg_ari.png", "vanilla/slots.png", "IN/slots.png"):
+    for name in ("loss_curves.png", "val_fg_ari.png", "vanilla/segmentations.png", "IN/segmentations.png",
+                 "pretrained_shapes-IN.png", "pretrained_shapes-vanilla.png"):
         assert (tmp_path / name).exists()
     out = capsys.readouterr().out
     assert "deqslots anderson" in out and "cosine to exact gradient" in out
+    assert "shapes-IN: trained" in out

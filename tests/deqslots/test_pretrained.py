@@ -1,0 +1,41 @@
+"""The shipped pretrained checkpoints: they load, are small, and score what they document."""
+
+import json
+import math
+
+import pytest
+
+from deqslots.cli import main
+from deqslots.pretrained import FIXED_TEST_BATCH, PRETRAINED, evaluate_pretrained, load_pretrained, pretrained_path
+
+
+@pytest.mark.parametrize("name", sorted(PRETRAINED))
+def test_shipped_checkpoint_scores_what_it_documents(name):
+    entry = PRETRAINED[name]
+    assert pretrained_path(name).stat().st_size <= 5 * 2**20  # the issue's limit: 5 MB each
+    model = load_pretrained(name)
+    assert model.config.variant == entry.variant and not model.training
+    result = evaluate_pretrained(name)
+    # the fixed test batch is generated deterministically, so only float summation order may differ
+    assert result["fg_ari"] == pytest.approx(entry.fg_ari, abs=2e-3)
+    assert result["mse"] == pytest.approx(entry.mse, rel=2e-2)
+    assert entry.fg_ari >= 0.8  # real object discovery, not a placeholder
+    assert f"--variant {entry.variant}" in entry.command and f"--steps {entry.steps}" in entry.command
+
+
+def test_eval_pretrained_cli_prints_and_writes_segmentations(tmp_path, capsys):
+    assert main(["eval", "--pretrained", "shapes-IN", "--batches", "1", "--out", str(tmp_path)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["pretrained"] == "shapes-IN" and result["images"] == FIXED_TEST_BATCH["batch_size"]
+    assert 0.0 <= result["fg_ari"] <= 1.0 and not math.isnan(result["documented_fg_ari"])
+    assert (tmp_path / "segmentations.png").stat().st_size > 10_000
+    assert json.loads((tmp_path / "eval_test.json").read_text())["fg_ari"] == result["fg_ari"]
+
+
+def test_eval_pretrained_bad_input(capsys):
+    assert main(["eval", "--pretrained", "shapes-XX"]) == 2
+    assert "unknown pretrained model 'shapes-XX'; choose one of shapes-IN, shapes-vanilla" in capsys.readouterr().err
+    assert main(["eval", "some/run", "--pretrained", "shapes-IN"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["eval"]) == 2
+    assert "name the run folder to evaluate" in capsys.readouterr().err
