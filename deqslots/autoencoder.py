@@ -149,7 +149,7 @@ class SlotAutoencoder(nn.Module):
         >>> model = SlotAutoencoder(config_for("cpu-small", variant="IN"))
         >>> out = model(torch.rand(2, 3, 32, 32))
         >>> tuple(out["recon"].shape), tuple(out["masks"].shape), tuple(out["slots"].shape)
-        ((2, 3, 32, 32), (2, 5, 32, 32), (2, 5, 32))
+        ((2, 3, 32, 32), (2, 7, 32, 32), (2, 7, 32))
     """
 
     def __init__(self, config: AutoencoderConfig) -> None:

@@ -23,7 +23,9 @@ __all__ = ["SCHEMA_VERSION", "SIZES", "RunContext", "Table", "SuiteResult", "res
            "median", "write_suite", "validate_results", "render_tables"]
 
 SCHEMA_VERSION = 1
-SIZES = ("tiny", "quick", "full")  # tiny: the test suite's size; quick: ~2 minutes; full: the study
+# tiny: the test suite's size; quick: ~2 minutes; cpu: the variants study at CPU scale (that suite's default);
+# full: the largest sizes (every other suite's default)
+SIZES = ("tiny", "quick", "cpu", "full")
 TOP_KEYS = ("schema", "suite", "command", "machine", "settings", "wall_s", "tables", "plots", "notes")
 
 
@@ -32,13 +34,15 @@ class RunContext:
     """Settings shared by all suites of one invocation.
 
     Attributes:
-        size: "tiny" | "quick" | "full".
+        size: one of :data:`SIZES` (a suite knows the sizes it defines).
         seeds: seeds per configuration where a suite trains (None = the suite's default for ``size``).
         device: where problems and models live.
         out: folder of this suite's outputs.
         command: the command line that reproduces the run.
         progress: show tqdm bars.
         overrides: suite-specific settings from the command line (e.g. variants' ``steps``).
+        jobs: independent runs a suite may execute at once in worker processes (variants).
+        threads: torch threads of each worker when ``jobs`` > 1 (None = cores // jobs).
     """
 
     size: str
@@ -48,6 +52,8 @@ class RunContext:
     command: str
     progress: bool = True
     overrides: dict = field(default_factory=dict)
+    jobs: int = 1
+    threads: Optional[int] = None
 
 
 @dataclass

@@ -1,33 +1,45 @@
 """Suite ``variants``: the paper's stability study (Chang et al. 2022, Figs. 3b, 5, 6) at CPU scale.
 
-Trains the slot-attention autoencoder (``cpu-small`` on clevr-mirror) with each variant over several
-seeds at equal budgets, then the tricks ablation (no gradient clipping; no warm-up) and iteration counts,
-all through :func:`deqslots.train.train`. Each run is trained in segments with ``resume=True`` (resuming is
-exact, so the trajectory is the uninterrupted one); after each segment the checkpoint is loaded and the
-spectral radius of the slot-attention step's Jacobian is measured on a fixed validation batch, at the
-state the model's own T iterations reach (where its gradient is taken) and at the converged fixed point.
+Trains the slot-attention autoencoder (``cpu-small``) with each variant over several seeds at equal
+budgets, then the tricks ablation (with / without gradient clipping and warm-up) and iteration counts,
+all through :func:`deqslots.train.train`. The default plan, ``cpu``, is the study at the scale where
+``cpu-small`` discovers objects on ``shapes`` on a 2-core CPU; ``full`` is the larger clevr-mirror plan.
+Each run is trained in segments with ``resume=True`` (resuming is exact, so the trajectory is the
+uninterrupted one); after each segment the checkpoint is loaded and the spectral radius of the
+slot-attention step's Jacobian is measured on a fixed validation batch, at the state the model's own T
+iterations reach (where its gradient is taken) and at the converged fixed point.
 Loss, gradient norm (before clipping) and validation MSE / FG-ARI come from the run's metrics.csv.
 
 The gradient-clipping threshold is not a guess: a pilot run (vanilla, no clipping, its own seed) measures
 the gradient-norm distribution and the threshold is its ``clip_quantile`` quantile, so clipping binds on
 most steps; the fraction of clipped steps of every run is reported.
 
-Training runs on the CPU whatever ``--device`` says (``TrainConfig`` has no device); the spectral radii
-are measured on ``--device``. SLATE (``model="slate"``) joins the main comparison with ``--with-slate``.
+Runs are independent, so ``--jobs N`` trains N at a time in worker processes (each with
+``cores // N`` torch threads unless ``--threads`` says otherwise). Each run is deterministic given its
+spec and thread count, and rows are collected in plan order, so results.json holds the same numbers for
+any N (timings aside) as long as every run gets the same number of threads.
+
+Training runs on the CPU whatever ``--device`` says (the suite passes ``device="cpu"`` to ``TrainConfig``);
+the spectral radii are measured on ``--device``. SLATE (``model="slate"``) joins the main comparison with
+``--with-slate``.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import math
+import multiprocessing
+import os
 import shutil
 import time
 import warnings
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -35,8 +47,8 @@ import torch
 import solvers
 from benchmarks.suites.common import RunContext, SuiteResult, Table
 
-__all__ = ["run", "TABLES", "Plan", "plan_for", "RUN_COLUMNS", "TRAJECTORY_COLUMNS", "CURVE_COLUMNS",
-           "SUMMARY_COLUMNS"]
+__all__ = ["run", "TABLES", "Plan", "PLANS", "DEFAULT_SIZE", "plan_for", "RUN_COLUMNS", "TRAJECTORY_COLUMNS",
+           "CURVE_COLUMNS", "SUMMARY_COLUMNS"]
 
 RUN_COLUMNS = ("run", "model", "groups", "variant", "iters", "seed", "grad_clip", "warmup_steps", "steps",
                "steps_done", "diverged", "diverged_at", "final_loss", "final_val_mse", "final_val_mse_sum",
@@ -47,12 +59,15 @@ TRAJECTORY_COLUMNS = ("run", "model", "variant", "iters", "seed", "tricks", "ste
                       "fp_converged")
 CURVE_COLUMNS = ("run", "step", "loss", "lr", "grad_norm")
 SUMMARY_COLUMNS = ("group", "model", "variant", "iters", "tricks", "seeds", "diverged", "final_loss_mean",
-                   "val_mse_mean", "val_mse_std", "val_fg_ari_mean", "val_fg_ari_std", "rho_T_mean", "rho_fp_mean",
-                   "grad_norm_max_mean", "clipped_frac_mean")
+                   "val_mse_mean", "val_mse_std", "val_fg_ari_mean", "val_fg_ari_std", "rho_T_mean", "rho_T_std",
+                   "rho_fp_mean", "grad_norm_median_mean", "grad_norm_max_mean", "clipped_frac_mean")
 TABLES = MappingProxyType({"runs": RUN_COLUMNS, "trajectory": TRAJECTORY_COLUMNS, "curves": CURVE_COLUMNS,
                            "summary": SUMMARY_COLUMNS})
 SLATE_CLIP = 1.0  # SLATE's recipe (max-norm), used instead of the pilot's threshold for SLATE runs
-TRICKS = MappingProxyType({"clip+warmup": (True, True), "no clip": (False, True), "no warmup": (True, False)})
+# Ablation settings by name: (gradient clipping, warm-up).
+TRICKS = MappingProxyType({"clip+warmup": (True, True), "no clip": (False, True), "no warmup": (True, False),
+                           "no clip, no warmup": (False, False)})
+PAPER_TRICKS = ("clip+warmup", "no clip", "no warmup")  # one trick removed at a time
 
 
 @dataclass(frozen=True)
@@ -78,9 +93,15 @@ class Plan:
     config: str = "cpu-small"
     with_slate: bool = False
     aux_seeds: Optional[int] = None  # seeds of the ablation and iteration groups (None = ``seeds``)
+    # A fixed warm-up length (capped at ``steps``); None = a tenth of ``steps``. Fixed where the warm-up
+    # is part of a known-good recipe that ``--steps`` should not rescale.
+    fixed_warmup: Optional[int] = None
+    ablation_tricks: tuple[str, ...] = PAPER_TRICKS  # keys of TRICKS trained in the ablation group
 
     @property
     def warmup_steps(self) -> int:
+        if self.fixed_warmup is not None:
+            return max(1, min(self.fixed_warmup, self.steps))
         return max(1, self.steps // 10)
 
 
@@ -89,9 +110,15 @@ PLANS = MappingProxyType({
     "tiny": Plan(16, 4, 4, 1, 1, ("vanilla", "IN"), 3, ("IN",), ("IN",), (3,), 3, eval_batches=1, rho_batch=2),
     "quick": Plan(16, 8, 40, 2, 1, ("vanilla", "IN"), 3, ("vanilla", "IN"), ("vanilla", "IN"), (1, 3, 7), 20,
                   eval_batches=2, rho_batch=8),
+    # The study at the scale where cpu-small finds the objects of `shapes` on a 2-core CPU (FG-ARI ~0.85-0.9
+    # within 1000-2000 steps with this batch, lr and warm-up). The pilot covers the warm-up and 100 steps at
+    # the peak lr, so the clip threshold reflects both phases. 51 runs.
+    "cpu": Plan(32, 16, 1500, 6, 3, ALL, 7, ("vanilla", "IN"), ("vanilla", "IN"), (1, 3, 7, 15), 300, lr=6e-4,
+                eval_batches=4, data="shapes", fixed_warmup=200, ablation_tricks=tuple(TRICKS)),
     # The paper's stability study uses 7 iterations (vanilla unrolled 7, Broyden capped at 7).
     "full": Plan(32, 32, 3000, 10, 3, ALL, 7, ("vanilla", "IN"), ("vanilla", "IN"), (1, 3, 7, 15), 200),
 })
+DEFAULT_SIZE = "cpu"  # the plan ``python -m benchmarks variants`` runs without --quick / --full
 
 
 def plan_for(ctx: RunContext) -> Plan:
@@ -134,7 +161,7 @@ def _specs(plan: Plan) -> dict[Spec, list[str]]:
             runs.setdefault(Spec("slot-attention", v, plan.main_iters, seed, True, True), []).append("main")
         aux = seed < (plan.aux_seeds or plan.seeds)
         for v in plan.ablation_variants if aux else ():
-            for label, (clip, warm) in TRICKS.items():
+            for clip, warm in (TRICKS[label] for label in plan.ablation_tricks):
                 runs.setdefault(Spec("slot-attention", v, plan.main_iters, seed, clip, warm), []).append("ablation")
         for v in plan.iter_variants if aux else ():
             for t in plan.iter_counts:
@@ -156,7 +183,7 @@ def _config(spec: Spec, plan: Plan, clip_value: float, out: Path, steps: int, se
                        grad_clip=(None if slate else clip_value) if spec.clip else 0.0,
                        grad_clip_type=None if slate else "l2",
                        eval_every=segment, eval_batches=plan.eval_batches, checkpoint_every=segment, out=str(out),
-                       resume=True, progress=False)
+                       resume=True, progress=False, device="cpu")
 
 
 def _read_metrics(path: Path) -> list[dict]:
@@ -173,6 +200,7 @@ def _num(value) -> float:
         return float("nan")
 
 
+@functools.lru_cache(maxsize=4)  # once per process: every run of a worker measures on the same batch
 def _fixed_images(plan: Plan) -> torch.Tensor:
     from deqslots.batches import BatchStream
 
@@ -225,18 +253,25 @@ def _spectral(config, checkpoint: Path, images: torch.Tensor, device: torch.devi
             "fp_converged": float(info.converged.float().mean())}
 
 
-def _train_run(spec: Spec, groups: list[str], plan: Plan, clip_value: float, ctx: RunContext, images,
-               result: SuiteResult) -> None:
+def _train_run(spec: Spec, groups: list[str], plan: Plan, clip_value: float, out_root: Path, device: str
+               ) -> dict[str, list[dict]]:
+    """Train one run in segments and measure it; returns its rows by table name ("runs", "trajectory", "curves").
+
+    A top-level function of picklable arguments, so a worker process can run it; it writes only its own run
+    folder and hands its rows back, so the caller can add them in plan order whatever order runs finish in.
+    """
     from deqslots.train import train
 
-    out = ctx.out / "runs" / spec.name
+    out = out_root / "runs" / spec.name
     if spec.model == "slate":
         clip_value = SLATE_CLIP
     if out.exists():  # our own output from an earlier invocation: start the run afresh
         shutil.rmtree(out)
+    images = _fixed_images(plan)
     ends = sorted({max(1, round(plan.steps * (i + 1) / plan.segments)) for i in range(plan.segments)})
     segment = max(1, plan.steps // plan.segments)
     began, diverged_at = time.perf_counter(), None
+    traj: list[dict] = []
     for end in ends:
         config = _config(spec, plan, clip_value, out, end, segment)
         try:
@@ -248,22 +283,20 @@ def _train_run(spec: Spec, groups: list[str], plan: Plan, clip_value: float, ctx
             break
         rows = _read_metrics(out / "metrics.csv")
         last = rows[-1] if rows else {}
-        rho = _spectral(config, out / "checkpoint.pt", images, ctx.device)
-        result.tables["trajectory"].add(run=spec.name, model=spec.model, variant=spec.variant, iters=spec.iters,
-                                        seed=spec.seed, tricks=spec.tricks, step=end, val_mse=_num(last.get("val_mse")),
-                                        val_fg_ari=_num(last.get("val_fg_ari")), **rho)
+        rho = _spectral(config, out / "checkpoint.pt", images, torch.device(device))
+        traj.append(dict(run=spec.name, model=spec.model, variant=spec.variant, iters=spec.iters, seed=spec.seed,
+                         tricks=spec.tricks, step=end, val_mse=_num(last.get("val_mse")),
+                         val_fg_ari=_num(last.get("val_fg_ari")), **rho))
     seconds = time.perf_counter() - began
     rows = _read_metrics(out / "metrics.csv")
-    for r in rows:
-        result.tables["curves"].add(run=spec.name, step=int(r["step"]), loss=_num(r["loss"]), lr=_num(r["lr"]),
-                                    grad_norm=_num(r["grad_norm"]))
+    curves = [dict(run=spec.name, step=int(r["step"]), loss=_num(r["loss"]), lr=_num(r["lr"]),
+                   grad_norm=_num(r["grad_norm"])) for r in rows]
     norms = np.array([_num(r["grad_norm"]) for r in rows]) if rows else np.array([math.nan])
     losses = [_num(r["loss"]) for r in rows]
     tail = losses[-max(1, len(losses) // 10):] if losses else [math.nan]
     evals = [r for r in rows if r.get("val_mse")]
     final = evals[-1] if evals else {}
-    traj = [r for r in result.tables["trajectory"].rows if r["run"] == spec.name]
-    result.tables["runs"].add(
+    summary = dict(
         run=spec.name, model=spec.model, groups="+".join(groups), variant=spec.variant, iters=spec.iters,
         seed=spec.seed, grad_clip=clip_value if spec.clip else None,
         warmup_steps=plan.warmup_steps if spec.warmup else 0, steps=plan.steps, steps_done=len(rows),
@@ -274,13 +307,14 @@ def _train_run(spec: Spec, groups: list[str], plan: Plan, clip_value: float, ctx
         clipped_frac=float(np.mean(norms > clip_value)) if spec.clip else 0.0,
         rho_T_final=traj[-1]["rho_T_median"] if traj else None, rho_fp_final=traj[-1]["rho_fp_median"] if traj else None,
         seconds=seconds)
+    return {"runs": [summary], "trajectory": traj, "curves": curves}
 
 
-def _pilot(plan: Plan, ctx: RunContext) -> tuple[float, list[float]]:
+def _pilot(plan: Plan, out_root: Path) -> tuple[float, list[float]]:
     """Gradient norms of an unclipped vanilla run (seed 1000): the clip threshold is their low quantile."""
     from deqslots.train import train
 
-    out = ctx.out / "runs" / "pilot"
+    out = out_root / "runs" / "pilot"
     if out.exists():
         shutil.rmtree(out)
     spec = Spec("slot-attention", "vanilla", plan.main_iters, 1000, False, True)
@@ -291,6 +325,46 @@ def _pilot(plan: Plan, ctx: RunContext) -> tuple[float, list[float]]:
         train(config)
     norms = [_num(r["grad_norm"]) for r in _read_metrics(out / "metrics.csv")]
     return float(np.nanquantile(norms, plan.clip_quantile)), norms
+
+
+def _needs_pilot(spec: Spec) -> bool:
+    """Whether a run clips at the pilot's threshold (runs without clipping, and SLATE's, can start at once)."""
+    return spec.clip and spec.model != "slate"
+
+
+class _InlineExecutor(Executor):
+    """``--jobs 1``: runs each task at submission in this process, behind the same interface as the pool.
+
+    A task's exception (Ctrl-C included) propagates from ``submit`` at once rather than waiting in the
+    future, so a failed pilot does not let the runs queued after it train first.
+    """
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+    warnings.simplefilter("ignore")  # training's own warnings would interleave across workers on the console
+
+
+def _cores() -> int:
+    """CPUs this process may use (the affinity mask where there is one, e.g. in a container)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _executor(ctx: RunContext) -> tuple[Executor, Optional[int]]:
+    """The executor for ``ctx.jobs`` parallel runs and the torch threads of each worker (None: this process's)."""
+    if ctx.jobs <= 1:
+        return _InlineExecutor(), None
+    threads = ctx.threads or max(1, _cores() // ctx.jobs)
+    # spawn, not fork: a forked child inherits torch's thread pools and OpenMP state from a process that has
+    # already computed, which can deadlock; spawn starts each worker clean.
+    pool = ProcessPoolExecutor(ctx.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                               initargs=(threads,))
+    return pool, threads
 
 
 def _summary(result: SuiteResult, specs: dict[Spec, list[str]]) -> None:
@@ -308,11 +382,13 @@ def _summary(result: SuiteResult, specs: dict[Spec, list[str]]) -> None:
     for (group, model, variant, iters, tricks), rows in groups.items():
         mse, mse_sd = stats(rows, "final_val_mse")
         ari, ari_sd = stats(rows, "final_val_fg_ari")
+        rho, rho_sd = stats(rows, "rho_T_final")
         result.tables["summary"].add(
             group=group, model=model, variant=variant, iters=iters, tricks=tricks, seeds=len(rows),
             diverged=sum(r["diverged"] for r in rows), final_loss_mean=stats(rows, "final_loss")[0],
             val_mse_mean=mse, val_mse_std=mse_sd, val_fg_ari_mean=ari, val_fg_ari_std=ari_sd,
-            rho_T_mean=stats(rows, "rho_T_final")[0], rho_fp_mean=stats(rows, "rho_fp_final")[0],
+            rho_T_mean=rho, rho_T_std=rho_sd, rho_fp_mean=stats(rows, "rho_fp_final")[0],
+            grad_norm_median_mean=stats(rows, "grad_norm_median")[0],
             grad_norm_max_mean=stats(rows, "grad_norm_max")[0], clipped_frac_mean=stats(rows, "clipped_frac")[0])
 
 
@@ -339,6 +415,16 @@ def _band(ax, result: SuiteResult, names: list[str], key: str, label: str, windo
         mean, lo, hi = np.nanmean(data, 0), np.nanmin(data, 0), np.nanmax(data, 0)
     line, = ax.plot(steps, mean, label=label, color=colour, lw=1)
     ax.fill_between(steps, lo, hi, alpha=0.2, color=line.get_color())
+
+
+def _save(fig, out: Path, name: str) -> str:
+    """Lay out, write and close a figure; returns its file name for the report."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    return name
 
 
 def _plots(result: SuiteResult, specs: dict[Spec, list[str]], plan: Plan, clip_value: float, out: Path) -> list[str]:
@@ -391,14 +477,11 @@ def _plots(result: SuiteResult, specs: dict[Spec, list[str]], plan: Plan, clip_v
     for a in (axes[0][0], axes[0][1], axes[1][0]):
         a.set_xlabel("step")
         a.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "variants_main.png", dpi=110)
-    plt.close(fig)
-    files.append("variants_main.png")
+    files.append(_save(fig, out, "variants_main.png"))
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for v in plan.ablation_variants:
-        for tricks in TRICKS:
+        for tricks in plan.ablation_tricks:
             clip, warm = TRICKS[tricks]
             group_names = names("ablation", variant=v, clip=clip, warmup=warm)
             _band(axes[0], result, group_names, "loss", f"{v} {tricks}", window)
@@ -416,11 +499,39 @@ def _plots(result: SuiteResult, specs: dict[Spec, list[str]], plan: Plan, clip_v
     axes[2].set_title("final val MSE vs iterations", fontsize=9)
     for a in axes:
         a.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(out / "variants_ablation_iters.png", dpi=110)
-    plt.close(fig)
-    files.append("variants_ablation_iters.png")
+    files.append(_save(fig, out, "variants_ablation_iters.png"))
+
+    # Validation over training (the trajectory table): does each variant find the objects, and how fast.
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for v in plan.variants:
+        _segments(axes[0], traj, names("main", variant=v), "val_fg_ari", v)
+        _segments(axes[1], traj, names("main", variant=v), "val_mse", v)
+    for v in plan.iter_variants:
+        for t in plan.iter_counts:
+            _segments(axes[2], traj, names("iterations", variant=v, iters=t), "val_fg_ari", f"{v} T={t}")
+    axes[0].set_title("main: validation FG-ARI (mean over seeds; band = min-max)", fontsize=9)
+    axes[1].set_title("main: validation MSE", fontsize=9)
+    axes[1].set_yscale("log")
+    axes[2].set_title("iteration counts: validation FG-ARI", fontsize=9)
+    for a in axes:
+        a.set_xlabel("step")
+        a.legend(fontsize=6)
+    files.append(_save(fig, out, "variants_curves.png"))
     return files
+
+
+def _segments(ax, traj: list[dict], names: list[str], key: str, label: str) -> None:
+    """Mean over runs of a per-segment measurement, with a min-max band (diverged runs stop early)."""
+    points: dict[int, list[float]] = {}
+    for r in traj:
+        if r["run"] in names and not math.isnan(r[key]):
+            points.setdefault(r["step"], []).append(r[key])
+    if not points:
+        return
+    xs = sorted(points)
+    line, = ax.plot(xs, [np.mean(points[x]) for x in xs], marker="o", ms=3, lw=1, label=label)
+    ax.fill_between(xs, [min(points[x]) for x in xs], [max(points[x]) for x in xs], alpha=0.2,
+                    color=line.get_color())
 
 
 def _slate_available() -> Optional[str]:
@@ -438,7 +549,11 @@ def _slate_available() -> Optional[str]:
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:
-    """Pilot, then every run of the plan in segments; ``bar`` advances once per training segment."""
+    """Pilot, then every run of the plan in segments; ``bar`` advances by a run's segments as each run ends.
+
+    Runs go to ``ctx.jobs`` worker processes: the pilot and the runs that do not need its clip threshold
+    first, the rest once the threshold is known. Rows are added in plan order, not completion order.
+    """
     plan = plan_for(ctx)
     notes = []
     if plan.with_slate:
@@ -449,38 +564,62 @@ def run(ctx: RunContext, bar) -> SuiteResult:
     specs = _specs(plan)
     bar.reset(total=1 + len(specs) * plan.segments)
     bar.set_postfix_str("pilot (clip threshold)")
-    clip_value, pilot_norms = _pilot(plan, ctx)
-    bar.update()
+    executor, threads = _executor(ctx)
+
+    def submit(spec: Spec, clip_value: float) -> Future:
+        def done(_: Future) -> None:
+            bar.set_postfix_str(f"{spec.name} done", refresh=False)
+            bar.update(plan.segments)
+
+        future = executor.submit(_train_run, spec, specs[spec], plan, clip_value, ctx.out, str(ctx.device))
+        future.add_done_callback(done)
+        return future
+
+    futures: dict[Spec, Future] = {}
+    try:
+        pilot = executor.submit(_pilot, plan, ctx.out)
+        pilot.add_done_callback(lambda _: bar.update())
+        # the clip value of a run that does not clip is never read; NaN makes that visible should it be
+        futures.update({s: submit(s, math.nan) for s in specs if not _needs_pilot(s)})
+        clip_value, pilot_norms = pilot.result()
+        futures.update({s: submit(s, clip_value) for s in specs if _needs_pilot(s)})
+        records = {s: futures[s].result() for s in specs}
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)  # on an error, queued runs are dropped, not trained
     result = SuiteResult("variants", {"plan": dataclasses.asdict(plan), "grad_clip": clip_value,
                                       "pilot_grad_norms": pilot_norms, "warmup_steps": plan.warmup_steps,
-                                      "runs": len(specs), "training_device": "cpu"})
+                                      "runs": len(specs), "training_device": "cpu", "jobs": ctx.jobs,
+                                      "threads_per_job": threads or torch.get_num_threads()})
     result.notes += notes + [
-        f"cpu-small at {plan.resolution}x{plan.resolution} on {plan.data}, batch {plan.batch_size}, {plan.steps} steps, "
-        f"Adam lr {plan.lr}, no lr decay; {plan.seeds} seed(s). Main comparison and iteration counts: gradient "
-        f"clipping at global L2 norm {clip_value:.4g} (the {plan.clip_quantile:.0%} quantile of an unclipped "
-        f"{plan.pilot_steps}-step vanilla pilot's gradient norms) and linear warm-up over {plan.warmup_steps} steps.",
-        "Training ran on the CPU (TrainConfig has no device option); spectral radii on " + str(ctx.device) + "."]
+        f"{plan.config} at {plan.resolution}x{plan.resolution} on {plan.data}, batch {plan.batch_size}, "
+        f"{plan.steps} steps, Adam lr {plan.lr}, no lr decay; {plan.seeds} seed(s). Main comparison and iteration "
+        f"counts: gradient clipping at global L2 norm {clip_value:.4g} (the {plan.clip_quantile:.0%} quantile of an "
+        f"unclipped {plan.pilot_steps}-step vanilla pilot's gradient norms) and linear warm-up over "
+        f"{plan.warmup_steps} steps. Ablation: {'; '.join(plan.ablation_tricks)}.",
+        f"Training ran on the CPU (device='cpu'), {ctx.jobs} run(s) at a time with "
+        f"{threads or torch.get_num_threads()} torch thread(s) each; spectral radii on {ctx.device}."]
     result.tables["runs"] = Table(
         "One row per training run. grad_norm = global L2 norm before clipping (metrics.csv); clipped_frac = "
         "fraction of steps whose norm exceeded the clip; final_loss = mean training loss over the last 10% of "
         "steps; final_val_* = last validation (fixed batches); rho_*_final = spectral radius of the step's "
         "Jacobian at the last checkpoint (median over the fixed batch) at the model's T-th iterate (T) and at the "
-        "converged fixed point (fp); diverged_at = step whose loss was not finite.", RUN_COLUMNS)
+        "converged fixed point (fp); diverged_at = step whose loss was not finite; seconds = wall time of the "
+        "run (training and measurements; with --jobs > 1 runs share the cores).", RUN_COLUMNS)
     result.tables["trajectory"] = Table(
         "Measured after every training segment from the checkpoint, on a fixed validation batch: rho of "
         "J = d step / d slots at z_T (the model's own T iterations from fixed initial slots) and at the fixed "
         "point (Anderson, rel. tol 1e-5, at most 200 evaluations); residual_T = median ||f(z_T) - z_T|| / ||z_T||; "
-        "fp_residual / fp_converged = the Anderson solve's median relative residual and converged fraction.",
+        "fp_residual / fp_converged = the Anderson solve's median relative residual and converged fraction; "
+        "val_mse / val_fg_ari = the validation at the segment's end (metrics.csv).",
         TRAJECTORY_COLUMNS)
     result.tables["curves"] = Table("Every training step of every run (metrics.csv).", CURVE_COLUMNS)
     result.tables["summary"] = Table(
         "Means (and std) over seeds of the runs' final figures, per group; diverged runs are counted, not averaged.",
         SUMMARY_COLUMNS)
-    images = _fixed_images(plan)
-    for spec, groups in specs.items():
-        bar.set_postfix_str(spec.name)
-        _train_run(spec, groups, plan, clip_value, ctx, images, result)
-        bar.update(plan.segments)
+    for spec in specs:
+        for name, rows in records[spec].items():
+            for row in rows:
+                result.tables[name].add(**row)
     _summary(result, specs)
     result.plots += _plots(result, specs, plan, clip_value, ctx.out)
     result.report = _report(result)

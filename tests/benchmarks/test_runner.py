@@ -12,7 +12,7 @@ import torch
 
 from benchmarks.__main__ import main
 from benchmarks.suites import SUITE_MODULES, load_suite
-from benchmarks.suites.common import Table, validate_results
+from benchmarks.suites.common import RunContext, Table, validate_results
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +77,37 @@ def test_variants_runs_train_and_measure(all_tiny):
     assert all(r["steps_done"] == r["steps"] and not r["diverged"] for r in runs)
     assert doc["settings"]["grad_clip"] > 0
     assert all(r["rho_T_median"] > 0 for r in doc["tables"]["trajectory"]["rows"])
+
+
+def _numbers(doc: dict) -> tuple[dict, dict]:
+    """The tables without wall times, and the settings that come from training (the clip and its pilot)."""
+    tables = {name: [{c: v for c, v in row.items() if c != "seconds"} for row in tab["rows"]]
+              for name, tab in doc["tables"].items()}
+    return tables, {k: doc["settings"][k] for k in ("grad_clip", "pilot_grad_norms", "plan")}
+
+
+def test_variants_with_two_jobs_gives_the_numbers_of_one(all_tiny, tmp_path):
+    out, _ = all_tiny
+    one = json.loads((out / "variants" / "results.json").read_text())  # --jobs 1 (in-process), one thread
+    two = main(["variants", "--tiny", "--jobs", "2", "--threads", "1", "--out", str(tmp_path), "--no-progress"])
+    assert one["settings"]["jobs"] == 1 and two["settings"]["jobs"] == 2
+    assert one["settings"]["threads_per_job"] == two["settings"]["threads_per_job"] == 1
+    assert _numbers(two) == _numbers(one)
+    assert [r["run"] for r in two["tables"]["runs"]["rows"]] == [r["run"] for r in one["tables"]["runs"]["rows"]]
+
+
+def test_cpu_plan_is_the_variants_default_and_takes_overrides(tmp_path):
+    suite = load_suite("variants")
+    assert suite.DEFAULT_SIZE == "cpu"
+    ctx = RunContext(size=suite.DEFAULT_SIZE, seeds=None, device=torch.device("cpu"), out=tmp_path, command="")
+    plan = suite.plan_for(ctx)
+    assert (plan.data, plan.config, plan.resolution, plan.batch_size, plan.lr) == ("shapes", "cpu-small", 32, 16, 6e-4)
+    assert (plan.steps, plan.main_iters, plan.seeds, plan.iter_counts) == (1500, 7, 3, (1, 3, 7, 15))
+    assert set(plan.variants) == {"vanilla", "IN", "BN", "BB", "IB"} and plan.warmup_steps == 200
+    shorter = suite.plan_for(RunContext(size="cpu", seeds=1, device=torch.device("cpu"), out=tmp_path, command="",
+                                        overrides={"steps": 600}))
+    assert (shorter.steps, shorter.seeds, shorter.warmup_steps) == (600, 1, 200)  # the warm-up is not rescaled
+    assert suite.PLANS["full"].warmup_steps == suite.PLANS["full"].steps // 10
 
 
 def test_table_rejects_rows_missing_a_column():
