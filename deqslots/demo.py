@@ -50,7 +50,7 @@ def _pretrained_section(out: Path) -> dict[str, float]:
         scores[name] = plot_segmentation_grid(model, PRETRAINED[name].data, out / f"pretrained_{name}.png",
                                               split="test", rows=6)["fg_ari"]
         entry = PRETRAINED[name]
-        print(f"{name}: trained {entry.steps} steps ({entry.seconds / 60:.0f} min on 2 CPU cores); documented "
+        print(f"{name}: trained {entry.steps} steps ({entry.seconds / 60:.0f} min, one CPU thread); documented "
               f"FG-ARI {entry.fg_ari:.3f} on {FIXED_TEST_BATCH['batches'] * FIXED_TEST_BATCH['batch_size']} test "
               f"scenes; {scores[name]:.3f} on the 6 fresh scenes in {out / f'pretrained_{name}.png'} "
               f"({time.perf_counter() - started:.1f} s)")
