@@ -16,9 +16,9 @@ import torch
 from deqslots.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS = 24
+STEPS = 300  # long enough that no interruption lands after the end, even with the fast cpu-small
 ARGS = ["train", "--data", "shapes", "--resolution", "16", "--num-slots", "3", "--batch-size", "4",
-        "--steps", str(STEPS), "--eval-every", "8", "--eval-batches", "1", "--checkpoint-every", "1",
+        "--steps", str(STEPS), "--eval-every", "50", "--eval-batches", "1", "--checkpoint-every", "1",
         "--lr", "0.001", "--warmup-steps", "0", "--threads", "1", "--no-progress"]
 
 
