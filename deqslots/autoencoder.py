@@ -96,22 +96,22 @@ class AutoencoderConfig:
         return replace_fields(self, "config", **changes)
 
 
-# Named configurations: the paper's (Locatello et al.) at three sizes, and a light one for CPUs.
+# Discovers objects in minutes on a 2-core CPU (BENCHMARKS.md, "Object discovery on a CPU"): per-pixel
+# features (1x1 convs) at full resolution, masks from slot attention's own attention, and a small decoder
+# that paints each slot's colour at 16x16.
+_CPU_SMALL = AutoencoderConfig(resolution=32, channels=32, encoder_strides=(1, 1), encoder_kernel=1, num_slots=7,
+                               slot_dim=32, iters=7, mlp_hidden=64, decoder_kernel=3, decoder_resolution=16,
+                               decoder_refine=0, mask_source="attention")
+
+# Named configurations: the paper's (Locatello et al.) at three sizes, and the light ones for CPUs.
 CONFIGS = {
     "paper-128": AutoencoderConfig(resolution=128),
     "paper-64": AutoencoderConfig(resolution=64),
     "paper-32": AutoencoderConfig(resolution=32),
-    # Discovers objects in minutes on a 2-core CPU (BENCHMARKS.md, "Object discovery on a CPU"): per-pixel
-    # features (1x1 convs) at full resolution, masks from slot attention's own attention, and a small
-    # decoder that paints each slot's colour at 16x16.
-    "cpu-small": AutoencoderConfig(resolution=32, channels=32, encoder_strides=(1, 1), encoder_kernel=1,
-                                   num_slots=7, slot_dim=32, iters=7, mlp_hidden=64, decoder_kernel=3,
-                                   decoder_resolution=16, decoder_refine=0, mask_source="attention"),
-    # The same with Slot Attention's decoder masks (alpha channel, 32x32): the ablation of BENCHMARKS.md,
-    # which stays at the mean-colour plateau.
-    "cpu-small-decoder-masks": AutoencoderConfig(resolution=32, channels=32, encoder_strides=(1, 1),
-                                                 encoder_kernel=1, num_slots=7, slot_dim=32, iters=7,
-                                                 mlp_hidden=64, decoder_kernel=3, decoder_refine=0),
+    "cpu-small": _CPU_SMALL,
+    # The same with Slot Attention's decoder masks (alpha channel, decoded at 32x32): the ablation of
+    # BENCHMARKS.md, which stays at the mean-colour plateau.
+    "cpu-small-decoder-masks": _CPU_SMALL.replace(mask_source="decoder", decoder_resolution=None),
 }
 
 

@@ -94,7 +94,8 @@ def _run_eval_pretrained(args: argparse.Namespace) -> int:
     if args.iters is not None or args.fid_weights:
         raise ValueError("--iters and --fid-weights apply to run folders, not to --pretrained models")
     batches = FIXED_TEST_BATCH["batches"] if args.batches is None else args.batches
-    result = evaluate_pretrained(args.pretrained, split=args.split, batches=batches)
+    model = load_pretrained(args.pretrained)  # loaded once for the metrics and the figure
+    result = evaluate_pretrained(args.pretrained, split=args.split, batches=batches, model=model)
     entry = PRETRAINED[args.pretrained]
     result.update(pretrained=entry.name, variant=entry.variant, data=entry.data, split=args.split, batches=batches,
                   images=batches * FIXED_TEST_BATCH["batch_size"], documented_fg_ari=entry.fg_ari,
@@ -102,8 +103,7 @@ def _run_eval_pretrained(args: argparse.Namespace) -> int:
     if args.out is not None:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        plot_segmentation_grid(load_pretrained(args.pretrained), entry.data, out / "segmentations.png",
-                               split=args.split)
+        plot_segmentation_grid(model, entry.data, out / "segmentations.png", split=args.split)
         (out / f"eval_{args.split}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     return 0

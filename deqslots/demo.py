@@ -15,6 +15,7 @@ from .figures import plot_loss_curves, plot_segmentation_grid
 from .solver_demo import run_solver_demo
 from .train import TrainConfig, build_model, train
 from .batches import BatchStream
+from .checkpoint import load_checkpoint, load_model_state
 from .metrics import mse_per_pixel
 from .pretrained import FIXED_TEST_BATCH, PRETRAINED, load_pretrained
 
@@ -46,10 +47,9 @@ def _pretrained_section(out: Path) -> dict[str, float]:
     scores = {}
     for name in PRETRAINED:
         started = time.perf_counter()
-        model = load_pretrained(name)
-        scores[name] = plot_segmentation_grid(model, PRETRAINED[name].data, out / f"pretrained_{name}.png",
-                                              split="test", rows=6)["fg_ari"]
         entry = PRETRAINED[name]
+        scores[name] = plot_segmentation_grid(load_pretrained(name), entry.data, out / f"pretrained_{name}.png",
+                                              split="test", rows=6)["fg_ari"]
         print(f"{name}: trained {entry.steps} steps ({entry.seconds / 60:.0f} min, one CPU thread); documented "
               f"FG-ARI {entry.fg_ari:.3f} on {FIXED_TEST_BATCH['batches'] * FIXED_TEST_BATCH['batch_size']} test "
               f"scenes; {scores[name]:.3f} on the 6 fresh scenes in {out / f'pretrained_{name}.png'} "
@@ -88,7 +88,7 @@ def run_demo(out: Path, steps: Optional[int] = None, minutes: float = 6.0) -> Pa
         summaries[variant] = train(TrainConfig(variant=variant, steps=steps, eval_every=every, eval_batches=8,
                                                checkpoint_every=steps, out=str(run_dir), progress=True, **RECIPE))
         model = build_model(TrainConfig(variant=variant, **RECIPE))
-        model.load_state_dict(torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"])
+        load_model_state(model, load_checkpoint(run_dir / "checkpoint.pt"), run_dir / "checkpoint.pt")
         plot_segmentation_grid(model, "shapes", run_dir / "segmentations.png", split="test", rows=6)
     plot_loss_curves({v: out / v / "metrics.csv" for v in VARIANTS}, out / "loss_curves.png",
                      title="training loss (per-pixel MSE)")

@@ -53,6 +53,11 @@ def plot_loss_curves(runs: dict[str, Union[str, Path]], out: Union[str, Path], k
     return out
 
 
+def _on_white(mask: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+    """A slot's colour [3, H, W] where its mask [H, W] holds, faded to white where it does not."""
+    return mask.unsqueeze(0) * rgb + (1 - mask.unsqueeze(0))
+
+
 def plot_slot_grid(images: torch.Tensor, recon: torch.Tensor, masks: torch.Tensor, rgb: torch.Tensor,
                    out: Union[str, Path], rows: int = 4, titles: Sequence[str] = ()) -> Path:
     """Input, reconstruction and each slot's masked RGB, one row per image (the paper's Figure 4 layout).
@@ -70,7 +75,7 @@ def plot_slot_grid(images: torch.Tensor, recon: torch.Tensor, masks: torch.Tenso
         show(axes[r, 0], images[r])
         show(axes[r, 1], recon[r])
         for j in range(k):
-            show(axes[r, j + 2], masks[r, j].unsqueeze(0) * rgb[r, j] + (1 - masks[r, j].unsqueeze(0)))
+            show(axes[r, j + 2], _on_white(masks[r, j], rgb[r, j]))
     header = list(titles) or ["input", "recon"] + [f"slot {j + 1}" for j in range(k)]
     return save_grid(fig, axes, header, out, fontsize=8)
 
@@ -113,7 +118,7 @@ def plot_segmentation_grid(model: torch.nn.Module, data: str, out: Union[str, Pa
                         bbox=dict(facecolor="black", alpha=0.6, pad=1, linewidth=0))
         show(axes[r, 3], recon[r])
         for j in range(k):
-            show(axes[r, j + 4], masks[r, j].unsqueeze(0) * rgb[r, j] + (1 - masks[r, j].unsqueeze(0)))
+            show(axes[r, j + 4], _on_white(masks[r, j], rgb[r, j]))
     header = ["input", "objects", "segmentation", "recon"] + [f"slot {j + 1}" for j in range(k)]
     save_grid(fig, axes, header, out, fontsize=7)
     return {"fg_ari": float(torch.nanmean(scores))}

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Union
+from typing import Optional, Union
 
 import torch
 
@@ -107,12 +107,16 @@ def load_pretrained(name: str) -> SlotAutoencoder:
 
 @torch.no_grad()
 def evaluate_pretrained(name: str, split: str = FIXED_TEST_BATCH["split"],
-                        batches: int = FIXED_TEST_BATCH["batches"]) -> dict[str, float]:
-    """MSE and FG-ARI of the shipped model ``name`` on fixed batches of its data set's ``split``."""
+                        batches: int = FIXED_TEST_BATCH["batches"],
+                        model: Optional[SlotAutoencoder] = None) -> dict[str, float]:
+    """MSE and FG-ARI of the shipped model ``name`` on fixed batches of its data set's ``split``.
+
+    ``model``: ``load_pretrained(name)`` when the caller already holds it (None loads it).
+    """
     from ..evaluate import evaluate
 
     entry = _entry(name)
-    model = load_pretrained(name)
+    model = load_pretrained(name) if model is None else model
     stream = BatchStream(entry.data, split, model.config.resolution, FIXED_TEST_BATCH["batch_size"],
                          FIXED_TEST_BATCH["seed"])
     return evaluate(model, stream, batches, seed=FIXED_TEST_BATCH["seed"])

@@ -22,29 +22,34 @@ def contractive_problems(draw):
     return batch, shapes, kind, rho, seed
 
 
-def build(batch, shapes, kind, rho, seed):
-    gen = torch.Generator().manual_seed(seed)
+def state_codec(batch, shapes, kind):
+    """(join, split): a state of structure ``kind`` ("tensor", "tuple", "list", "dict") with parts of
+    ``shapes`` <-> one flat [batch, sum of sizes] tensor. A "tensor" state has one part."""
     sizes = [int(torch.Size(s).numel()) for s in shapes]
-    dim = sum(sizes)
-    w = torch.randn(dim, dim, generator=gen, dtype=torch.float64)
-    w = rho * w / torch.linalg.matrix_norm(w, ord=2)
-    x = torch.randn(batch, dim, generator=gen, dtype=torch.float64)
 
-    def to_flat(state):
+    def join(state):
         parts = [state] if kind == "tensor" else (list(state.values()) if kind == "dict" else list(state))
         return torch.cat([p.reshape(batch, -1) for p in parts], dim=1)
 
-    def from_flat(flat):
-        if kind == "tensor" and len(shapes) == 1:
-            return flat.reshape(batch, *shapes[0])
+    def split(flat):
         parts = [p.reshape(batch, *s) for p, s in zip(torch.split(flat, sizes, dim=1), shapes)]
+        if kind == "tensor":
+            return parts[0]
         if kind == "dict":
             return {f"p{i}": p for i, p in enumerate(parts)}
-        return tuple(parts)
+        return parts if kind == "list" else tuple(parts)
 
-    if kind == "tensor" and len(shapes) > 1:
-        shapes[:] = [(dim,)]
-        sizes[:] = [dim]
+    return join, split
+
+
+def build(batch, shapes, kind, rho, seed):
+    gen = torch.Generator().manual_seed(seed)
+    dim = sum(int(torch.Size(s).numel()) for s in shapes)
+    w = torch.randn(dim, dim, generator=gen, dtype=torch.float64)
+    w = rho * w / torch.linalg.matrix_norm(w, ord=2)
+    x = torch.randn(batch, dim, generator=gen, dtype=torch.float64)
+    # a "tensor" state drawn with several parts is one flat tensor of their total size
+    to_flat, from_flat = state_codec(batch, [(dim,)] if kind == "tensor" and len(shapes) > 1 else shapes, kind)
 
     def f(state):
         return from_flat(torch.tanh(to_flat(state) @ w.T + x))
@@ -89,26 +94,14 @@ def test_implicit_gradients_match_a_dense_ift_reference(problem):
     gradient, L = sum(c * z*)."""
     batch, shapes, kind, rho, affine, seed = problem
     gen = torch.Generator().manual_seed(seed)
-    sizes = [int(torch.Size(s).numel()) for s in shapes]
-    dim = sum(sizes)
+    dim = sum(int(torch.Size(s).numel()) for s in shapes)
     w0 = torch.randn(dim, dim, generator=gen, dtype=torch.float64)
     w0 = rho * w0 / torch.linalg.matrix_norm(w0, ord=2)
     x0 = torch.randn(batch, dim, generator=gen, dtype=torch.float64)
     c = torch.randn(batch, dim, generator=gen, dtype=torch.float64)
     sigma = (lambda a: a) if affine else torch.tanh
 
-    def split(flat):
-        parts = [p.reshape(batch, *s) for p, s in zip(torch.split(flat, sizes, dim=1), shapes)]
-        if kind == "tensor":
-            return parts[0]
-        if kind == "dict":
-            return {f"p{i}": p for i, p in enumerate(parts)}
-        return parts if kind == "list" else tuple(parts)
-
-    def join(state):
-        parts = [state] if kind == "tensor" else (list(state.values()) if kind == "dict" else list(state))
-        return torch.cat([p.reshape(batch, -1) for p in parts], dim=1)
-
+    join, split = state_codec(batch, shapes, kind)
     # dense reference: dz = (I - D W)^-1 D (dW z + dx) with D = sigma'(W z* + x)
     with torch.no_grad():
         z = torch.zeros(batch, dim, dtype=torch.float64)
