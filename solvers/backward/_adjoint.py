@@ -8,7 +8,7 @@ import torch
 
 from ..info import BackwardInfo, SolveInfo
 
-__all__ = ["attach_adjoint"]
+__all__ = ["attach_adjoint", "graph_sources"]
 
 # adjoint(vjp, v) -> (g, BackwardInfo without calls)
 AdjointFn = Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor], tuple[torch.Tensor, BackwardInfo]]
@@ -60,4 +60,43 @@ def attach_adjoint(f: Callable[[torch.Tensor], torch.Tensor], z_star: torch.Tens
         fz = f(z_leaf)
     if not fz.requires_grad:
         return fz.detach()
+    other, uses_state = graph_sources(fz, z_leaf)
+    if not other:
+        # Only the detached fixed point requires grad: nothing the map closes over can receive a
+        # gradient, so the output must not require one either (z.numpy() works as for any constant).
+        return fz.detach()
+    if not uses_state:
+        # J = 0: the adjoint is v itself, and f's own graph already gives v^T df/dtheta.
+        return fz
     return _AdjointGradient.apply(fz, z_leaf, adjoint, info)
+
+
+def graph_sources(out: torch.Tensor, z_leaf: torch.Tensor) -> tuple[bool, bool]:
+    """Whether ``out``'s autograd graph reaches a leaf other than ``z_leaf``, and whether it reaches ``z_leaf``.
+
+    A breadth-first walk over ``grad_fn`` nodes that stops as soon as both answers are known; the
+    parameters of a map typically sit a few nodes from its output, so the walk is short in training.
+    """
+    root = out.grad_fn
+    if root is None:
+        return out is not z_leaf and out.requires_grad, out is z_leaf
+    other = uses_state = False
+    seen = {root}
+    frontier = [root]
+    while frontier and not (other and uses_state):
+        nxt = []
+        for node in frontier:
+            for child, _ in node.next_functions:
+                if child is None or child in seen:
+                    continue
+                seen.add(child)
+                variable = getattr(child, "variable", None)
+                if variable is not None:  # AccumulateGrad: a leaf tensor
+                    if variable is z_leaf:
+                        uses_state = True
+                    else:
+                        other = True
+                else:
+                    nxt.append(child)
+        frontier = nxt
+    return other, uses_state
