@@ -9,22 +9,28 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .data import DATASETS, SPLITS, HDF5Dataset, ImageFolderDataset, generate_batch, make_dataset
-from .data.hdf5 import has_dataset
+from .data import DATASETS, SPLITS, generate_batch, make_dataset
+from .data.sources import is_disk_data, open_split
+from .data.stream import SplitStream
 
 __all__ = ["BatchStream", "describe_data"]
 
 
 def describe_data() -> str:
-    return f"one of {', '.join(DATASETS)}, or folder:PATH (images, optional PATH/../masks), or hdf5:PATH"
+    return (f"one of {', '.join(DATASETS)}, or folder:PATH (images, optional PATH/../masks), hdf5:PATH, "
+            "tfrecord:[NAME:]PATH (Multi-Object Datasets), coco:ANNOTATIONS.json:IMAGES, clevr-mirror:PATH "
+            "or shapestacks:PATH")
 
 
 class BatchStream:
     """Batches of ``{"image": [B, 3, R, R], "mask": [B, R, R] or None}`` for a step index.
 
     Args:
-        data: a procedural dataset name, ``folder:PATH`` or ``hdf5:PATH``.
-        split: "train", "val" or "test" (files on disk: the split is a seeded 90/5/5 partition).
+        data: a procedural dataset name or an on-disk form of :mod:`deqslots.data.sources`
+            (``folder:PATH``, ``hdf5:PATH``, ``tfrecord:[NAME:]PATH``, ``coco:ANNOTATIONS.json:IMAGES``,
+            ``clevr-mirror:PATH``, ``shapestacks:PATH``).
+        split: "train", "val" or "test" (files on disk: a seeded 90/5/5 partition unless the data set
+            defines its splits; a streamed TFRecord file is split record by record).
         resolution: image size.
         batch_size: images per batch (the global batch when ``world_size > 1``).
         seed: data seed.
@@ -51,26 +57,15 @@ class BatchStream:
         self.rank, self.world_size = rank, world_size
         self.local_batch_size = batch_size // world_size
         self.dataset = None
+        self.stream: Optional[SplitStream] = None
         if data in DATASETS:
             self.size = len(make_dataset(data, split, resolution=resolution, seed=seed))
-        elif data.startswith("folder:") or data.startswith("hdf5:"):
-            kind, path = data.split(":", 1)
-            if not path:
-                raise ValueError(f"{data!r} names no path; pass {kind}:PATH, e.g. {kind}:data/"
-                                 f"{'images' if kind == 'folder' else 'clevr.h5'}")
-            if kind == "folder":
-                full = ImageFolderDataset(path, resolution, mask_root=mask_root)
-            else:  # images only (FG-ARI is then NaN) when the file has no "mask" dataset
-                full = HDF5Dataset(path, resolution=resolution, mask_key="mask" if has_dataset(path, "mask") else None)
-            order = np.random.default_rng(seed).permutation(len(full))
-            n_val = max(1, len(full) // 20) if len(full) >= 3 else 0
-            parts = {"val": order[:n_val], "test": order[n_val:2 * n_val], "train": order[2 * n_val:]}
-            self.indices = parts[split]
-            if len(self.indices) == 0:
-                raise ValueError(f"{data} has too few images ({len(full)}) for a {split} split: files on disk are "
-                                 "split 90/5/5 into train/val/test, which needs at least 3 images")
-            self.dataset = full
-            self.size = len(self.indices)
+        elif is_disk_data(data):
+            part = open_split(data, split, resolution, seed, mask_root=mask_root)
+            if isinstance(part, SplitStream):  # a streamed file: read in order, never indexed
+                self.stream, self.size = part, None
+            else:
+                self.dataset, self.indices, self.size = part.dataset, part.indices, len(part)
         else:
             raise ValueError(f"unknown data {data!r}: pass {describe_data()}")
 
@@ -78,6 +73,8 @@ class BatchStream:
         """The batch for optimisation step ``step`` (epoch-wise reshuffled for data on disk): this rank's share."""
         start = step * self.batch_size + self.rank * self.local_batch_size
         positions = [(start + i) for i in range(self.local_batch_size)]
+        if self.stream is not None:
+            return _collate(self.stream.items(positions))
         if self.dataset is None:
             images, masks = generate_batch(self.data, [p % self.size for p in positions], self.split,
                                            self.resolution, self.seed)
@@ -89,6 +86,10 @@ class BatchStream:
                 perms[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.size)
             perm = perms[epoch]
             items.append(self.dataset[int(self.indices[perm[offset]])])
-        images = torch.stack([it["image"] for it in items])
-        masks = torch.stack([it["mask"] for it in items]) if all("mask" in it for it in items) else None
-        return {"image": images, "mask": masks}
+        return _collate(items)
+
+
+def _collate(items: list[dict[str, torch.Tensor]]) -> dict[str, Optional[torch.Tensor]]:
+    images = torch.stack([it["image"] for it in items])
+    masks = torch.stack([it["mask"] for it in items]) if all("mask" in it for it in items) else None
+    return {"image": images, "mask": masks}

@@ -1,0 +1,158 @@
+"""The ``--data`` forms for data on disk, and the split each one is read with.
+
+======================================  ==================================================================
+``folder:PATH``                         images (recursive), seeded 90/5/5 split; a ShapeStacks folder is
+                                        recognised and read as ``shapestacks:PATH``
+``hdf5:PATH``                           arrays ``image`` (and ``mask``), seeded 90/5/5 split
+``tfrecord:PATH``, ``tfrecord:NAME:PATH``  a Multi-Object Datasets file, streamed; split record by record
+``coco:ANNOTATIONS.json:IMAGES``        COCO instances via pycocotools, seeded 90/5/5 split of the file
+``clevr-mirror:PATH``                   CLEVR-Mirror images: ``PATH/{train,val,test}`` if present, else
+                                        the paper's seeded 70/15/15 split
+``shapestacks:PATH``                    ShapeStacks with its own splits (``splits/default``)
+======================================  ==================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from deqslots.data.coco import CocoDataset
+from deqslots.data.hdf5 import HDF5Dataset, has_dataset
+from deqslots.data.image_folder import ImageFolderDataset
+from deqslots.data.shapestacks import ShapeStacksDataset, is_shapestacks_root
+from deqslots.data.stream import SplitStream
+from deqslots.data.tfrecord import MultiObjectTFRecord
+
+__all__ = ["DISK_FORMS", "MapSplit", "is_disk_data", "iterate_all", "open_split"]
+
+#: The prefixes of ``--data`` values read from disk.
+DISK_FORMS: tuple[str, ...] = ("folder", "hdf5", "tfrecord", "coco", "clevr-mirror", "shapestacks")
+_EXAMPLES = {
+    "folder": "folder:data/images",
+    "hdf5": "hdf5:data/clevr.h5",
+    "tfrecord": "tfrecord:clevr_with_masks_train.tfrecords or tfrecord:tetrominoes:tetrominoes_train.tfrecords",
+    "coco": "coco:annotations/instances_val2017.json:val2017",
+    "clevr-mirror": "clevr-mirror:data/clevr-mirror",
+    "shapestacks": "shapestacks:data/shapestacks",
+}
+_SPLITS = ("train", "val", "test")
+
+
+class MapSplit:
+    """One split of an indexable data set: ``dataset[indices[i]]`` is item ``i``."""
+
+    def __init__(self, dataset: Dataset, indices: np.ndarray) -> None:
+        self.dataset, self.indices = dataset, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def is_disk_data(data: str) -> bool:
+    """Whether ``data`` is one of the on-disk forms (``PREFIX:...``)."""
+    return data.split(":", 1)[0] in DISK_FORMS and ":" in data
+
+
+def _parts(data: str) -> tuple[str, str]:
+    kind, rest = data.split(":", 1)
+    if not rest:
+        usage = {"coco": "coco:ANNOTATIONS.json:IMAGES", "tfrecord": "tfrecord:[NAME:]PATH"}.get(kind, f"{kind}:PATH")
+        raise ValueError(f"{data!r} names no path; pass {usage}, e.g. {_EXAMPLES[kind]}")
+    return kind, rest
+
+
+def _tfrecord_args(rest: str) -> tuple[Optional[str], str]:
+    name, sep, path = rest.partition(":")
+    if sep and not Path(rest).exists() and name.replace("-", "_").lower() in (
+            "clevr_with_masks", "clevr", "clevr6", "multi_dsprites", "objects_room", "tetrominoes", "tetris"):
+        return name, path
+    return None, rest
+
+
+def _coco_args(rest: str) -> tuple[str, str]:
+    annotations, sep, images = rest.partition(".json:")
+    if sep:
+        return annotations + ".json", images
+    annotations, sep, images = rest.rpartition(":")
+    if not sep or not annotations or not images:
+        raise ValueError(f"coco:{rest} needs both the annotations JSON and the image folder: "
+                         f"{_EXAMPLES['coco']}")
+    return annotations, images
+
+
+def _fractions(size: int, seed: int, split: str, val: float, data: str) -> np.ndarray:
+    order = np.random.default_rng(seed).permutation(size)
+    n_val = max(1, int(size * val)) if size >= 3 else 0
+    parts = {"val": order[:n_val], "test": order[n_val:2 * n_val], "train": order[2 * n_val:]}
+    if len(parts[split]) == 0:
+        raise ValueError(f"{data} has too few images ({size}) for a {split} split: files on disk are split "
+                         f"{round(100 * (1 - 2 * val))}/{round(100 * val)}/{round(100 * val)} into train/val/test, "
+                         "which needs at least 3 images")
+    return parts[split]
+
+
+def open_split(data: str, split: str, resolution: Optional[int], seed: int, mask_root: Optional[str] = None,
+               shuffle_buffer: int = 256) -> Union[MapSplit, SplitStream]:
+    """Open split ``split`` of the on-disk data ``data`` (see the module docstring for the forms).
+
+    Returns:
+        A :class:`MapSplit` for indexable data, or a :class:`~deqslots.data.stream.SplitStream` for a
+        streamed TFRecord file.
+    """
+    kind, rest = _parts(data)
+    if kind == "tfrecord":
+        name, path = _tfrecord_args(rest)
+        source = MultiObjectTFRecord(path, name=name, resolution=resolution)
+        return SplitStream(source, split, seed, shuffle_buffer=shuffle_buffer, describe=str(source.path))
+    if kind == "shapestacks" or (kind == "folder" and is_shapestacks_root(rest)):
+        dataset = ShapeStacksDataset(rest, split, resolution)
+        return MapSplit(dataset, np.arange(len(dataset)))
+    if kind == "clevr-mirror":
+        root = Path(rest)
+        if all((root / s).is_dir() for s in _SPLITS):
+            dataset = ImageFolderDataset(root / split, resolution)
+            return MapSplit(dataset, np.arange(len(dataset)))
+        dataset = ImageFolderDataset(root, resolution)
+        # Chang et al. (2022) split the CLEVR-Mirror images they got from SLATE's authors 70/15/15.
+        return MapSplit(dataset, _fractions(len(dataset), seed, split, 0.15, data))
+    if kind == "coco":
+        dataset = CocoDataset(*_coco_args(rest), resolution=resolution)
+    elif kind == "folder":
+        dataset = ImageFolderDataset(rest, resolution, mask_root=mask_root)
+    else:  # images only (FG-ARI is then absent) when the file has no "mask" dataset
+        dataset = HDF5Dataset(rest, resolution=resolution, mask_key="mask" if has_dataset(rest, "mask") else None)
+    return MapSplit(dataset, _fractions(len(dataset), seed, split, 0.05, data))
+
+
+def iterate_all(data: str, resolution: Optional[int]) -> tuple[Iterator[dict], Optional[int]]:
+    """Every item of ``data`` in its stored order (all splits), and the count when it is known up front.
+
+    ShapeStacks and split CLEVR-Mirror folders give their train, val and test items in that order.
+    """
+    kind, rest = _parts(data)
+    if kind == "tfrecord":
+        name, path = _tfrecord_args(rest)
+        return iter(MultiObjectTFRecord(path, name=name, resolution=resolution)), None
+    parts: list[Dataset]
+    if kind == "shapestacks" or (kind == "folder" and is_shapestacks_root(rest)):
+        parts = [ShapeStacksDataset(rest, s, resolution) for s in _SPLITS]
+    elif kind == "clevr-mirror" and all((Path(rest) / s).is_dir() for s in _SPLITS):
+        parts = [_need_resolution(ImageFolderDataset, Path(rest) / s, resolution, data) for s in _SPLITS]
+    elif kind == "coco":
+        parts = [CocoDataset(*_coco_args(rest), resolution=resolution)]
+    elif kind in ("folder", "clevr-mirror"):
+        parts = [_need_resolution(ImageFolderDataset, rest, resolution, data)]
+    else:
+        parts = [HDF5Dataset(rest, resolution=resolution, mask_key="mask" if has_dataset(rest, "mask") else None)]
+    return (part[i] for part in parts for i in range(len(part))), sum(len(p) for p in parts)
+
+
+def _need_resolution(cls, path, resolution: Optional[int], data: str):
+    if resolution is None:
+        raise ValueError(f"{data}: image folders hold images of any size; pass --resolution R")
+    return cls(path, resolution)

@@ -1,0 +1,139 @@
+"""Deterministic train/val/test streams over data that can only be read in order (a GZIP TFRecord file).
+
+A streamed file cannot be indexed, so its split is decided record by record: in every block of 20
+consecutive records a permutation seeded by ``(seed, block)`` picks one for ``val`` and one for
+``test`` (5% each, 90% ``train``), which needs no record count up front. The ``train`` split is
+shuffled with a seeded buffer (as ``tf.data``'s ``shuffle``: fill ``buffer`` items, then emit a random
+one and put the next in its place), reseeded every epoch; ``val`` and ``test`` keep file order and are
+cached in memory once read (evaluation reads their first batches again and again). Item ``p`` of the
+stream is therefore a function of (file, seed, ``p``) alone, so a resumed run sees the same data; going
+back (a resume, or a second evaluation past the cache) reads the file again from its start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Optional, Protocol
+
+import numpy as np
+import torch
+
+from deqslots.data.errors import DataError
+
+__all__ = ["BLOCK", "RecordSource", "SplitStream", "record_split"]
+
+#: Records per split block: one goes to val, one to test, the rest to train.
+BLOCK = 20
+_SPLIT_CODES = {"val": 0, "test": 1}
+
+
+class RecordSource(Protocol):
+    """What :class:`SplitStream` reads: raw records in order, decoded on demand."""
+
+    def records(self) -> Iterator[bytes]: ...
+
+    def decode(self, record: bytes, index: int) -> Optional[dict[str, torch.Tensor]]: ...
+
+
+def record_split(index: int, seed: int, _cache: Optional[dict] = None) -> str:
+    """The split (``"train"``, ``"val"`` or ``"test"``) of record ``index`` under ``seed``.
+
+    Examples:
+        >>> sorted(record_split(i, 0) for i in range(20)).count("train")
+        18
+    """
+    block, offset = divmod(index, BLOCK)
+    if _cache is not None and block in _cache:
+        perm = _cache[block]
+    else:
+        perm = np.random.default_rng([seed, block, 0x5EED]).permutation(BLOCK)
+        if _cache is not None:
+            _cache.clear()
+            _cache[block] = perm
+    code = int(perm[offset])
+    return "val" if code == 0 else "test" if code == 1 else "train"
+
+
+class SplitStream:
+    """The items of one split of a :class:`RecordSource`, as an endless deterministic sequence.
+
+    Args:
+        source: Gives ``records()`` and ``decode(record, index)`` (``None`` drops an item, e.g. a
+            filtered scene).
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        seed: Split and shuffle seed.
+        shuffle_buffer: Items held for shuffling the train split (1 = file order).
+        cache_items: Most items of a val/test split kept in memory.
+        describe: Names the data in errors.
+    """
+
+    def __init__(self, source: RecordSource, split: str, seed: int, shuffle_buffer: int = 256,
+                 cache_items: int = 4096, describe: str = "the data") -> None:
+        self.source, self.split, self.seed = source, split, seed
+        self.shuffle_buffer = shuffle_buffer if split == "train" else 1
+        self.cache_items = cache_items if split != "train" else 0
+        self.describe = describe
+        self._cache: list[dict[str, torch.Tensor]] = []
+        self._cache_complete = False
+        self._iter: Optional[Iterator[dict[str, torch.Tensor]]] = None
+        self._next = 0
+
+    def _split_items(self) -> Iterator[dict[str, torch.Tensor]]:
+        """One pass over the file: this split's items, in file order."""
+        blocks: dict = {}
+        for index, record in enumerate(self.source.records()):
+            if record_split(index, self.seed, blocks) != self.split:
+                continue
+            item = self.source.decode(record, index)
+            if item is not None:
+                yield item
+
+    def _epoch(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+        if self.shuffle_buffer <= 1:
+            yield from self._split_items()
+            return
+        rng = np.random.default_rng([self.seed, epoch, 0xB0FF])
+        buffer: list = []
+        for item in self._split_items():
+            if len(buffer) < self.shuffle_buffer:
+                buffer.append(item)
+                continue
+            j = int(rng.integers(len(buffer)))
+            yield buffer[j]
+            buffer[j] = item
+        for j in rng.permutation(len(buffer)):
+            yield buffer[int(j)]
+
+    def _endless(self) -> Iterator[dict[str, torch.Tensor]]:
+        epoch = 0
+        while True:
+            count = 0
+            for item in self._epoch(epoch):
+                count += 1
+                yield item
+            if count == 0:
+                raise DataError(
+                    f"{self.describe} has no {self.split} items: streamed files are split record by record, one "
+                    f"in every {BLOCK} consecutive records to val and one to test, so the file needs at least "
+                    f"{BLOCK} records (after any filtering)")
+            epoch += 1
+
+    def item(self, position: int) -> dict[str, torch.Tensor]:
+        """Item ``position`` of the endless sequence."""
+        if position < len(self._cache):
+            return self._cache[position]
+        if self._iter is None or position < self._next:
+            self._iter, self._next = self._endless(), 0
+        while True:
+            item = next(self._iter)
+            current = self._next
+            self._next += 1
+            if current == len(self._cache) and len(self._cache) < self.cache_items:
+                self._cache.append(item)
+            if current == position:
+                return item
+
+    def items(self, positions: list[int]) -> list[dict[str, torch.Tensor]]:
+        """Items at ascending ``positions`` (a batch), reading forward as needed."""
+        return [self.item(p) for p in positions]
+
