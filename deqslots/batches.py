@@ -3,7 +3,6 @@ same data as an uninterrupted one."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import numpy as np

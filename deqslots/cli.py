@@ -1,13 +1,14 @@
-"""The ``deqslots`` command line: demo, train, eval."""
+"""The ``deqslots`` command line: demo, train, eval, data convert."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
+
+from ._json import dumps as strict_json  # NaN (an undefined FG-ARI) -> null
 
 __all__ = ["main"]
 
@@ -25,7 +26,8 @@ def _train_parser(commands) -> None:
     p.add_argument("--model", default=d.model, choices=["slot-attention", "slate"])
     p.add_argument("--variant", default=d.variant, choices=["vanilla", "IN", "BN", "BB", "IB"])
     p.add_argument("--data", default=d.data,
-                   help="shapes | clevr-mirror | stacks (generated), folder:PATH or hdf5:PATH (on disk)")
+                   help="shapes | clevr-mirror | stacks (generated); on disk: folder:PATH, hdf5:PATH, "
+                   "tfrecord:[NAME:]PATH, coco:ANNOTATIONS.json:IMAGES, clevr-mirror:PATH, shapestacks:PATH")
     p.add_argument("--config", default=d.config, help="named architecture: cpu-small, cpu-small-decoder-masks, paper-32, paper-64, "
                    "paper-128 (slot-attention); cpu-small, paper-64, paper-96 (slate)")
     p.add_argument("--resolution", type=int, default=None)
@@ -81,7 +83,7 @@ def _run_train(args: argparse.Namespace) -> int:
             print(f"deqslots train: {stop}", file=sys.stderr)
         return 128 + stop.signum  # the shell convention for "ended by signal N"
     if main_rank:
-        print(json.dumps(summary, indent=2))
+        print(strict_json(summary, indent=2))
     return 0
 
 
@@ -104,8 +106,8 @@ def _run_eval_pretrained(args: argparse.Namespace) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         plot_segmentation_grid(model, entry.data, out / "segmentations.png", split=args.split)
-        (out / f"eval_{args.split}.json").write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+        (out / f"eval_{args.split}.json").write_text(strict_json(result, indent=2))
+    print(strict_json(result, indent=2))
     return 0
 
 
@@ -133,7 +135,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     config = TrainConfig(**{**state["train_config"], "resume": True})
     model = build_model(config)
     load_model_state(model, state, run / "checkpoint.pt")
-    stream = BatchStream(config.data, args.split, model.config.resolution, config.batch_size, config.seed)
+    data = args.data or config.data  # --data: the same data set elsewhere, e.g. COCO's val2017 after train2017
+    stream = BatchStream(data, args.split, model.config.resolution, config.batch_size, config.seed)
     fid = None
     if config.model == "slate":
         from .slate.fid import fid_scorer
@@ -144,11 +147,38 @@ def _run_eval(args: argparse.Namespace) -> int:
     result = evaluate(model, stream, args.batches, seed=config.seed, iters=args.iters, fid=fid)
     if config.model == "slate":
         result.setdefault("fid", None)  # null in the JSON: skipped for want of weights
+    if args.data:
+        result.update(data=args.data)
     result.update(split=args.split, batches=args.batches, images=args.batches * config.batch_size,
                   iters=args.iters or model.config.eval_iters or model.config.iters, step=int(state["step"]))
-    (run / f"eval_{args.split}.json").write_text(json.dumps(result, indent=2))
+    (run / f"eval_{args.split}.json").write_text(strict_json(result, indent=2))
     write_figures(model, stream, run / "metrics.csv", run, config.seed)
-    print(json.dumps(result, indent=2))
+    print(strict_json(result, indent=2))
+    return 0
+
+
+def _data_parser(commands) -> None:
+    data = commands.add_parser("data", help="data tools: convert")
+    tools = data.add_subparsers(dest="tool", required=True)
+    conv = tools.add_parser("convert", help="write any --data form on disk (tfrecord:, coco:, shapestacks:, "
+                            "clevr-mirror:, folder:, hdf5:) as an HDF5 file (image, mask) for random access")
+    conv.add_argument("src", help="the data, as given to train --data, e.g. tfrecord:tetrominoes_train.tfrecords")
+    conv.add_argument("dst", help="the .h5 file to write")
+    conv.add_argument("--resolution", type=int, default=None,
+                      help="resize to R x R (default: the reader's size; needed for folders and COCO)")
+    conv.add_argument("--limit", type=int, default=None, help="stop after N images")
+    conv.add_argument("--overwrite", action="store_true", help="replace an existing DST")
+    conv.add_argument("--no-progress", action="store_true")
+
+
+def _run_data(args: argparse.Namespace) -> int:
+    from .data.convert import convert
+
+    if args.resolution is not None and args.resolution < 1:
+        raise ValueError(f"--resolution must be at least 1; got {args.resolution}")
+    result = convert(args.src, args.dst, resolution=args.resolution, limit=args.limit,
+                     progress=not args.no_progress, overwrite=args.overwrite)
+    print(strict_json(result, indent=2))
     return 0
 
 
@@ -175,6 +205,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     help="evaluate a shipped model instead of a run: shapes-IN or shapes-vanilla")
     ev.add_argument("--out", default=None, help="--pretrained: also write segmentations.png and eval_SPLIT.json here")
     ev.add_argument("--split", default="test", choices=["train", "val", "test"])
+    ev.add_argument("--data", default=None, help="evaluate on this data (any --data form of train) instead of "
+                    "the run's own; the split and the image size are the run's")
     ev.add_argument("--batches", type=int, default=None,
                     help="batches to evaluate (default 10 of the run's batch size; --pretrained: the 4 x 64 test "
                     "images its documented figures refer to)")
@@ -182,8 +214,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ev.add_argument("--fid-weights", default=None, metavar="PATH",
                     help="slate: FID feature network, pytorch-fid's pt_inception-2015-12-05-6726825d.pth, or a "
                     "torch.export / TorchScript file (no downloads); without it FID is skipped")
+    _data_parser(commands)
     args = parser.parse_args(argv)
     try:
+        if args.command == "data":
+            return _run_data(args)
         if args.command == "train":
             return _run_train(args)
         if args.command == "eval":

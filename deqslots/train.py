@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import json
 import math
 import signal
 import threading
@@ -23,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from .autoencoder import SlotAutoencoder, config_for
+from ._json import dumps as strict_json
 from .batches import BatchStream
 from .checkpoint import check_training_checkpoint, load_checkpoint, load_model_state, save_atomic
 from .distributed import DEVICES, DistContext, process_group
@@ -450,7 +450,7 @@ def _train(config: TrainConfig, dist: DistContext) -> dict:
                    "skipped_nonfinite_steps": skipped, **final}
         if dist.enabled:
             summary.update(world_size=dist.world_size)
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        (out / "summary.json").write_text(strict_json(summary, indent=2))  # NaN FG-ARI -> null
     return dist.broadcast_object(summary)
 
 
