@@ -6,6 +6,7 @@ decorator; solvers and backward modes are small immutable objects, strings are s
 
 from .backward import ADJOINT_SOLVERS, BackwardMode, Implicit, Neumann, OneStep, Phantom, Unrolled
 from .decorator import ImplicitFunction, SolveOptions, implicit
+from .dropout import SolveDropout
 from .diagnostics import gradient_fidelity, jacobian_frobenius_sq, spectral_radius
 from .errors import ConvergenceError, ConvergenceWarning, NonFiniteError
 from .fixed_point import BACKWARD_MODES, FORWARD_SOLVERS, as_backward, as_forward, fixed_point
@@ -21,5 +22,5 @@ __all__ = [
     "SolveInfo", "BackwardInfo", "ConvergenceWarning", "ConvergenceError", "NonFiniteError",
     "spectral_radius", "jacobian_frobenius_sq", "gradient_fidelity",
     "variant", "VARIANTS", "FORWARD_SOLVERS", "BACKWARD_MODES", "ADJOINT_SOLVERS",
-    "as_forward", "as_backward",
+    "as_forward", "as_backward", "SolveDropout",
 ]

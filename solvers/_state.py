@@ -88,6 +88,11 @@ class StateSpec:
                 )
         return StateSpec(kind, keys, tuple(leaf.shape for leaf in leaves), first.dtype, first.device)
 
+    def with_batch(self, batch: int) -> "StateSpec":
+        """The same structure with batch size ``batch`` (the rows a compacted evaluation covers)."""
+        shapes = tuple(torch.Size((batch, *s[1:])) for s in self.shapes)
+        return StateSpec(self.kind, self.keys, shapes, self.dtype, self.device)
+
     def leaves(self, state: State) -> list[torch.Tensor]:
         if self.kind == "tensor":
             return [state]

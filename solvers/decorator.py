@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 from .backward import BackwardMode
-from .fixed_point import check_options, fixed_point
+from .fixed_point import check_flag, check_options, check_states, fixed_point
 from .forward import ForwardSolver
 
 __all__ = ["implicit", "ImplicitFunction", "SolveOptions"]
@@ -25,19 +25,26 @@ class SolveOptions:
     on_fail: str = "warn"
     nonfinite: str = "raise"
     return_info: bool = False
+    compact: bool = True
+    states: Sequence[int] = ()
+    cache_weights: bool = True
 
     def __post_init__(self) -> None:
         check_options(self.forward, self.backward, self.tol, self.max_iter, self.stop_mode, self.on_fail,
                       self.nonfinite)
-        if not isinstance(self.return_info, bool):
-            raise TypeError(f"return_info must be True or False; got {self.return_info!r}")
+        check_flag("return_info", self.return_info)
+        check_flag("compact", self.compact)
+        check_flag("cache_weights", self.cache_weights)
+        object.__setattr__(self, "states", check_states(self.states, self.max_iter))
 
 
 class ImplicitFunction:
     """A one-step function whose call returns the fixed point of that step.
 
     ``step(z0, *context)`` solves ``z = step(z, *context)`` from ``z0``. On a class, the first argument
-    after ``self`` is the state. ``.step`` is the undecorated single step and ``.replace(**changes)``
+    after ``self`` is the state. The context arguments (positional and keyword) reach
+    :func:`solvers.fixed_point` as ``args``: with ``compact`` (the default) its tensors that share the
+    state's batch dimension are sliced to the samples still iterating. ``.step`` is the undecorated single step and ``.replace(**changes)``
     returns a copy with other solve options (e.g. more iterations at evaluation).
     """
 
@@ -63,15 +70,20 @@ class ImplicitFunction:
         return ImplicitFunction(self.step, dataclasses.replace(self.options, **changes), self._bound_to)
 
     def __call__(self, z0: Any, *context: Any, **kw_context: Any) -> Any:
-        if self._bound_to is not None:
-            owner = self._bound_to
-            one_step = lambda z: self.step(owner, z, *context, **kw_context)  # noqa: E731
-        else:
-            one_step = lambda z: self.step(z, *context, **kw_context)  # noqa: E731
+        step, owner = self.step, self._bound_to
+        n_pos, keys = len(context), tuple(kw_context)
+
+        def one_step(z: Any, *values: Any) -> Any:
+            kw = dict(zip(keys, values[n_pos:]))
+            if owner is not None:
+                return step(owner, z, *values[:n_pos], **kw)
+            return step(z, *values[:n_pos], **kw)
+
         o = self.options
-        z, info = fixed_point(one_step, z0, forward=o.forward, backward=o.backward, tol=o.tol,
-                              max_iter=o.max_iter, stop_mode=o.stop_mode, on_fail=o.on_fail,
-                              nonfinite=o.nonfinite)
+        z, info = fixed_point(one_step, z0, args=context + tuple(kw_context.values()), forward=o.forward,
+                              backward=o.backward, tol=o.tol, max_iter=o.max_iter, stop_mode=o.stop_mode,
+                              on_fail=o.on_fail, nonfinite=o.nonfinite, compact=o.compact, states=o.states,
+                              cache_weights=o.cache_weights)
         return (z, info) if o.return_info else z
 
 
@@ -86,11 +98,18 @@ def implicit(
     on_fail: str = "warn",
     nonfinite: str = "raise",
     return_info: bool = False,
+    compact: bool = True,
+    states: Sequence[int] = (),
+    cache_weights: bool = True,
 ) -> Any:
     """Decorate a function or method written as ONE step; calling it returns the fixed point.
 
     A module that looped ``for _ in range(T): z = self.step(z, x)`` becomes ``z = self.step(z0, x)``.
-    The keywords are those of :func:`solvers.fixed_point`; ``return_info=True`` returns ``(z, info)``.
+    The keywords are those of :func:`solvers.fixed_point`; ``return_info=True`` returns ``(z, info)``
+    (``info.states`` holds the iterates asked for with ``states``). ``compact=True`` (default) evaluates
+    the step on the samples still iterating only, slicing the step's tensor arguments whose leading
+    dimension is the batch size; pass ``compact=False`` if the step reads batch-shaped tensors some other
+    way (e.g. from ``self``), or takes a non-batch tensor whose leading size happens to equal the batch.
 
     Examples:
         >>> import torch, solvers
@@ -106,7 +125,8 @@ def implicit(
         >>> Layer()(torch.randn(3, 4)).shape
         torch.Size([3, 4])
     """
-    options = SolveOptions(forward, backward, tol, max_iter, stop_mode, on_fail, nonfinite, return_info)
+    options = SolveOptions(forward, backward, tol, max_iter, stop_mode, on_fail, nonfinite, return_info, compact,
+                           states, cache_weights)
 
     def wrap(fn: Callable[..., Any]) -> ImplicitFunction:
         if not callable(fn):

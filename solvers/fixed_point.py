@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import warnings
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
+from torch.nn.utils import parametrize
 
+from ._compact import CompactMap
 from ._options import check_choice, check_positive_int, check_tolerance
+from ._scope import solve_scope
 from ._state import State, StateSpec
 from .backward import BackwardMode, Implicit, Neumann, OneStep, Phantom, Unrolled
 from .errors import ConvergenceError, ConvergenceWarning, NonFiniteError
 from .forward import Anderson, Broyden, ForwardSolver, Iterate
 from .info import SolveInfo
 
-__all__ = ["fixed_point", "check_options", "as_forward", "as_backward", "FORWARD_SOLVERS", "BACKWARD_MODES"]
+__all__ = ["fixed_point", "check_options", "check_states", "check_flag", "as_forward", "as_backward", "FORWARD_SOLVERS", "BACKWARD_MODES"]
 
 FORWARD_SOLVERS = ("iterate", "anderson", "broyden")
 BACKWARD_MODES = ("unrolled", "implicit", "neumann", "onestep", "phantom")
@@ -59,10 +63,30 @@ def check_options(forward: Union[str, ForwardSolver], backward: Union[str, Backw
     return as_forward(forward), as_backward(backward)
 
 
+def check_states(states: Sequence[int], max_iter: int) -> tuple[int, ...]:
+    """Validate ``states`` (iterate numbers in 1..max_iter); returns them as a tuple."""
+    if isinstance(states, (str, bytes)) or not isinstance(states, Sequence):
+        raise TypeError(f"states must be a sequence of iterate numbers such as (5, 10); got {states!r}")
+    for k in states:
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise TypeError(f"states must hold ints (iterate numbers); got {k!r}")
+        if not 1 <= k <= max_iter:
+            raise ValueError(f"states must lie in 1..max_iter={max_iter}; got {k} (raise max_iter or pick an "
+                             "earlier iterate)")
+    return tuple(states)
+
+
+def check_flag(name: str, value: Any, allow_none: bool = False) -> None:
+    """Raise unless ``value`` is True or False (or None where allowed)."""
+    if not (isinstance(value, bool) or (allow_none and value is None)):
+        raise TypeError(f"{name} must be True or False{' (or None)' if allow_none else ''}; got {value!r}")
+
+
 def fixed_point(
-    f: Callable[[State], State],
+    f: Callable[..., State],
     z0: State,
     *,
+    args: Sequence[Any] = (),
     forward: Union[str, ForwardSolver] = "iterate",
     backward: Union[str, BackwardMode] = "implicit",
     tol: Optional[float] = 1e-4,
@@ -70,13 +94,19 @@ def fixed_point(
     stop_mode: str = "abs",
     on_fail: str = "warn",
     nonfinite: str = "raise",
+    compact: Optional[bool] = None,
+    states: Sequence[int] = (),
+    cache_weights: bool = True,
 ) -> tuple[State, SolveInfo]:
     """Find z* = f(z*) for a batch and make z* differentiable with the chosen backward mode.
 
     Args:
-        f: maps a state to a state of the same structure. Tensors it closes over (inputs, module
-            parameters) receive gradients. Rows of the batch must not interact.
+        f: maps a state to a state of the same structure, called as ``f(z, *args)``. Tensors it closes
+            over or takes in ``args`` (inputs, module parameters) receive gradients. Rows of the batch
+            must not interact.
         z0: initial state: a tensor [B, ...] or a tuple/list/dict of tensors sharing dimension B.
+        args: extra arguments of ``f``; with ``compact``, the tensors among them whose leading dimension is
+            B are sliced with the state.
         forward: "iterate" | "anderson" | "broyden" or a solver object.
         backward: "unrolled" | "implicit" | "neumann" | "onestep" | "phantom" or a mode object.
         tol: per-sample tolerance on the residual; None runs exactly ``max_iter`` evaluations.
@@ -86,11 +116,22 @@ def fixed_point(
             :class:`ConvergenceError`, or "ignore" (statistics still say so).
         nonfinite: "raise" a :class:`NonFiniteError` naming the step when f returns NaN/Inf, or "best"
             to return each failing sample's best finite iterate, flagged not converged.
+        compact: evaluate ``f`` only on the samples still iterating (converged samples stop costing
+            compute); then every batch-shaped tensor ``f`` uses must come through ``args``, not a closure.
+            None (default) means: on when ``args`` is given.
+        states: iterate numbers k (1..max_iter) whose states to return in ``info.states``, each the state
+            the solve would have returned after k steps, with the gradient of the chosen backward mode
+            (applied at that state, so it carries the mode's extra application of ``f``): a
+            fixed-point-correction loss is ``sum(loss(s) for s in info.states)``.
+        cache_weights: compute parametrized weights (``torch.nn.utils.parametrize``: weight or spectral
+            normalisation) once per solve instead of once per call of ``f``: once for the forward solve and
+            once for the backward mode's application(s) of ``f``.
 
     Returns:
         ``(z, info)``: the fixed point with the structure of ``z0`` and a :class:`SolveInfo`. Modes other
         than "unrolled" return ``f`` applied once more at the solution (phantom: k damped steps), which
-        carries the graph.
+        carries the graph. ``z`` requires grad exactly when a tensor ``f`` uses does (or ``z0``, for
+        "unrolled").
 
     Under ``torch.autocast`` only ``f`` runs in the lower precision: its output is cast back to the dtype of
     ``z0`` and the solver's own arithmetic (residuals, Anderson's least squares, Broyden's low-rank
@@ -109,26 +150,57 @@ def fixed_point(
         >>> z.sum().backward()
         >>> x.grad.shape
         torch.Size([4, 8])
+
+        Batch-shaped inputs passed through ``args`` let the solver skip converged samples:
+
+        >>> z, info = solvers.fixed_point(lambda z, x: torch.tanh(z @ w + x), torch.zeros(4, 8), args=(x,),
+        ...                               forward="anderson", tol=1e-6)
+        >>> bool(info.converged.all())
+        True
     """
     if not callable(f):
         raise TypeError(f"f must be callable (a function of the state); got {type(f).__name__}")
     fwd, bwd = check_options(forward, backward, tol, max_iter, stop_mode, on_fail, nonfinite)
+    if isinstance(args, (str, bytes, dict)) or not isinstance(args, Sequence):
+        raise TypeError(f"args must be a tuple of extra arguments of f, e.g. args=(x,); got {type(args).__name__}")
+    check_flag("compact", compact, allow_none=True)
+    check_flag("cache_weights", cache_weights)
+    snapshots = check_states(states, max_iter)
+    extra = tuple(args)
+    options = _Run(fwd, bwd, tol, max_iter, stop_mode, on_fail, nonfinite,
+                   bool(extra) if compact is None else compact, snapshots, cache_weights)
 
     spec = StateSpec.of(z0)
     device_type = spec.device.type
-    exact = contextlib.nullcontext()
+    exact: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if torch.is_autocast_enabled(device_type):
         f = _autocast_map(f, device_type, torch.get_autocast_dtype(device_type), spec.dtype)
         exact = torch.autocast(device_type, enabled=False)
     with exact:
-        return _solve(f, z0, spec, fwd, bwd, tol, max_iter, stop_mode, on_fail, nonfinite)
+        return _solve(f, extra, z0, spec, options)
 
 
-def _autocast_map(f: Callable[[State], State], device_type: str, dtype: torch.dtype,
-                  state_dtype: torch.dtype) -> Callable[[State], State]:
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """The validated options of one call of :func:`fixed_point`."""
+
+    fwd: ForwardSolver
+    bwd: BackwardMode
+    tol: Optional[float]
+    max_iter: int
+    stop_mode: str
+    on_fail: str
+    nonfinite: str
+    compact: bool
+    snapshots: tuple[int, ...]
+    cache_weights: bool
+
+
+def _autocast_map(f: Callable[..., State], device_type: str, dtype: torch.dtype,
+                  state_dtype: torch.dtype) -> Callable[..., State]:
     """``f`` under autocast, its floating outputs cast back to the state's dtype."""
 
-    def cast(out):
+    def cast(out: Any) -> Any:
         if isinstance(out, torch.Tensor):
             return out.to(state_dtype) if out.is_floating_point() else out
         if isinstance(out, dict):
@@ -137,31 +209,50 @@ def _autocast_map(f: Callable[[State], State], device_type: str, dtype: torch.dt
             return type(out)(cast(v) for v in out)
         return out  # not a state: flat_map's check reports it
 
-    def autocast_f(z: State) -> State:
+    def autocast_f(z: State, *args: Any) -> State:
         with torch.autocast(device_type, dtype=dtype):
-            out = f(z)
+            out = f(z, *args)
         return cast(out)
 
     return autocast_f
 
 
-def _solve(f: Callable[[State], State], z0: State, spec: StateSpec, fwd: ForwardSolver, bwd: BackwardMode,
-           tol: Optional[float], max_iter: int, stop_mode: str, on_fail: str, nonfinite: str
+def _weights_cached(enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    # parametrize.cached() computes each parametrized tensor once while it is open; it is opened separately
+    # for the forward solve (often under no_grad) and for the backward mode's applications of f (with grad),
+    # so the latter's weights carry a graph to the parameters.
+    return parametrize.cached() if enabled else contextlib.nullcontext()
+
+
+def _solve(f: Callable[..., State], args: tuple[Any, ...], z0: State, spec: StateSpec, run: _Run
            ) -> tuple[State, SolveInfo]:
-    flat_f = spec.flat_map(f)
+    one_arg = f if not args else (lambda z: f(z, *args))
+    flat_f = spec.flat_map(one_arg)
     z0_flat = spec.flatten(z0)
     _check_finite_start(z0_flat)
     track = torch.is_grad_enabled()
+    fwd, bwd = run.fwd, run.bwd
 
-    if track and bwd.differentiates_solver:
-        z_flat, info = fwd.solve(flat_f, z0_flat, tol, max_iter, stop_mode, nonfinite)
-    else:
-        with torch.no_grad():
-            z_flat, info = fwd.solve(flat_f, z0_flat.detach(), tol, max_iter, stop_mode, nonfinite)
-    _report_forward(info, on_fail)
-    if track and not bwd.differentiates_solver:
-        z_star = z_flat.detach()
-        z_flat = _finite_or_fallback(bwd.attach(flat_f, z_star, info, on_fail), z_star, bwd, nonfinite)
+    with solve_scope(spec.batch_size) as scope:
+        solve_f = CompactMap(f, spec, args, flat_f, scope) if run.compact else flat_f
+        with _weights_cached(run.cache_weights):
+            if track and bwd.differentiates_solver:
+                z_flat, info = fwd.solve(solve_f, z0_flat, run.tol, run.max_iter, run.stop_mode, run.nonfinite,
+                                         run.snapshots)
+            else:
+                with torch.no_grad():
+                    z_flat, info = fwd.solve(solve_f, z0_flat.detach(), run.tol, run.max_iter, run.stop_mode,
+                                             run.nonfinite, run.snapshots)
+        _report_forward(info, run.on_fail)
+        snapshots: list[torch.Tensor] = info.states
+        if track and not bwd.differentiates_solver:
+            with _weights_cached(run.cache_weights):
+                z_star = z_flat.detach()
+                z_flat = _finite_or_fallback(bwd.attach(flat_f, z_star, info, run.on_fail), z_star, bwd,
+                                             run.nonfinite)
+                snapshots = [_finite_or_fallback(bwd.attach(flat_f, s.detach(), info, run.on_fail), s.detach(), bwd,
+                                                 run.nonfinite) for s in snapshots]
+    info.states = [spec.unflatten(s) for s in snapshots]
     return spec.unflatten(z_flat), info
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
@@ -47,6 +47,9 @@ class SolveInfo:
         tol: the tolerance asked for (None = fixed number of steps).
         nonfinite: per-sample bool [B]: the map produced NaN/Inf for this sample at some step.
         backward: filled in when a backward pass ran an adjoint computation (implicit / neumann modes).
+        states: the iterates asked for with ``fixed_point(..., states=(k1, k2, ...))``, in that order: the
+            state the solve would have returned after k evaluations of the map, carrying the gradient
+            of the chosen backward mode (for fixed-point correction losses); empty otherwise.
     """
 
     solver: str
@@ -59,6 +62,7 @@ class SolveInfo:
     tol: Optional[float]
     nonfinite: torch.Tensor
     backward: Optional[BackwardInfo] = field(default=None)
+    states: list[Any] = field(default_factory=list)
 
     @property
     def all_converged(self) -> bool:

@@ -63,10 +63,12 @@ class Progress:
         nonfinite: "raise" to stop with :class:`NonFiniteError`, "best" to freeze the sample at its
             best finite iterate and flag it not converged.
         keep: "best" returns each sample's lowest-residual candidate, "last" its latest finite one.
+        snapshots: step counts k at which to keep the state the solve would return if stopped after k
+            evaluations (``SolveInfo.states``; steps the solve does not reach get the final state).
     """
 
     def __init__(self, z0: torch.Tensor, tol: Optional[float], stop_mode: str, nonfinite: str,
-                 keep: str = "best") -> None:
+                 keep: str = "best", snapshots: tuple[int, ...] = ()) -> None:
         batch = z0.shape[0]
         self.tol = tol
         self.stop_mode = stop_mode
@@ -84,6 +86,9 @@ class Progress:
         self._active_dev: Optional[torch.Tensor] = None
         self.all_active = True
         self.steps = 0
+        self._snapshot_at = frozenset(snapshots)
+        self._wanted = snapshots
+        self._snapshots: dict[int, torch.Tensor] = {}
 
     # -- state the solvers read ---------------------------------------------------------------------
     @property
@@ -152,6 +157,8 @@ class Progress:
         elif take.any():
             self.best = self._pick_rows(take, candidate, self.best)
             self._best_res = np.where(take, host, self._best_res)
+        if self.steps in self._snapshot_at:
+            self._snapshots[self.steps] = self.best
         if finite.all():
             still = active
         else:
@@ -192,6 +199,7 @@ class Progress:
             residual=torch.from_numpy(best_res.copy()).to(device=self.device, dtype=self.dtype),
             converged=self._to_device(converged), trace=trace, stop_mode=self.stop_mode, tol=self.tol,
             nonfinite=self._to_device(self._failed),
+            states=[self._snapshots.get(k, self.best) for k in self._wanted],
         )
         return self.best, info
 

@@ -55,10 +55,11 @@ class Anderson(ForwardSolver):
             raise ValueError(f"Anderson damping must be in (0, 1]; got {self.damping}")
 
     def solve(self, f: FlatMap, z0: torch.Tensor, tol: Optional[float], max_iter: int,
-              stop_mode: str = "abs", nonfinite: str = "raise") -> tuple[torch.Tensor, SolveInfo]:
+              stop_mode: str = "abs", nonfinite: str = "raise", snapshots: tuple[int, ...] = ()
+              ) -> tuple[torch.Tensor, SolveInfo]:
         batch, dim = z0.shape
         m, beta = self.memory, float(self.damping)
-        progress = Progress(z0, tol, stop_mode, nonfinite)
+        progress = Progress(z0, tol, stop_mode, nonfinite, snapshots=snapshots)
         x = z0
         fx = f(x)
         nfe = 1

@@ -19,7 +19,8 @@ class ForwardSolver:
     name: str = "solver"
 
     def solve(self, f: FlatMap, z0: torch.Tensor, tol: Optional[float], max_iter: int,
-              stop_mode: str = "abs", nonfinite: str = "raise") -> tuple[torch.Tensor, SolveInfo]:
+              stop_mode: str = "abs", nonfinite: str = "raise", snapshots: tuple[int, ...] = ()
+              ) -> tuple[torch.Tensor, SolveInfo]:
         """Find z with z = f(z) for every row of the flat batch ``z0`` [B, D].
 
         Args:
@@ -29,6 +30,7 @@ class ForwardSolver:
             max_iter: most evaluations of ``f``.
             stop_mode: "abs" or "rel".
             nonfinite: "raise" or "best".
+            snapshots: evaluation counts whose current iterate to keep in ``SolveInfo.states``.
 
         Returns:
             The per-sample best iterate [B, D] and a :class:`SolveInfo`.

@@ -59,10 +59,11 @@ class Broyden(ForwardSolver):
             raise TypeError(f"Broyden line_search must be True or False; got {self.line_search!r}")
 
     def solve(self, f: FlatMap, z0: torch.Tensor, tol: Optional[float], max_iter: int,
-              stop_mode: str = "abs", nonfinite: str = "raise") -> tuple[torch.Tensor, SolveInfo]:
+              stop_mode: str = "abs", nonfinite: str = "raise", snapshots: tuple[int, ...] = ()
+              ) -> tuple[torch.Tensor, SolveInfo]:
         batch, dim = z0.shape
         m = self.memory if self.memory is not None else max(1, max_iter - 1)
-        progress = Progress(z0, tol, stop_mode, nonfinite)
+        progress = Progress(z0, tol, stop_mode, nonfinite, snapshots=snapshots)
         z = z0
         fz = f(z)
         nfe = 1

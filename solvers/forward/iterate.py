@@ -45,8 +45,9 @@ class Iterate(ForwardSolver):
         check_choice("Iterate keep", self.keep, ("best", "last"))
 
     def solve(self, f: FlatMap, z0: torch.Tensor, tol: Optional[float], max_iter: int,
-              stop_mode: str = "abs", nonfinite: str = "raise") -> tuple[torch.Tensor, SolveInfo]:
-        progress = Progress(z0, tol, stop_mode, nonfinite, keep=self.keep)
+              stop_mode: str = "abs", nonfinite: str = "raise", snapshots: tuple[int, ...] = ()
+              ) -> tuple[torch.Tensor, SolveInfo]:
+        progress = Progress(z0, tol, stop_mode, nonfinite, keep=self.keep, snapshots=snapshots)
         z = z0
         nfe = 0
         damping = float(self.damping)

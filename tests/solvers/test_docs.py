@@ -10,7 +10,7 @@ import torch
 
 MODULES = ["solvers.fixed_point", "solvers.decorator", "solvers.variants", "solvers.forward.iterate",
            "solvers.forward.anderson", "solvers.forward.broyden", "solvers.backward.unrolled",
-           "solvers.backward.onestep", "solvers.backward.implicit"]
+           "solvers.backward.onestep", "solvers.backward.implicit", "solvers.dropout"]
 
 
 @pytest.mark.parametrize("name", MODULES)
