@@ -131,6 +131,9 @@ def read_records(path: str | os.PathLike[str], check_crc: bool = True) -> Iterat
                 header = handle.read(12)
                 if not header:
                     return
+                if len(header) < 12 and index == 0:
+                    raise DataError(f"{path} is not a TFRecord file: it holds {len(header)} bytes, less than one "
+                                    "record header")
                 if len(header) < 12:
                     raise DataError(f"{path}: truncated in the header of record {index} (the file ends after "
                                     f"{len(header)} of its 12 bytes); re-download or re-create the file")
