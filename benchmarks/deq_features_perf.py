@@ -1,0 +1,187 @@
+"""What the DEQ-training features of ``solvers`` cost or save: compaction of converged samples, weights once per solve.
+
+Run ``python -m benchmarks.deq_features_perf [--tiny] [--out DIR] [--threads N] [--repeats N]`` on an idle
+machine. Sections:
+
+(a) compaction: a batch of 32 tanh-DEQ samples, 16 converging in about 3 steps and 16 in about 60 (per-sample
+    contraction), solved with ``compact=False`` (every sample evaluated at every step), ``compact=True``
+    (``args=``: only the samples still iterating) and, as the target, the 16 slow samples alone;
+    forward ``iterate`` and ``anderson``, no autograd (the forward solve is what compaction changes);
+(b) weights once per solve: a DEQ step whose weight is ``spectral_norm``- or ``weight_norm``-parametrized,
+    time per evaluation of f (solve time / nfe) with ``cache_weights=True`` and ``False``, training step
+    (forward + onestep backward) and no-grad solve.
+
+Times are medians over interleaved repeats with ``torch.set_num_threads`` fixed. The tables are printed as
+markdown and written with the raw numbers to ``DIR/report.md`` and ``DIR/results.json`` (default
+``runs/bench/deq_features``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+
+import solvers
+from benchmarks.solver_perf import machine
+
+__all__ = ["main", "mixed_batch", "compaction", "weight_caching"]
+
+
+def _median_ms(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def _interleaved(cases: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median ms of each case, the cases alternating (order flipped every repeat) so drift hits all alike."""
+    for fn in cases.values():  # warm-up
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    names = list(cases)
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else reversed(names):
+            start = time.perf_counter()
+            cases[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
+
+
+def mixed_batch(batch: int = 32, dim: int = 512, fast: float = 0.03, slow: float = 0.86, seed: int = 0
+                ) -> tuple[Callable[..., torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """f(z, x, c) = tanh(c * (z Q) + x) with Q orthogonal and small x (so tanh is nearly linear and sample i
+    contracts by about c_i): the first half of the batch has c = ``fast`` (about 3 plain-iteration steps to
+    tol 1e-4), the rest c = ``slow`` (about 60)."""
+    gen = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=gen))
+    x = 0.1 * torch.randn(batch, dim, generator=gen)
+    c = torch.tensor([fast] * (batch // 2) + [slow] * (batch - batch // 2)).unsqueeze(1)
+
+    def f(z: torch.Tensor, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(c * (z @ q) + x)
+
+    return f, x, c, torch.zeros(batch, dim)
+
+
+def compaction(dim: int, repeats: int, tol: float = 1e-4) -> list[dict]:
+    f, x, c, z0 = mixed_batch(dim=dim)
+    half = x.shape[0] // 2
+    rows = []
+    for forward in ("iterate", "anderson"):
+        def solve(z0: torch.Tensor, x: torch.Tensor, c: torch.Tensor, compact: bool) -> solvers.SolveInfo:
+            with torch.no_grad():
+                return solvers.fixed_point(f, z0, args=(x, c), forward=forward, tol=tol, max_iter=200,
+                                           compact=compact, on_fail="ignore")[1]
+
+        info = solve(z0, x, c, False)
+        steps = (info.trace > tol).sum(dim=0) + 1  # steps each sample took to reach tol
+        slow_z0, slow_x, slow_c = z0[half:], x[half:], c[half:]
+        ms = _interleaved({
+            "all evaluated": lambda: solve(z0, x, c, False),
+            "compact": lambda: solve(z0, x, c, True),
+            "slow half alone": lambda: solve(slow_z0, slow_x, slow_c, False),
+        }, repeats)
+        rows.append({
+            "forward": forward, "batch": x.shape[0], "dim": dim, "nfe": info.nfe,
+            "fast_steps": float(steps[:half].float().mean()), "slow_steps": float(steps[half:].float().mean()),
+            "ms_all": ms["all evaluated"], "ms_compact": ms["compact"], "ms_slow_alone": ms["slow half alone"],
+            "compact_over_slow_alone": ms["compact"] / ms["slow half alone"],
+            "all_over_slow_alone": ms["all evaluated"] / ms["slow half alone"],
+        })
+    return rows
+
+
+def _normed_layer(kind: str, dim: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(dim, dim)
+    if kind == "spectral_norm":
+        return torch.nn.utils.parametrizations.spectral_norm(lin)
+    return torch.nn.utils.parametrizations.weight_norm(lin)
+
+
+def weight_caching(batch: int, dim: int, iters: int, repeats: int) -> list[dict]:
+    x = torch.randn(batch, dim)
+    rows = []
+    for kind in ("spectral_norm", "weight_norm"):
+        layer = _normed_layer(kind, dim)
+
+        def f(z: torch.Tensor) -> torch.Tensor:
+            return torch.tanh(0.5 * layer(z) / (1.0 if kind == "spectral_norm" else float(dim) ** 0.5) + x)
+
+        def train_step(cache: bool) -> None:
+            layer.zero_grad(set_to_none=True)
+            z, _ = solvers.fixed_point(f, torch.zeros_like(x), backward="onestep", tol=None, max_iter=iters,
+                                       cache_weights=cache)
+            z.pow(2).mean().backward()
+
+        def no_grad_solve(cache: bool) -> None:
+            with torch.no_grad():
+                solvers.fixed_point(f, torch.zeros_like(x), tol=None, max_iter=iters, cache_weights=cache)
+
+        ms = _interleaved({
+            "train cached": lambda: train_step(True), "train per call": lambda: train_step(False),
+            "solve cached": lambda: no_grad_solve(True), "solve per call": lambda: no_grad_solve(False),
+        }, repeats)
+        rows.append({
+            "norm": kind, "batch": batch, "dim": dim, "nfe": iters,
+            "ms_per_f_solve_cached": ms["solve cached"] / iters, "ms_per_f_solve_per_call": ms["solve per call"] / iters,
+            "ms_train_cached": ms["train cached"], "ms_train_per_call": ms["train per call"],
+            "speedup_solve": ms["solve per call"] / ms["solve cached"],
+            "speedup_train": ms["train per call"] / ms["train cached"],
+        })
+    return rows
+
+
+def _table(rows: list[dict], columns: Sequence[str]) -> str:
+    def fmt(v: object) -> str:
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r[c]) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes and 2 repeats (checks that it runs)")
+    parser.add_argument("--out", default="runs/bench/deq_features", help="folder for results.json and report.md")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default 15; tiny 2)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    repeats = args.repeats or (2 if args.tiny else 15)
+    dim = 32 if args.tiny else 512
+    results = {
+        "machine": machine(),
+        "command": "python -m benchmarks.deq_features_perf" + (" --tiny" if args.tiny else ""),
+        "compaction": compaction(dim, repeats),
+        "weight_caching": weight_caching(8 if args.tiny else 32, dim, 5 if args.tiny else 30, repeats),
+    }
+    report = "\n\n".join([
+        "(a) compaction: B=32, 16 samples fast and 16 slow; ms per no-grad solve",
+        _table(results["compaction"], ["forward", "dim", "nfe", "fast_steps", "slow_steps", "ms_all", "ms_compact",
+                                       "ms_slow_alone", "compact_over_slow_alone", "all_over_slow_alone"]),
+        "(b) parametrized weight computed once per solve (cache_weights) vs at every call of f",
+        _table(results["weight_caching"], ["norm", "batch", "dim", "nfe", "ms_per_f_solve_cached",
+                                           "ms_per_f_solve_per_call", "speedup_solve", "ms_train_cached",
+                                           "ms_train_per_call", "speedup_train"]),
+    ])
+    print(report)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(report + "\n")
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    return results
+
+
+if __name__ == "__main__":
+    main()
