@@ -6,6 +6,7 @@ The rows of README's "Bad input and recovery" table marked R.
 from __future__ import annotations
 
 import gzip
+import re
 import json
 
 import numpy as np
@@ -82,7 +83,7 @@ def files(tmp_path):
 def test_bad_real_data_files_via_the_cli(files, capsys, data, message):
     err = cli_error(capsys, tiny_args(files / "run", "--data", data.format(tmp=files)))
     assert err.startswith("deqslots train: error: ")
-    assert __import__("re").search(message, err), err
+    assert re.search(message, err), err
 
 
 def test_eval_data_override_is_checked_too(files, capsys):
