@@ -6,8 +6,10 @@ consecutive records a permutation seeded by ``(seed, block)`` picks one for ``va
 shuffled with a seeded buffer (as ``tf.data``'s ``shuffle``: fill ``buffer`` items, then emit a random
 one and put the next in its place), reseeded every epoch; ``val`` and ``test`` keep file order and are
 cached in memory once read (evaluation reads their first batches again and again). Item ``p`` of the
-stream is therefore a function of (file, seed, ``p``) alone, so a resumed run sees the same data; going
-back (a resume, or a second evaluation past the cache) reads the file again from its start.
+stream is therefore a function of (file, seed, ``p``) alone, so a resumed run sees the same data. Going
+back, or starting far ahead (a resumed run), first counts the split's items in one pass that only
+decompresses, then replays the shuffle from the start of the epoch that holds ``p``: at most about two
+passes over the file, however many epochs lie before ``p``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class RecordSource(Protocol):
     """What :class:`SplitStream` reads: raw records in order, decoded on demand."""
 
     def records(self) -> Iterator[bytes]: ...
+
+    def accepts(self, record: bytes, index: int) -> bool: ...
 
     def decode(self, record: bytes, index: int) -> Optional[dict[str, torch.Tensor]]: ...
 
@@ -77,6 +81,7 @@ class SplitStream:
         self._cache_complete = False
         self._iter: Optional[Iterator[dict[str, torch.Tensor]]] = None
         self._next = 0
+        self._epoch_size: Optional[int] = None  # items per epoch, known after one pass
 
     def _split_items(self) -> Iterator[dict[str, torch.Tensor]]:
         """One pass over the file: this split's items, in file order."""
@@ -104,13 +109,19 @@ class SplitStream:
         for j in rng.permutation(len(buffer)):
             yield buffer[int(j)]
 
-    def _endless(self) -> Iterator[dict[str, torch.Tensor]]:
-        epoch = 0
+    def _count(self) -> int:
+        """Items per epoch, by one pass that decompresses and checks records but decodes none."""
+        blocks: dict = {}
+        return sum(1 for index, record in enumerate(self.source.records())
+                   if record_split(index, self.seed, blocks) == self.split and self.source.accepts(record, index))
+
+    def _endless(self, epoch: int = 0) -> Iterator[dict[str, torch.Tensor]]:
         while True:
             count = 0
             for item in self._epoch(epoch):
                 count += 1
                 yield item
+            self._epoch_size = count
             if count == 0:
                 raise DataError(
                     f"{self.describe} has no {self.split} items: streamed files are split record by record, one "
@@ -122,8 +133,13 @@ class SplitStream:
         """Item ``position`` of the endless sequence."""
         if position < len(self._cache):
             return self._cache[position]
-        if self._iter is None or position < self._next:
-            self._iter, self._next = self._endless(), 0
+        size = self._epoch_size
+        far = bool(size) and position // size > self._next // size + 1  # whole epochs ahead: jump there
+        if self._iter is None or position < self._next or far:
+            if self._epoch_size is None and position >= 64:
+                self._epoch_size = self._count()
+            epoch = position // self._epoch_size if self._epoch_size else 0
+            self._iter, self._next = self._endless(epoch), epoch * (self._epoch_size or 0)
         while True:
             item = next(self._iter)
             current = self._next

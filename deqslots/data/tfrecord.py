@@ -381,6 +381,10 @@ class MultiObjectTFRecord:
         """The raw records, in file order."""
         return read_records(self.path, self.check_crc)
 
+    def accepts(self, record: bytes, index: int) -> bool:
+        """Whether ``decode`` keeps this record (cheap unless ``max_objects`` filters)."""
+        return self.max_objects is None or self.decode(record, index) is not None
+
     def decode(self, record: bytes, index: int) -> Optional[dict[str, torch.Tensor]]:
         """One record as an item, or ``None`` when ``max_objects`` filters it out.
 

@@ -175,9 +175,10 @@ def test_streamed_splits_are_disjoint_deterministic_and_resumable(tmp_path):
     assert torch.equal(batch["image"], torch.stack([e["image"] for e in expected]))
     assert torch.equal(batch["mask"], torch.stack([e["mask"] for e in expected]))
     train = BatchStream(data, "train", 32, 4, seed=0)
-    run = [train.batch(s)["image"] for s in range(12)]  # three epochs of 36 train images
-    resumed = BatchStream(data, "train", 32, 4, seed=0)
-    assert torch.equal(resumed.batch(7)["image"], run[7])  # a fresh stream skips to the same place
+    run = [train.batch(s)["image"] for s in range(30)]  # 36 train images per epoch, 9 batches each
+    for step in (7, 20, 29):  # a fresh stream skips to the same place (20, 29: counted, then the epoch replayed)
+        assert torch.equal(BatchStream(data, "train", 32, 4, seed=0).batch(step)["image"], run[step])
+    assert torch.equal(train.batch(29)["image"], run[29]) and torch.equal(train.batch(28)["image"], run[28])
     assert torch.equal(train.batch(3)["image"], run[3])  # going back rereads from the start
     epoch = torch.cat(run[:9])
     train_images = {tuple(img[0, :2, :2].flatten().tolist()) for img in epoch}
