@@ -118,7 +118,8 @@ def fixed_point(
             to return each failing sample's best finite iterate, flagged not converged.
         compact: evaluate ``f`` only on the samples still iterating (converged samples stop costing
             compute); then every batch-shaped tensor ``f`` uses must come through ``args``, not a closure.
-            None (default) means: on when ``args`` is given.
+            None (default) means: on when ``args`` is given. Results, ``nfe`` and residuals are those of
+            the uncompacted solve; a stopped sample's column of ``info.trace`` repeats its last residual.
         states: iterate numbers k (1..max_iter) whose states to return in ``info.states``, each the state
             the solve would have returned after k steps, with the gradient of the chosen backward mode
             (applied at that state, so it carries the mode's extra application of ``f``): a

@@ -9,7 +9,7 @@ and frozen samples cost a ``where`` only once some sample has stopped.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -65,10 +65,16 @@ class Progress:
         keep: "best" returns each sample's lowest-residual candidate, "last" its latest finite one.
         snapshots: step counts k at which to keep the state the solve would return if stopped after k
             evaluations (``SolveInfo.states``; steps the solve does not reach get the final state).
+        f: the map being solved; if it can evaluate a subset of the batch (it has ``select_rows``, as
+            :class:`solvers._compact.CompactMap`), :meth:`compact` drops samples that stopped iterating.
+
+    After :meth:`compact`, the solver works on the local rows ``rows`` of the batch only: the tensors it
+    passes to :meth:`record`, :meth:`freeze` and :meth:`freeze_vec` and the mask :attr:`active` are local,
+    while the best iterate, residuals and trace stay indexed by the whole batch.
     """
 
     def __init__(self, z0: torch.Tensor, tol: Optional[float], stop_mode: str, nonfinite: str,
-                 keep: str = "best", snapshots: tuple[int, ...] = ()) -> None:
+                 keep: str = "best", snapshots: tuple[int, ...] = (), f: Any = None) -> None:
         batch = z0.shape[0]
         self.tol = tol
         self.stop_mode = stop_mode
@@ -89,6 +95,15 @@ class Progress:
         self._snapshot_at = frozenset(snapshots)
         self._wanted = snapshots
         self._snapshots: dict[int, torch.Tensor] = {}
+        self._select_rows = getattr(f, "select_rows", None)
+        # After compact(): the global index of each local row, and the whole batch's best iterate,
+        # residual, failure flags and latest residual, up to date for the rows no longer local.
+        self._rows: Optional[np.ndarray] = None
+        self._rows_dev: Optional[torch.Tensor] = None
+        self._best_all: Optional[torch.Tensor] = None
+        self._best_res_all = self._best_res
+        self._failed_all = self._failed
+        self._last_res = self._best_res
 
     # -- state the solvers read ---------------------------------------------------------------------
     @property
@@ -142,7 +157,12 @@ class Progress:
         host = res.cpu().numpy()
         if host.dtype != self.host_dtype:
             host = host.astype(self.host_dtype)
-        self._trace.append(host)
+        rows = self._rows
+        if rows is None:
+            self._trace.append(host)
+        else:
+            self._last_res[rows] = host
+            self._trace.append(self._last_res.copy())
         active = self._active
         finite = np.isfinite(host)
         if self.keep == "last":
@@ -158,14 +178,14 @@ class Progress:
             self.best = self._pick_rows(take, candidate, self.best)
             self._best_res = np.where(take, host, self._best_res)
         if self.steps in self._snapshot_at:
-            self._snapshots[self.steps] = self.best
+            self._snapshots[self.steps] = self._whole_best()
         if finite.all():
             still = active
         else:
             newly_bad = active & ~finite
             if newly_bad.any():
                 if self.nonfinite_mode == "raise":
-                    bad = np.flatnonzero(newly_bad).tolist()
+                    bad = (np.flatnonzero(newly_bad) if rows is None else rows[newly_bad]).tolist()
                     raise NonFiniteError(
                         f"the map returned NaN/Inf at step {self.steps} for batch sample(s) {bad[:10]}"
                         f"{' ...' if len(bad) > 10 else ''}; lower the step size (damping), check the map for "
@@ -183,13 +203,65 @@ class Progress:
             self.all_active = n_still == still.shape[0]
         return n_still > 0
 
-    def finish(self, solver: str, nfe: int) -> tuple[torch.Tensor, SolveInfo]:
-        """Return the chosen iterate per sample and the statistics."""
-        best_res = self._best_res
-        if self.tol is None:
-            converged = ~self._failed
+    def compact(self) -> Optional[torch.Tensor]:
+        """Drop the rows that stopped iterating, if the map allows it and enough did.
+
+        Returns None (nothing changes), or the local indices [n] of the rows kept: the solver then keeps
+        only those rows of every per-sample tensor it carries (``t.index_select(0, kept)``), and the map
+        evaluates those samples only. Rows are dropped once at least an eighth of them stopped, so the
+        copies of the solver's state this costs stay few.
+        """
+        if self._select_rows is None or self.all_active:
+            return None
+        local = self._active.shape[0]
+        if self._n_active == 0 or local - self._n_active < max(1, local // 8):
+            return None
+        kept = np.flatnonzero(self._active)
+        self._store_local()
+        if self._rows is None:
+            self._last_res = self._trace[-1].copy()
+            self._rows = kept
         else:
-            converged = (best_res <= self.tol) & ~self._failed
+            self._rows = self._rows[kept]
+        kept_dev = torch.from_numpy(kept).to(self.device)
+        self._rows_dev = torch.from_numpy(self._rows).to(self.device)
+        self.best = self.best.index_select(0, kept_dev)
+        self._best_res = self._best_res[kept]
+        self._failed = self._failed[kept]
+        self._select_rows(self._rows_dev)
+        self._active = np.ones(kept.shape[0], dtype=bool)
+        self._n_active = kept.shape[0]
+        self._active_dev = None
+        self.all_active = True
+        return torch.from_numpy(kept).to(self.device)
+
+    def _store_local(self) -> None:
+        """Write the local rows' best iterate, residual and failure flags into the whole batch's."""
+        if self._rows is None:
+            self._best_all, self._best_res_all, self._failed_all = self.best, self._best_res, self._failed
+            return
+        assert self._best_all is not None and self._rows_dev is not None
+        self._best_all = self._best_all.index_copy(0, self._rows_dev, self.best)
+        self._best_res_all = self._best_res_all.copy()
+        self._best_res_all[self._rows] = self._best_res
+        self._failed_all = self._failed_all.copy()
+        self._failed_all[self._rows] = self._failed
+
+    def _whole_best(self) -> torch.Tensor:
+        if self._rows is None:
+            return self.best
+        assert self._best_all is not None and self._rows_dev is not None
+        return self._best_all.index_copy(0, self._rows_dev, self.best)
+
+    def finish(self, solver: str, nfe: int) -> tuple[torch.Tensor, SolveInfo]:
+        """Return the chosen iterate per sample (the whole batch) and the statistics."""
+        best = self._whole_best()
+        self._store_local()
+        best_res, failed = self._best_res_all, self._failed_all
+        if self.tol is None:
+            converged = ~failed
+        else:
+            converged = (best_res <= self.tol) & ~failed
         if self._trace:
             trace = torch.from_numpy(np.stack(self._trace)).to(device=self.device, dtype=self.dtype)
         else:
@@ -198,10 +270,10 @@ class Progress:
             solver=solver, nfe=nfe, steps=self.steps,
             residual=torch.from_numpy(best_res.copy()).to(device=self.device, dtype=self.dtype),
             converged=self._to_device(converged), trace=trace, stop_mode=self.stop_mode, tol=self.tol,
-            nonfinite=self._to_device(self._failed),
-            states=[self._snapshots.get(k, self.best) for k in self._wanted],
+            nonfinite=self._to_device(failed),
+            states=[self._snapshots.get(k, best) for k in self._wanted],
         )
-        return self.best, info
+        return best, info
 
     def _to_device(self, mask: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.array(mask, copy=True)).to(self.device)

@@ -59,7 +59,7 @@ class Anderson(ForwardSolver):
               ) -> tuple[torch.Tensor, SolveInfo]:
         batch, dim = z0.shape
         m, beta = self.memory, float(self.damping)
-        progress = Progress(z0, tol, stop_mode, nonfinite, snapshots=snapshots)
+        progress = Progress(z0, tol, stop_mode, nonfinite, snapshots=snapshots, f=f)
         x = z0
         fx = f(x)
         nfe = 1
@@ -113,6 +113,12 @@ class Anderson(ForwardSolver):
             x_new = torch.baddbmm(base.unsqueeze(1), gamma.transpose(1, 2).to(x.dtype), d_mix[:, :n],
                                   alpha=-1.0).squeeze(1)
             x = progress.freeze(x_new, x)
+            kept = progress.compact()
+            if kept is not None:  # the samples that stopped leave the batch
+                x, x_prev, g_prev, fx_prev = (t.index_select(0, kept) for t in (x, x_prev, g_prev, fx_prev))
+                d_g, d_mix, gram = (t.index_select(0, kept) for t in (d_g, d_mix, gram))
+                if pairs is not None:
+                    pairs = (x.new_empty(x.shape[0], 2, dim), x.new_empty(x.shape[0], 2, dim))
         return progress.finish(self.name, nfe)
 
     @staticmethod

@@ -63,7 +63,7 @@ class Broyden(ForwardSolver):
               ) -> tuple[torch.Tensor, SolveInfo]:
         batch, dim = z0.shape
         m = self.memory if self.memory is not None else max(1, max_iter - 1)
-        progress = Progress(z0, tol, stop_mode, nonfinite, snapshots=snapshots)
+        progress = Progress(z0, tol, stop_mode, nonfinite, snapshots=snapshots, f=f)
         z = z0
         fz = f(z)
         nfe = 1
@@ -144,6 +144,11 @@ class Broyden(ForwardSolver):
             g = progress.freeze(g_new, g)
             res = progress.freeze_vec(res_new, res)
             step = progress.freeze(step, torch.zeros_like(step))
+            kept = progress.compact()
+            if kept is not None:  # the samples that stopped leave the batch
+                z, g, res, step, us, vs = (t.index_select(0, kept) for t in (z, g, res, step, us, vs))
+                if just_restarted is not None:
+                    just_restarted = just_restarted.index_select(0, kept)
         return progress.finish(self.name, nfe)
 
     def _backtrack(self, f: FlatMap, z, step, res, z_new, f_new, res_new, stop_mode, nfe, max_iter, active):

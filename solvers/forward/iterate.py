@@ -47,7 +47,7 @@ class Iterate(ForwardSolver):
     def solve(self, f: FlatMap, z0: torch.Tensor, tol: Optional[float], max_iter: int,
               stop_mode: str = "abs", nonfinite: str = "raise", snapshots: tuple[int, ...] = ()
               ) -> tuple[torch.Tensor, SolveInfo]:
-        progress = Progress(z0, tol, stop_mode, nonfinite, keep=self.keep, snapshots=snapshots)
+        progress = Progress(z0, tol, stop_mode, nonfinite, keep=self.keep, snapshots=snapshots, f=f)
         z = z0
         nfe = 0
         damping = float(self.damping)
@@ -61,4 +61,7 @@ class Iterate(ForwardSolver):
                 break
             # Samples that converged (or failed) stop changing; the rest move on.
             z = progress.freeze(z_next, z)
+            kept = progress.compact()
+            if kept is not None:  # the samples that stopped leave the batch
+                z = z.index_select(0, kept)
         return progress.finish(self.name, nfe)

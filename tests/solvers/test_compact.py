@@ -103,3 +103,47 @@ def test_closing_over_a_batch_tensor_with_compaction_says_what_to_do():
         solvers.fixed_point(torch.cos, torch.zeros(1, 1), compact="yes")
     with pytest.raises(TypeError, match="args must be a tuple"):
         solvers.fixed_point(torch.cos, torch.zeros(1, 1), args=torch.zeros(1, 1))
+
+
+@pytest.mark.parametrize("forward", [solvers.Iterate(keep="last"), solvers.Iterate(damping=0.7),
+                                     solvers.Broyden(line_search=True), solvers.Broyden(memory=3),
+                                     solvers.Anderson(damping=0.5, memory=2)])
+def test_solver_options_states_and_trace_match_without_compaction(forward):
+    w, x, scale = _mixed()
+    out = {}
+    for compact in (False, True):
+        z, info = solvers.fixed_point(lambda z, x, s: torch.tanh(s * (z @ w.T) + x), torch.zeros_like(x),
+                                      args=(x, scale), forward=forward, backward="onestep", tol=1e-8, max_iter=80,
+                                      compact=compact, states=(2, 10, 30))
+        out[compact] = (z.detach(), info)
+    (z0, i0), (z1, i1) = out[False], out[True]
+    assert torch.allclose(z0, z1, atol=1e-9) and i0.nfe == i1.nfe and torch.equal(i0.converged, i1.converged)
+    for a, b in zip(i0.states, i1.states):
+        assert torch.allclose(a, b, atol=1e-9)
+    assert i0.trace.shape == i1.trace.shape
+    # a sample's trace agrees until it stopped; afterwards compaction repeats its last residual (without it,
+    # Broyden's frozen samples repeat the residual before their last step)
+    for b in range(x.shape[0]):
+        stop = int((i0.trace[:, b] <= 1e-8).int().argmax()) + 1
+        assert torch.allclose(i0.trace[:stop, b], i1.trace[:stop, b], rtol=1e-6, atol=1e-12)
+
+
+def test_nonfinite_best_with_compaction():
+    w, x, scale = _mixed()
+    poison = torch.zeros(x.shape[0], 1, dtype=D)
+    poison[5] = 1.0  # sample 5 returns NaN once its state moved away from zero
+
+    def f(z, x, s, poison):
+        out = torch.tanh(s * (z @ w.T) + x)
+        return torch.where((poison > 0) & (z.abs().sum(1, keepdim=True) > 0), torch.nan, out)
+
+    out = {}
+    for compact in (False, True):
+        z, info = solvers.fixed_point(f, torch.zeros_like(x), args=(x, scale, poison), forward="anderson",
+                                      backward="onestep", tol=1e-9, max_iter=100, nonfinite="best",
+                                      compact=compact, on_fail="ignore")
+        out[compact] = (z.detach(), info)
+    (z0, i0), (z1, i1) = out[False], out[True]
+    assert torch.equal(i0.nonfinite, i1.nonfinite) and bool(i1.nonfinite[5]) and int(i1.nonfinite.sum()) == 1
+    ok = ~i0.nonfinite
+    assert torch.allclose(z0[ok], z1[ok], atol=1e-9) and torch.equal(i0.converged, i1.converged)
