@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from deqslots.data.clevr_mirror import ClevrMirrorOptions, render_clevr_mirror
+from deqslots.data.same_hue import SameHueOptions, render_same_hue
 from deqslots.data.shapes import ShapesOptions, render_shapes
 from deqslots.data.stacks import StacksOptions, render_stacks
 
@@ -42,6 +43,7 @@ _GENERATORS: tuple[_Generator, ...] = (
     _Generator("shapes", ShapesOptions, render_shapes),
     _Generator("clevr-mirror", ClevrMirrorOptions, render_clevr_mirror),
     _Generator("stacks", StacksOptions, render_stacks),
+    _Generator("same-hue", SameHueOptions, render_same_hue),
 )
 
 #: Names accepted by :func:`make_dataset`.

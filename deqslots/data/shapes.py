@@ -17,7 +17,7 @@ import numpy as np
 
 from deqslots.data._raster import box_slices, check_count_range, pixel_centres, renumber
 
-__all__ = ["SHAPE_KINDS", "BACKGROUNDS", "ShapesOptions", "render_shapes"]
+__all__ = ["SHAPE_KINDS", "BACKGROUNDS", "ShapesOptions", "render_shapes", "unit_shape", "shape_bound"]
 
 SHAPE_KINDS: tuple[str, ...] = ("square", "ellipse", "triangle", "heart")
 BACKGROUNDS: tuple[str, ...] = ("random", "black")
@@ -60,7 +60,12 @@ class ShapesOptions:
         object.__setattr__(self, "kinds", kinds)
 
 
-def _unit_shape(kind: str, u: np.ndarray, v: np.ndarray, aspect: float) -> np.ndarray:
+def shape_bound(kind: str) -> float:
+    """Radius of a circle that contains the unit shape ``kind`` at any rotation (for its bounding box)."""
+    return _BOUND[kind]
+
+
+def unit_shape(kind: str, u: np.ndarray, v: np.ndarray, aspect: float) -> np.ndarray:
     """Coverage of a shape of radius about 1 in local coordinates (``v`` points down the image)."""
     if kind == "square":
         return (np.abs(u) <= 0.8) & (np.abs(v) <= 0.8)
@@ -131,7 +136,7 @@ def render_shapes(
         dy = (grid[r0:r1] - np.float32(cy))[:, None]
         u = dx * np.float32(cos) + dy * np.float32(sin)
         v = dy * np.float32(cos) - dx * np.float32(sin)
-        ids[r0:r1, c0:c1][_unit_shape(kind, u, v, float(aspects[k]))] = k + 1
+        ids[r0:r1, c0:c1][unit_shape(kind, u, v, float(aspects[k]))] = k + 1
 
     ids, kept = renumber(ids, count)
     palette = np.concatenate([background[:, None], colours[kept].T], axis=1)
