@@ -42,6 +42,13 @@ class AutoencoderConfig:
             sum_k attn_k * rgb_k, so the reconstruction loss trains the grouping directly, as a soft
             k-means objective; this is what lets ``cpu-small`` discover objects in minutes on a CPU (see
             BENCHMARKS.md). Masks are then as coarse as the encoder grid.
+        attention_guidance_steps: with ``mask_source="decoder"``: for the first N training steps
+            :meth:`SlotAutoencoder.loss` adds the reconstruction mixed by slot attention's own attention
+            (as ``mask_source="attention"`` would), weighted 1 at step 0 and falling linearly to 0 at step N.
+            The attention differs between slots from the first step, so the slots' decoded colours
+            specialise at once, and the decoder's masks then leave the mean-colour plateau where
+            without it they stay for thousands of steps (BENCHMARKS.md). Only the loss changes; the
+            architecture and the masks used after step N are Slot Attention's. 0 = off.
     """
 
     resolution: int = 64
@@ -60,6 +67,7 @@ class AutoencoderConfig:
     decoder_resolution: Optional[int] = None
     decoder_refine: int = 1
     mask_source: str = "decoder"
+    attention_guidance_steps: int = 0
 
     def __post_init__(self) -> None:
         ups = self.resolution / self.broadcast
@@ -77,6 +85,11 @@ class AutoencoderConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
                 raise ValueError(f"{name} must be an odd positive int (same-size padding); got {value!r}")
+        guidance = self.attention_guidance_steps
+        if isinstance(guidance, bool) or not isinstance(guidance, int) or guidance < 0:
+            raise ValueError(f"attention_guidance_steps must be an int >= 0; got {guidance!r}")
+        if guidance and self.mask_source != "decoder":
+            raise ValueError("attention_guidance_steps guides the decoder's masks: it needs mask_source='decoder'")
         if isinstance(self.decoder_refine, bool) or not isinstance(self.decoder_refine, int) or self.decoder_refine < 0:
             raise ValueError(f"decoder_refine must be an int >= 0; got {self.decoder_refine!r}")
         out = self.decoder_size
@@ -213,13 +226,38 @@ class SlotAutoencoder(nn.Module):
         if c.mask_source == "attention":
             if attn is None:
                 raise ValueError("this model's masks are its slot attention (mask_source='attention'): pass attn")
-            grid = self.feature_size
-            masks = F.interpolate(attn.reshape(batch, k, grid, grid), size=(c.resolution, c.resolution),
-                                  mode="bilinear", align_corners=False)
+            masks = self.attention_masks(attn)
         else:
             masks = alpha.softmax(dim=1)
         recon = (rgb * masks.unsqueeze(2)).sum(dim=1)
         return {"recon": (recon + 1.0) / 2.0, "masks": masks, "rgb": (rgb + 1.0) / 2.0}
+
+    def attention_masks(self, attn: torch.Tensor) -> torch.Tensor:
+        """Slot attention's attention [B, K, N] over the encoder grid as image-sized masks [B, K, H, W]."""
+        batch, k, _ = attn.shape
+        grid, size = self.feature_size, self.config.resolution
+        return F.interpolate(attn.reshape(batch, k, grid, grid), size=(size, size), mode="bilinear",
+                             align_corners=False)
+
+    def loss(self, images: torch.Tensor, step: int, out: Optional[dict[str, torch.Tensor]] = None) -> torch.Tensor:
+        """The training loss at optimisation step ``step``: per-pixel MSE of the reconstruction.
+
+        With ``attention_guidance_steps = N > 0``, plus ``(1 - step / N)`` times the MSE of the
+        reconstruction that mixes the same per-slot colours by slot attention's attention, for step < N.
+
+        Args:
+            images: [B, 3, H, W] in [0, 1].
+            step: 0-based optimisation step.
+            out: this model's output for ``images`` if already computed.
+        """
+        out = self(images) if out is None else out
+        loss = (out["recon"] - images).pow(2).mean()
+        guidance = self.config.attention_guidance_steps
+        if step < guidance:
+            masks = self.attention_masks(out["attn"])
+            guided = (out["rgb"] * masks.unsqueeze(2)).sum(dim=1)  # rgb is in [0, 1] like the images
+            loss = loss + (1.0 - step / guidance) * (guided - images).pow(2).mean()
+        return loss
 
     def forward(self, images: torch.Tensor, iters: Optional[int] = None) -> dict[str, torch.Tensor]:
         """Returns recon, masks, rgb, slots, attn (attention of the slots over encoder positions)."""

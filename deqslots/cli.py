@@ -26,7 +26,7 @@ def _train_parser(commands) -> None:
     p.add_argument("--model", default=d.model, choices=["slot-attention", "slate"])
     p.add_argument("--variant", default=d.variant, choices=["vanilla", "IN", "BN", "BB", "IB"])
     p.add_argument("--data", default=d.data,
-                   help="shapes | clevr-mirror | stacks (generated); on disk: folder:PATH, hdf5:PATH, "
+                   help="shapes | clevr-mirror | stacks | same-hue (generated); on disk: folder:PATH, hdf5:PATH, "
                    "tfrecord:[NAME:]PATH, coco:ANNOTATIONS.json:IMAGES, clevr-mirror:PATH, shapestacks:PATH")
     p.add_argument("--config", default=d.config, help="named architecture: cpu-small, cpu-small-decoder-masks, paper-32, paper-64, "
                    "paper-128 (slot-attention); cpu-small, paper-64, paper-96 (slate)")

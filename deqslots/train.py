@@ -29,7 +29,6 @@ from .distributed import DEVICES, DistContext, process_group
 from .eval_mode import seeded_eval
 from .evaluate import evaluate
 from .figures import plot_loss_curves, plot_slot_grid
-from .metrics import mse_per_pixel
 from .schedule import learning_rate
 from .slate import SLATE, cosine_anneal, slate_config_for
 from .slate.figures import plot_slate_grid
@@ -61,7 +60,7 @@ class TrainConfig:
     Attributes:
         model: "slot-attention" | "slate".
         variant: "vanilla" | "IN" | "BN" | "BB" | "IB".
-        data: a procedural data set (shapes, clevr-mirror, stacks), folder:PATH or hdf5:PATH.
+        data: a procedural data set (shapes, clevr-mirror, stacks, same-hue), folder:PATH or hdf5:PATH.
         config: named architecture (``deqslots.CONFIGS`` or, for SLATE, ``deqslots.SLATE_CONFIGS``).
         resolution, iters, num_slots: override the named architecture's values when set.
         vocab_size: SLATE only: override the dVAE vocabulary.
@@ -232,7 +231,8 @@ def _train_loss(model: torch.nn.Module, config: TrainConfig, images: torch.Tenso
                 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss to minimise and the model-specific metrics.csv entries."""
     if config.model != "slate":
-        return mse_per_pixel(model(images)["recon"], images), {}
+        # the forward goes through the (possibly DistributedDataParallel-wrapped) model so that gradients sync
+        return getattr(model, "module", model).loss(images, step, out=model(images)), {}
     tau = config.tau(step)
     losses = model(images, tau=tau)
     extras = {key: float(losses[key].detach()) for key in ("ce", "ce_per_token", "dvae_mse")}

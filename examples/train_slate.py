@@ -28,7 +28,7 @@ from deqslots.slate.figures import plot_slate_grid
 @dataclass
 class Config:
     variants: str = "IN,vanilla"  # comma-separated: vanilla | IN | BN | BB | IB
-    data: str = "clevr-mirror"    # shapes | clevr-mirror | stacks
+    data: str = "clevr-mirror"    # shapes | clevr-mirror | stacks | same-hue
     steps: int = 300
     batch_size: int = 16
     lr: float = 1e-4              # SLATE: everything but the dVAE, with linear warm-up

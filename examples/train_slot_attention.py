@@ -22,7 +22,7 @@ from deqslots.schedule import learning_rate
 @dataclass
 class Config:
     variant: str = "IN"          # vanilla | IN | BN | BB | IB
-    data: str = "clevr-mirror"   # shapes | clevr-mirror | stacks
+    data: str = "clevr-mirror"   # shapes | clevr-mirror | stacks | same-hue
     steps: int = 300
     batch_size: int = 32
     lr: float = 4e-4

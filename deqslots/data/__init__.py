@@ -11,7 +11,7 @@ id 0 = background (the mask is absent when a loader is given none).
 Examples:
     >>> from deqslots.data import DATASETS, make_dataset
     >>> DATASETS
-    ('shapes', 'clevr-mirror', 'stacks')
+    ('shapes', 'clevr-mirror', 'stacks', 'same-hue')
     >>> make_dataset("clevr-mirror", "test", resolution=64)[5]["mask"].shape
     torch.Size([64, 64])
 """

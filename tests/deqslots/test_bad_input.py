@@ -214,7 +214,7 @@ def test_corrupt_image_file_in_a_folder_via_the_cli(tmp_path, capsys):
     ("hdf5:{tmp}/missing.h5", r"HDF5 file '.*missing.h5' does not exist"),
     ("hdf5:{tmp}/empty", r"'.*empty' is a directory; hdf5:PATH needs the .h5/.hdf5 file itself"),
     ("hdf5:{tmp}/none.h5", r"none.h5:/image holds no images \(shape \(0, 8, 8, 3\)\)"),
-    ("mnist", r"unknown data 'mnist': pass one of shapes, clevr-mirror, stacks"),
+    ("mnist", r"unknown data 'mnist': pass one of shapes, clevr-mirror, stacks, same-hue"),
 ])
 def test_empty_or_missing_dataset_path(tmp_path, capsys, data, message):
     (tmp_path / "empty").mkdir()

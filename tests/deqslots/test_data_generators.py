@@ -77,7 +77,7 @@ def test_mask_ids_are_contiguous_with_pixels_and_background(name):
         assert ids == list(range(k + 1)), (index, ids)  # 0..K, each with >= 1 pixel
         assert 1 <= k <= data.max_objects
         counts.append(k)
-    assert data.max_objects == 6
+    assert data.max_objects == dataset_options(name)["max_objects"]
     # The object count varies over the configured range rather than sticking to one value.
     assert len(set(counts)) >= 3
 
@@ -183,7 +183,7 @@ def test_default_sizes_and_indexing():
 
 
 def test_unknown_name_split_and_option_are_errors_listing_valid_choices():
-    with pytest.raises(ValueError, match="valid datasets: shapes, clevr-mirror, stacks"):
+    with pytest.raises(ValueError, match="valid datasets: shapes, clevr-mirror, stacks, same-hue"):
         make_dataset("clevr")
     with pytest.raises(ValueError, match="valid splits: train, val, test"):
         make_dataset("shapes", "validation")
@@ -233,3 +233,30 @@ def test_generate_batch_accepts_a_count():
     assert torch.equal(images[2], make_dataset("shapes", resolution=32)[2]["image"])
     with pytest.raises(ValueError):
         generate_batch("shapes", [], resolution=32)
+
+
+def test_same_hue_objects_share_one_hue_and_span_the_same_brightness():
+    import colorsys
+
+    data = make_dataset("same-hue", "val", resolution=64, noise=0.0)
+    for index in range(20):
+        image, mask = data[index]["image"].numpy(), data[index]["mask"].numpy()
+        hues, brightness = [], []
+        for k in range(1, mask.max() + 1):
+            pixels = image[:, mask == k].T
+            hsv = np.array([colorsys.rgb_to_hsv(*p) for p in pixels])
+            hues.append(np.median(hsv[:, 0]))
+            if len(pixels) >= 12:  # a sliver of an occluded object shows only part of its ramp
+                brightness.append((hsv[:, 2].min(), hsv[:, 2].max()))
+        circular = np.abs((np.array(hues) - hues[0] + 0.5) % 1.0 - 0.5)
+        assert circular.max() < 0.02, index  # one hue per scene
+        for low, high in brightness:
+            assert high - low > 0.2, index  # every whole object is shaded over a wide range
+
+
+def test_same_hue_noise_option():
+    clean = make_dataset("same-hue", "test", resolution=32, noise=0.0)[3]["image"]
+    noisy = make_dataset("same-hue", "test", resolution=32)[3]["image"]
+    assert 0.02 < float((noisy - clean).std()) < 0.04
+    with pytest.raises(ValueError, match="noise"):
+        make_dataset("same-hue", noise=0.5)
