@@ -98,7 +98,7 @@ class CocoDataset(Dataset):
         self.has_masks = isinstance(self.coco.dataset.get("annotations"), list)
         ids = sorted(self.coco.getImgIds())
         if self.has_masks and crowd == "drop-image":
-            ids = [i for i in ids if not self.coco.getAnnIds(imgIds=[i], iscrowd=True)]
+            ids = [i for i in ids if not any(a.get("iscrowd", 0) for a in self.coco.imgToAnns[i])]
         if not ids:
             raise DataError(f"{self.annotations} lists no images" + (" without crowd regions" if self.coco.getImgIds()
                                                                       else ""))
