@@ -3,7 +3,8 @@ same data as an uninterrupted one."""
 
 from __future__ import annotations
 
-from typing import Optional
+import ast
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -12,11 +13,39 @@ from .data import DATASETS, SPLITS, generate_batch, make_dataset
 from .data.sources import is_disk_data, open_split
 from .data.stream import SplitStream
 
-__all__ = ["BatchStream", "describe_data"]
+__all__ = ["BatchStream", "describe_data", "procedural_data"]
+
+
+def procedural_data(data: str) -> Optional[tuple[str, dict[str, Any]]]:
+    """``(name, options)`` for a generated data set written ``NAME`` or ``NAME@KEY=VALUE,KEY=VALUE``, else None.
+
+    Options are the generator's (:func:`deqslots.data.dataset_options`), values Python literals or bare
+    strings, e.g. ``same-hue@min_objects=6,max_objects=8`` (scenes with more objects than training saw).
+
+    Examples:
+        >>> procedural_data("same-hue@min_objects=6,max_objects=8")
+        ('same-hue', {'min_objects': 6, 'max_objects': 8})
+        >>> procedural_data("hdf5:clevr.h5") is None
+        True
+    """
+    name, sep, text = data.partition("@")
+    if name not in DATASETS:
+        return None
+    options: dict[str, Any] = {}
+    for part in text.split(",") if text else ():
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"generator options in {data!r} must read KEY=VALUE,KEY=VALUE "
+                             f"(e.g. {name}@min_objects=6,max_objects=8); got {part!r}")
+        try:
+            options[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            options[key.strip()] = value.strip()
+    return name, options
 
 
 def describe_data() -> str:
-    return (f"one of {', '.join(DATASETS)}, or folder:PATH (images, optional PATH/../masks), hdf5:PATH, "
+    return (f"one of {', '.join(DATASETS)} (generator options as NAME@KEY=VALUE,...), or folder:PATH (images, optional PATH/../masks), hdf5:PATH, "
             "tfrecord:[NAME:]PATH (Multi-Object Datasets), coco:ANNOTATIONS.json:IMAGES, clevr-mirror:PATH "
             "or shapestacks:PATH")
 
@@ -57,8 +86,10 @@ class BatchStream:
         self.local_batch_size = batch_size // world_size
         self.dataset = None
         self.stream: Optional[SplitStream] = None
-        if data in DATASETS:
-            self.size = len(make_dataset(data, split, resolution=resolution, seed=seed))
+        generated = procedural_data(data)
+        self.generator = generated
+        if generated is not None:
+            self.size = len(make_dataset(generated[0], split, resolution=resolution, seed=seed, **generated[1]))
         elif is_disk_data(data):
             part = open_split(data, split, resolution, seed, mask_root=mask_root)
             if isinstance(part, SplitStream):  # a streamed file: read in order, never indexed
@@ -75,8 +106,9 @@ class BatchStream:
         if self.stream is not None:
             return _collate(self.stream.items(positions))
         if self.dataset is None:
-            images, masks = generate_batch(self.data, [p % self.size for p in positions], self.split,
-                                           self.resolution, self.seed)
+            name, options = self.generator
+            images, masks = generate_batch(name, [p % self.size for p in positions], self.split,
+                                           self.resolution, self.seed, **options)
             return {"image": images, "mask": masks}
         items, perms = [], {}
         for p in positions:
