@@ -76,6 +76,14 @@ def test_crowd_policies(tmp_path):
     assert torch.equal(as_object, torch.from_numpy(expected))
     with pytest.raises(DataError, match="lists no images without crowd regions"):
         CocoDataset(ann, folder, crowd="drop-image")
+    data = json.loads(ann.read_text())
+    data["annotations"] = [a for a in data["annotations"] if not (a["iscrowd"] and a["image_id"] != 2)]
+    for a in data["annotations"]:
+        if not a["iscrowd"]:
+            del a["iscrowd"]  # absent means not crowd
+    ann.write_text(json.dumps(data))
+    kept = CocoDataset(ann, folder, crowd="drop-image")  # only image 2 has a crowd region now
+    assert kept.ids == [1, 3, 4, 5, 6] and torch.equal(kept[0]["mask"], torch.from_numpy(truth[0]))
     with pytest.raises(ValueError, match="unknown crowd policy 'keep'; pass one of ignore, object, drop-image"):
         CocoDataset(ann, folder, crowd="keep")
 
