@@ -95,6 +95,9 @@ def _run_eval_pretrained(args: argparse.Namespace) -> int:
         raise ValueError("give either a run folder or --pretrained NAME, not both")
     if args.iters is not None or args.fid_weights:
         raise ValueError("--iters and --fid-weights apply to run folders, not to --pretrained models")
+    if args.data:
+        raise ValueError("--data applies to run folders; a --pretrained model is evaluated on generated scenes "
+                         "of the data it was trained on")
     batches = FIXED_TEST_BATCH["batches"] if args.batches is None else args.batches
     model = load_pretrained(args.pretrained)  # loaded once for the metrics and the figure
     result = evaluate_pretrained(args.pretrained, split=args.split, batches=batches, model=model)

@@ -93,3 +93,8 @@ def test_eval_data_override_is_checked_too(files, capsys):
     assert main(tiny_args(out)) == 0
     err = cli_error(capsys, ["eval", str(out), "--batches", "1", "--data", f"tfrecord:{files}/text.tfrecords"])
     assert "text.tfrecords is not a TFRecord file" in err
+
+
+def test_eval_data_does_not_apply_to_pretrained_models(capsys):
+    err = cli_error(capsys, ["eval", "--pretrained", "shapes-IN", "--data", "folder:photos"])
+    assert "--data applies to run folders" in err
