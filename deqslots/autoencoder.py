@@ -42,6 +42,8 @@ class AutoencoderConfig:
             sum_k attn_k * rgb_k, so the reconstruction loss trains the grouping directly, as a soft
             k-means objective; this is what lets ``cpu-small`` discover objects in minutes on a CPU (see
             BENCHMARKS.md). Masks are then as coarse as the encoder grid.
+        decoder_position_frequencies: Fourier features of the decoder's position embedding (0 = Slot
+            Attention's linear [x, y, 1 - x, 1 - y] grid); see :class:`SoftPositionEmbedding`.
         attention_guidance_steps: with ``mask_source="decoder"``: for the first N training steps
             :meth:`SlotAutoencoder.loss` adds the reconstruction mixed by slot attention's own attention
             (as ``mask_source="attention"`` would), weighted 1 at step 0 and falling linearly to 0 at step N.
@@ -68,6 +70,7 @@ class AutoencoderConfig:
     decoder_refine: int = 1
     mask_source: str = "decoder"
     attention_guidance_steps: int = 0
+    decoder_position_frequencies: int = 0
 
     def __post_init__(self) -> None:
         ups = self.resolution / self.broadcast
@@ -85,6 +88,9 @@ class AutoencoderConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
                 raise ValueError(f"{name} must be an odd positive int (same-size padding); got {value!r}")
+        frequencies = self.decoder_position_frequencies
+        if isinstance(frequencies, bool) or not isinstance(frequencies, int) or not 0 <= frequencies <= 8:
+            raise ValueError(f"decoder_position_frequencies must be an int in 0..8; got {frequencies!r}")
         guidance = self.attention_guidance_steps
         if isinstance(guidance, bool) or not isinstance(guidance, int) or guidance < 0:
             raise ValueError(f"attention_guidance_steps must be an int >= 0; got {guidance!r}")
@@ -145,15 +151,25 @@ def config_for(name: str, **changes) -> AutoencoderConfig:
 
 
 class SoftPositionEmbedding(nn.Module):
-    """Adds a linear map of the grid [x, y, 1 - x, 1 - y] to channel-last features [B, H, W, C]."""
+    """Adds a linear map of the grid [x, y, 1 - x, 1 - y] to channel-last features [B, H, W, C].
 
-    def __init__(self, channels: int, size: int) -> None:
+    With ``frequencies = F > 0`` the grid also holds sin and cos of 2^f pi x and 2^f pi y for f < F (Fourier
+    features), so that a shallow decoder can draw masks with curved, local boundaries; with the linear grid
+    alone a slot's alpha is close to a linear function of position and the masks cut the image into convex
+    cells (BENCHMARKS.md).
+    """
+
+    def __init__(self, channels: int, size: int, frequencies: int = 0) -> None:
         super().__init__()
         axis = torch.linspace(0.0, 1.0, size)
         yy, xx = torch.meshgrid(axis, axis, indexing="ij")
-        grid = torch.stack([xx, yy, 1.0 - xx, 1.0 - yy], dim=-1)
+        features = [xx, yy, 1.0 - xx, 1.0 - yy]
+        for f in range(frequencies):
+            for coord in (xx, yy):
+                features += [torch.sin(2.0 ** f * math.pi * coord), torch.cos(2.0 ** f * math.pi * coord)]
+        grid = torch.stack(features, dim=-1)
         self.register_buffer("grid", grid, persistent=False)
-        self.proj = nn.Linear(4, channels)
+        self.proj = nn.Linear(grid.shape[-1], channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.proj(self.grid)
@@ -191,7 +207,7 @@ class SlotAutoencoder(nn.Module):
                                          nn.Linear(c.channels, c.channels))
         self.slot_attention = SlotAttention(c.channels, c.slot_dim, c.num_slots, c.iters, c.mlp_hidden,
                                             c.variant, eval_iters=c.eval_iters)
-        self.decoder_pos = SoftPositionEmbedding(c.slot_dim, c.broadcast)
+        self.decoder_pos = SoftPositionEmbedding(c.slot_dim, c.broadcast, c.decoder_position_frequencies)
         ups = int(round(math.log2(c.decoder_size // c.broadcast)))
         width, kernel = c.decoder_channels or c.channels, c.decoder_kernel
         dec: list[nn.Module] = []

@@ -61,12 +61,14 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def load_model_state(model: torch.nn.Module, state: dict, path: Union[str, Path]) -> None:
+def load_model_state(model: torch.nn.Module, state: dict, path: Union[str, Path],
+                     may_differ: tuple[str, ...] = ()) -> None:
     """Load a checkpoint's weights into ``model``, refusing another architecture with a readable message.
 
     The model configuration saved with the checkpoint (``model_config``) is compared field by field with
     ``model.config`` first, so a mismatch that would load silently (a different number of slots, another
-    variant) is refused too; then the weights must fit exactly.
+    variant) is refused too; then the weights must fit exactly. ``may_differ`` names fields a caller changes
+    on purpose (``num_slots`` at evaluation: slot attention's weights do not depend on the count).
 
     Raises:
         ValueError: naming the differing fields, or the missing / unexpected / mis-shaped weights.
@@ -77,7 +79,7 @@ def load_model_state(model: torch.nn.Module, state: dict, path: Union[str, Path]
         now = dataclasses.asdict(config)
         # a field the checkpoint predates counts as matching
         diffs = [f"{key}: checkpoint {saved[key]!r} vs model {now[key]!r}" for key in now
-                 if key in saved and _plain(saved[key]) != _plain(now[key])]
+                 if key in saved and key not in may_differ and _plain(saved[key]) != _plain(now[key])]
         extra = sorted(set(saved) - set(now))
         if diffs or extra:
             detail = "; ".join(diffs + ([f"fields unknown to this model: {', '.join(extra)}"] if extra else []))

@@ -48,3 +48,18 @@ def test_guidance_reaches_the_attention_and_off_means_plain_mse():
 def test_bad_guidance(changes, match):
     with pytest.raises(ValueError, match=match):
         config_for("cpu-small", **{"mask_source": "decoder", **changes})
+
+
+def test_fourier_position_features_of_the_decoder():
+    from deqslots.autoencoder import SoftPositionEmbedding
+
+    linear, fourier = SoftPositionEmbedding(8, 16), SoftPositionEmbedding(8, 16, frequencies=3)
+    assert linear.grid.shape == (16, 16, 4) and fourier.grid.shape == (16, 16, 16)
+    torch.testing.assert_close(fourier.grid[..., :4], linear.grid)
+    x = fourier.grid[0, :, 0]  # x along the first row
+    torch.testing.assert_close(fourier.grid[0, :, 4 + 2 * 4], torch.sin(4.0 * torch.pi * x))  # f = 2, sin x
+    model = SlotAutoencoder(config_for("cpu-objects", decoder_position_frequencies=2))
+    assert model.decoder_pos.proj.in_features == 12
+    assert model(torch.rand(2, 3, 32, 32))["masks"].shape == (2, 7, 32, 32)
+    with pytest.raises(ValueError, match="decoder_position_frequencies"):
+        config_for("cpu-objects", decoder_position_frequencies=9)

@@ -1,0 +1,31 @@
+"""Evaluating a run with more slots on scenes with more objects than it was trained on."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from deqslots.cli import main
+
+
+def test_eval_with_more_slots_on_more_objects(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--config", "cpu-objects", "--data", "same-hue", "--steps", "2", "--batch-size", "4",
+                 "--eval-every", "2", "--eval-batches", "1", "--threads", "1", "--no-progress",
+                 "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--batches", "1", "--num-slots", "10",
+                 "--data", "same-hue@min_objects=6,max_objects=8"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["num_slots"] == 10 and result["data"] == "same-hue@min_objects=6,max_objects=8"
+    assert -1.0 <= result["fg_ari"] <= 1.0 and result["colour_fg_ari"] < 0.1
+    assert json.loads((run / "eval_test.json").read_text())["num_slots"] == 10
+    # the run's own slot count by default
+    assert main(["eval", str(run), "--batches", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["num_slots"] == 7
+
+
+def test_more_slots_is_for_run_folders(capsys):
+    assert main(["eval", "--pretrained", "shapes-IN", "--num-slots", "9"]) == 2
+    assert "--num-slots" in capsys.readouterr().err
