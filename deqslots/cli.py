@@ -19,16 +19,17 @@ def _optional_float(text: str) -> Optional[float]:
 
 
 def _train_parser(commands) -> None:
+    from .models import MODELS
     from .train import TrainConfig
 
     d = TrainConfig()
     p = commands.add_parser("train", help="train a model; writes metrics.csv, checkpoint.pt and figures to --out")
-    p.add_argument("--model", default=d.model, choices=["slot-attention", "slate"])
+    p.add_argument("--model", default=d.model, choices=list(MODELS))
     p.add_argument("--variant", default=d.variant, choices=["vanilla", "IN", "BN", "BB", "IB"])
     p.add_argument("--data", default=d.data,
                    help="shapes | clevr-mirror | stacks | same-hue (generated); on disk: folder:PATH, hdf5:PATH, "
                    "tfrecord:[NAME:]PATH, coco:ANNOTATIONS.json:IMAGES, clevr-mirror:PATH, shapestacks:PATH")
-    p.add_argument("--config", default=d.config, help="named architecture: cpu-small, cpu-small-decoder-masks, paper-32, paper-64, "
+    p.add_argument("--config", default=d.config, help="named architecture: cpu-small, cpu-objects, cpu-small-decoder-masks, paper-32, paper-64, "
                    "paper-128 (slot-attention); cpu-small, paper-64, paper-96 (slate)")
     p.add_argument("--resolution", type=int, default=None)
     p.add_argument("--iters", type=int, default=None, help="slot-attention iterations in training")
@@ -88,13 +89,15 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_eval_pretrained(args: argparse.Namespace) -> int:
+    from .batches import BatchStream
+    from .evaluate import colour_control
     from .figures import plot_segmentation_grid
     from .pretrained import FIXED_TEST_BATCH, PRETRAINED, evaluate_pretrained, load_pretrained
 
     if args.run is not None:
         raise ValueError("give either a run folder or --pretrained NAME, not both")
-    if args.iters is not None or args.fid_weights:
-        raise ValueError("--iters and --fid-weights apply to run folders, not to --pretrained models")
+    if args.iters is not None or args.fid_weights or args.num_slots is not None:
+        raise ValueError("--iters, --num-slots and --fid-weights apply to run folders, not to --pretrained models")
     if args.data:
         raise ValueError("--data applies to run folders; a --pretrained model is evaluated on generated scenes "
                          "of the data it was trained on")
@@ -102,6 +105,10 @@ def _run_eval_pretrained(args: argparse.Namespace) -> int:
     model = load_pretrained(args.pretrained)  # loaded once for the metrics and the figure
     result = evaluate_pretrained(args.pretrained, split=args.split, batches=batches, model=model)
     entry = PRETRAINED[args.pretrained]
+    # the colour-only control on the same test images evaluate_pretrained scored
+    images = BatchStream(entry.data, args.split, model.config.resolution, FIXED_TEST_BATCH["batch_size"],
+                         FIXED_TEST_BATCH["seed"])
+    result.update(colour_control(images, batches, FIXED_TEST_BATCH["seed"], result["fg_ari"]))
     result.update(pretrained=entry.name, variant=entry.variant, data=entry.data, split=args.split, batches=batches,
                   images=batches * FIXED_TEST_BATCH["batch_size"], documented_fg_ari=entry.fg_ari,
                   documented_mse=entry.mse, trained_steps=entry.steps, command=entry.command)
@@ -124,7 +131,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     if args.batches is None:
         args.batches = 10
     from .checkpoint import check_training_checkpoint, load_checkpoint, load_model_state
-    from .evaluate import evaluate
+    from .evaluate import colour_control, evaluate
+    from .models import MODELS, model_kind
     from .train import TrainConfig, build_model, write_figures
     from .batches import BatchStream
 
@@ -135,25 +143,33 @@ def _run_eval(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"{run / 'checkpoint.pt'} has settings this version does not know ({', '.join(unknown)}); "
                          "evaluate it with the deqslots version that trained it")
-    config = TrainConfig(**{**state["train_config"], "resume": True})
+    overrides: dict = {"resume": True}
+    if args.num_slots is not None:  # the slot parameters do not depend on the count, so the weights still fit
+        overrides["num_slots"] = args.num_slots
+    config = TrainConfig(**{**state["train_config"], **overrides})
     model = build_model(config)
-    load_model_state(model, state, run / "checkpoint.pt")
+    load_model_state(model, state, run / "checkpoint.pt", may_differ=("num_slots",) if args.num_slots else ())
     data = args.data or config.data  # --data: the same data set elsewhere, e.g. COCO's val2017 after train2017
     stream = BatchStream(data, args.split, model.config.resolution, config.batch_size, config.seed)
-    fid = None
-    if config.model == "slate":
+    fid, kind = None, model_kind(config.model)
+    if kind.fid:
         from .slate.fid import fid_scorer
 
         fid = fid_scorer(args.fid_weights, log=lambda message: print(message, file=sys.stderr))
     elif args.fid_weights:
-        raise ValueError("--fid-weights applies to SLATE runs (train --model slate)")
+        with_fid = [k for k in MODELS.values() if k.fid]
+        raise ValueError(f"--fid-weights applies to {', '.join(k.title for k in with_fid)} runs "
+                         f"({', '.join(f'train --model {k.name}' for k in with_fid)})")
     result = evaluate(model, stream, args.batches, seed=config.seed, iters=args.iters, fid=fid)
-    if config.model == "slate":
+    if "fg_ari" in result:  # the colour-only control on the same images (null without masks)
+        result.update(colour_control(stream, args.batches, config.seed, result["fg_ari"]))
+    if kind.fid:
         result.setdefault("fid", None)  # null in the JSON: skipped for want of weights
     if args.data:
         result.update(data=args.data)
     result.update(split=args.split, batches=args.batches, images=args.batches * config.batch_size,
-                  iters=args.iters or model.config.eval_iters or model.config.iters, step=int(state["step"]))
+                  iters=args.iters or getattr(model.config, "eval_iters", None) or getattr(model.config, "iters", None),
+                  step=int(state["step"]), num_slots=getattr(model.config, "num_slots", None))
     (run / f"eval_{args.split}.json").write_text(strict_json(result, indent=2))
     write_figures(model, stream, run / "metrics.csv", run, config.seed)
     print(strict_json(result, indent=2))
@@ -214,6 +230,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     help="batches to evaluate (default 10 of the run's batch size; --pretrained: the 4 x 64 test "
                     "images its documented figures refer to)")
     ev.add_argument("--iters", type=int, default=None, help="slot-attention iterations at evaluation")
+    ev.add_argument("--num-slots", type=int, default=None,
+                    help="slots at evaluation (default: the run's); more slots for scenes with more objects, e.g. "
+                    "with --data same-hue@min_objects=6,max_objects=8")
     ev.add_argument("--fid-weights", default=None, metavar="PATH",
                     help="slate: FID feature network, pytorch-fid's pt_inception-2015-12-05-6726825d.pth, or a "
                     "torch.export / TorchScript file (no downloads); without it FID is skipped")

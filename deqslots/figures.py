@@ -83,7 +83,9 @@ def plot_slot_grid(images: torch.Tensor, recon: torch.Tensor, masks: torch.Tenso
 def plot_segmentation_grid(model: torch.nn.Module, data: str, out: Union[str, Path], split: str = "test",
                            rows: int = 6, seed: int = 0) -> dict[str, float]:
     """Segment ``rows`` generated scenes of ``data`` and draw input, true objects, the model's segmentation
-    (argmax of its masks), its reconstruction and each slot's masked colour, with the FG-ARI per row.
+    (argmax of its masks), the colour-only control's segmentation (k-means on pixel RGB with k = true objects
+    + 1, :func:`deqslots.metrics.colour_kmeans_ids`), the model's reconstruction and each slot's masked
+    colour, with the FG-ARI of both segmentations per row.
 
     Args:
         model: a :class:`deqslots.SlotAutoencoder`.
@@ -92,11 +94,11 @@ def plot_segmentation_grid(model: torch.nn.Module, data: str, out: Union[str, Pa
         split, seed: which scenes (the first ``rows`` of that split and data seed).
 
     Returns:
-        ``{"fg_ari": mean over the rows}``.
+        ``{"fg_ari": mean over the rows, "colour_fg_ari": the colour control's mean over the same rows}``.
     """
     from .data import generate_batch
     from .eval_mode import seeded_eval
-    from .metrics import fg_ari
+    from .metrics import colour_kmeans_ids, fg_ari
 
     resolution = model.config.resolution
     images, true_ids = generate_batch(data, range(rows), split, resolution, seed)
@@ -105,23 +107,27 @@ def plot_segmentation_grid(model: torch.nn.Module, data: str, out: Union[str, Pa
     masks, rgb, recon = (result[key].cpu() for key in ("masks", "rgb", "recon"))
     pred = masks.argmax(dim=1)
     scores = fg_ari(true_ids, pred)
+    objects = torch.tensor([int(torch.unique(ids[ids != 0]).numel()) for ids in true_ids])
+    colour = colour_kmeans_ids(images, objects + 1, seed=seed)
+    colour_scores = fg_ari(true_ids, colour)
     k = masks.shape[1]
     palette = torch.tensor(plt.get_cmap("tab20").colors[: max(k, int(true_ids.max()) + 1)])
     paint = lambda ids: palette[ids % len(palette)].permute(2, 0, 1)  # noqa: E731  [H, W] ids -> [3, H, W]
-    fig, axes = plt.subplots(rows, k + 4, figsize=(1.3 * (k + 4), 1.3 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, k + 5, figsize=(1.3 * (k + 5), 1.3 * rows), squeeze=False)
     show = lambda ax, img: ax.imshow(img.permute(1, 2, 0).clamp(0, 1).numpy())  # noqa: E731
     for r in range(rows):
         show(axes[r, 0], images[r])
         show(axes[r, 1], paint(true_ids[r]))
-        show(axes[r, 2], paint(pred[r] + 1))
-        axes[r, 2].text(1, 4, f"{float(scores[r]):.2f}", fontsize=7, color="white",
-                        bbox=dict(facecolor="black", alpha=0.6, pad=1, linewidth=0))
-        show(axes[r, 3], recon[r])
+        for col, ids, score in ((2, pred[r], scores[r]), (3, colour[r], colour_scores[r])):
+            show(axes[r, col], paint(ids + 1))
+            axes[r, col].text(1, 4, f"{float(score):.2f}", fontsize=7, color="white",
+                              bbox=dict(facecolor="black", alpha=0.6, pad=1, linewidth=0))
+        show(axes[r, 4], recon[r])
         for j in range(k):
-            show(axes[r, j + 4], _on_white(masks[r, j], rgb[r, j]))
-    header = ["input", "objects", "segmentation", "recon"] + [f"slot {j + 1}" for j in range(k)]
+            show(axes[r, j + 5], _on_white(masks[r, j], rgb[r, j]))
+    header = ["input", "objects", "segmentation", "colour k-means", "recon"] + [f"slot {j + 1}" for j in range(k)]
     save_grid(fig, axes, header, out, fontsize=7)
-    return {"fg_ari": float(torch.nanmean(scores))}
+    return {"fg_ari": float(torch.nanmean(scores)), "colour_fg_ari": float(torch.nanmean(colour_scores))}
 
 
 def save_grid(fig, axes, header: Sequence[str], out: Union[str, Path], fontsize: int = 8) -> Path:

@@ -1,8 +1,10 @@
-"""Training of the slot-attention autoencoder and of SLATE, readable top to bottom.
+"""Training of any registered model (the slot-attention autoencoder, SLATE), readable top to bottom.
 
-``deqslots train ...`` builds a :class:`TrainConfig` from its flags and calls :func:`train`.
-Everything a run writes lands in ``config.out``: metrics.csv, checkpoint.pt, loss_curve.png, slots.png
-(and ce_curve.png for SLATE).
+``deqslots train ...`` builds a :class:`TrainConfig` from its flags and calls :func:`train`. The loop knows
+the model only through its :class:`deqslots.protocol.ModelKind` (``deqslots.models.MODELS[config.model]``):
+loss and metrics of a step, evaluation, figures, metric columns, optimiser and schedule.
+Everything a run writes lands in ``config.out``: metrics.csv, checkpoint.pt, loss_curve.png, the kind's
+figures (slots.png; SLATE: also ce_curve.png) and summary.json.
 """
 
 from __future__ import annotations
@@ -21,44 +23,34 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
-from .autoencoder import SlotAutoencoder, config_for
 from ._json import dumps as strict_json
 from .batches import BatchStream
 from .checkpoint import check_training_checkpoint, load_checkpoint, load_model_state, save_atomic
 from .distributed import DEVICES, DistContext, process_group
-from .eval_mode import seeded_eval
-from .evaluate import evaluate
-from .figures import plot_loss_curves, plot_slot_grid
-from .schedule import learning_rate
-from .slate import SLATE, cosine_anneal, slate_config_for
-from .slate.figures import plot_slate_grid
+from .evaluate import colour_control, evaluate
+from .figures import plot_loss_curves
+from .models import MODELS, kind_of, model_kind
+from .slate import cosine_anneal
 from .slot_attention import VARIANTS, SlotAttention
 
 __all__ = ["TrainConfig", "train", "build_model", "TrainingInterrupted", "METRIC_COLUMNS", "SLATE_METRIC_COLUMNS",
            "PRECISIONS"]
 
-METRIC_COLUMNS = ["step", "loss", "lr", "grad_norm", "elapsed_s", "val_mse", "val_mse_sum", "val_fg_ari"]
-# SLATE: ce is summed over tokens per image (SLATE's / the paper's unit), dvae_mse summed per image;
-# val_mse / val_mse_sum are reconstructions through the slots (generated tokens).
-SLATE_METRIC_COLUMNS = ["step", "loss", "lr", "dvae_lr", "grad_norm", "elapsed_s", "ce", "ce_per_token", "dvae_mse",
-                        "tau", "val_mse", "val_mse_sum", "val_dvae_mse_sum", "val_ce", "val_fg_ari"]
-MODELS = ("slot-attention", "slate")
+# The two shipped kinds' metrics.csv headers, under their historical names (each kind holds its own).
+METRIC_COLUMNS = MODELS["slot-attention"].metric_columns
+SLATE_METRIC_COLUMNS = MODELS["slate"].metric_columns
 PRECISIONS = ("fp32", "bf16")
-# Recipes that differ by model when a field is left None: Slot Attention's and SLATE's.
-_DEFAULTS = {
-    "slot-attention": dict(lr=4e-4, grad_clip=None, grad_clip_type="l2", warmup_cap=10_000, decay=100_000),
-    "slate": dict(lr=1e-4, dvae_lr=3e-4, grad_clip=1.0, grad_clip_type="inf", warmup_cap=30_000, decay=0),
-}
 
 
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (saved in the checkpoint).
 
-    Fields left None take the model's recipe: Slot Attention's for "slot-attention", SLATE's for "slate".
+    Fields left None take the model's recipe (its kind's ``defaults``): Slot Attention's for
+    "slot-attention", SLATE's for "slate".
 
     Attributes:
-        model: "slot-attention" | "slate".
+        model: a name in ``deqslots.models.MODELS``: "slot-attention" | "slate".
         variant: "vanilla" | "IN" | "BN" | "BB" | "IB".
         data: a procedural data set (shapes, clevr-mirror, stacks, same-hue), folder:PATH or hdf5:PATH.
         config: named architecture (``deqslots.CONFIGS`` or, for SLATE, ``deqslots.SLATE_CONFIGS``).
@@ -131,8 +123,7 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
         if self.on_nonfinite not in ("stop", "skip"):
             raise ValueError(f"on_nonfinite must be 'stop' or 'skip'; got {self.on_nonfinite!r}")
-        if self.model not in MODELS:
-            raise ValueError(f"model must be one of {', '.join(MODELS)}; got {self.model!r}")
+        kind = model_kind(self.model)  # refuses an unknown name, listing the known ones
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}; got {self.variant!r}")
         for name in ("steps", "batch_size", "eval_every", "eval_batches", "checkpoint_every"):
@@ -148,15 +139,15 @@ class TrainConfig:
                                          or self.threads < 0):
             raise ValueError(f"threads must be a positive integer (0 or None: torch's default); got {self.threads!r}")
         # Resolve the model's recipe now, so checkpoints record (and resume compares) concrete values.
-        defaults = _DEFAULTS[self.model]
-        if self.model != "slate":
-            for name in ("dvae_lr", "vocab_size", "tau_steps"):
-                if getattr(self, name) is not None:
-                    raise ValueError(f"{name} is a SLATE setting; use it with model='slate' (--model slate)")
-        else:
-            self.dvae_lr = defaults["dvae_lr"] if self.dvae_lr is None else self.dvae_lr
-            self.grad_clip = defaults["grad_clip"] if self.grad_clip is None else self.grad_clip
-        self.lr = defaults["lr"] if self.lr is None else self.lr
+        defaults = kind.defaults
+        for other in MODELS.values():
+            for name in other.settings:
+                if name not in kind.settings and getattr(self, name) is not None:
+                    raise ValueError(f"{name} is a {other.title} setting; use it with model={other.name!r} "
+                                     f"(--model {other.name})")
+        for name in ("lr", "grad_clip", *kind.settings):
+            if getattr(self, name) is None and name in defaults:
+                setattr(self, name, defaults[name])
         self.grad_clip_type = self.grad_clip_type or defaults["grad_clip_type"]
         for name in ("lr", "dvae_lr"):
             value = getattr(self, name)
@@ -174,12 +165,12 @@ class TrainConfig:
 
     @property
     def warmup(self) -> int:
-        cap = _DEFAULTS[self.model]["warmup_cap"]
+        cap = model_kind(self.model).defaults["warmup_cap"]
         return min(cap, self.steps // 10) if self.warmup_steps is None else self.warmup_steps
 
     @property
     def decay(self) -> int:
-        return _DEFAULTS[self.model]["decay"] if self.decay_steps is None else self.decay_steps
+        return model_kind(self.model).defaults["decay"] if self.decay_steps is None else self.decay_steps
 
     @property
     def tau_anneal(self) -> int:
@@ -191,52 +182,19 @@ class TrainConfig:
         return cosine_anneal(step, self.tau_start, self.tau_final, self.tau_anneal)
 
     def model_config(self):
-        changes = {"variant": self.variant}
-        for name in ("resolution", "iters", "num_slots", "vocab_size"):
-            if getattr(self, name) is not None:
-                changes[name] = getattr(self, name)
-        if self.model == "slate":
-            return slate_config_for(self.config, **changes)
-        return config_for(self.config, **changes)
+        """The architecture this run trains (its kind's config dataclass)."""
+        return model_kind(self.model).model_config(self)
 
 
 def build_model(config: TrainConfig) -> torch.nn.Module:
-    """The model a config describes: a :class:`SlotAutoencoder` or a :class:`deqslots.SLATE`."""
-    if config.model == "slate":
-        return SLATE(config.model_config())
-    return SlotAutoencoder(config.model_config())
-
-
-def _make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    if config.model == "slate":
-        groups = model.parameter_groups()
-        return torch.optim.Adam([{"params": groups["dvae"], "lr": config.dvae_lr},
-                                 {"params": groups["main"], "lr": config.lr}])
-    return torch.optim.Adam(model.parameters(), lr=config.lr)
-
-
-def _set_learning_rates(optimizer: torch.optim.Optimizer, config: TrainConfig, step: int) -> dict[str, float]:
-    """Schedule for this step; SLATE's dVAE group has its own rate and no warm-up (as in SLATE)."""
-    lr = learning_rate(step, config.lr, config.warmup, 0.5, config.decay)
-    if config.model != "slate":
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        return {"lr": lr}
-    dvae_lr = learning_rate(step, config.dvae_lr, 0, 0.5, config.decay)
-    optimizer.param_groups[0]["lr"], optimizer.param_groups[1]["lr"] = dvae_lr, lr
-    return {"lr": lr, "dvae_lr": dvae_lr}
+    """The model a config describes, e.g. a :class:`deqslots.SlotAutoencoder` or a :class:`deqslots.SLATE`."""
+    return model_kind(config.model).build(config)
 
 
 def _train_loss(model: torch.nn.Module, config: TrainConfig, images: torch.Tensor, step: int
                 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The loss to minimise and the model-specific metrics.csv entries."""
-    if config.model != "slate":
-        # the forward goes through the (possibly DistributedDataParallel-wrapped) model so that gradients sync
-        return getattr(model, "module", model).loss(images, step, out=model(images)), {}
-    tau = config.tau(step)
-    losses = model(images, tau=tau)
-    extras = {key: float(losses[key].detach()) for key in ("ce", "ce_per_token", "dvae_mse")}
-    return losses["loss"], {**extras, "tau": tau}
+    """The loss to minimise and the kind's metrics.csv entries for this step (:meth:`ModelKind.loss`)."""
+    return model_kind(config.model).loss(model, config, images, step)
 
 
 def _same_run(saved: dict, config: TrainConfig) -> list[str]:
@@ -251,7 +209,7 @@ def _same_run(saved: dict, config: TrainConfig) -> list[str]:
     return [f"{k}: checkpoint {saved.get(k)!r} vs now {now[k]!r}" for k in defining if saved.get(k, now[k]) != now[k]]
 
 
-def _open_metrics(path: Path, keep_until: Optional[int], columns: Optional[list[str]] = None) -> None:
+def _open_metrics(path: Path, keep_until: Optional[int], columns: list[str]) -> None:
     """Start metrics.csv, or on resume drop rows logged after the checkpoint (they will be redone)."""
     rows = []
     if keep_until is not None and path.exists():
@@ -259,7 +217,7 @@ def _open_metrics(path: Path, keep_until: Optional[int], columns: Optional[list[
             rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= keep_until]
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, columns or METRIC_COLUMNS)
+        writer = csv.DictWriter(handle, columns)
         writer.writeheader()
         writer.writerows(rows)
     tmp.replace(path)
@@ -320,9 +278,10 @@ def _train(config: TrainConfig, dist: DistContext) -> dict:
 
     # Model, optimiser and data. The seed fixes the initial weights; data depends only on (seed, step).
     torch.manual_seed(config.seed)
-    model = build_model(config).to(device)
-    optimizer = _make_optimizer(model, config)
-    columns = SLATE_METRIC_COLUMNS if config.model == "slate" else METRIC_COLUMNS
+    kind = model_kind(config.model)
+    model = kind.build(config).to(device)
+    optimizer = kind.optimizer(model, config)
+    columns = kind.metric_columns
     res = model.config.resolution
     train_data = BatchStream(config.data, "train", res, config.batch_size, config.seed, rank=dist.rank,
                              world_size=dist.world_size)
@@ -356,7 +315,7 @@ def _train(config: TrainConfig, dist: DistContext) -> dict:
     def save(step: int) -> None:
         checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                       "rng": torch.get_rng_state(), "train_config": dataclasses.asdict(config),
-                      "model_config": dataclasses.asdict(model.config), "format": 1,
+                      "model_config": kind.config_record(model), "format": 1,
                       "world_size": dist.world_size, "device": str(device)}
         if device.type == "cuda":
             checkpoint["cuda_rng"] = torch.cuda.get_rng_state(device)
@@ -367,12 +326,12 @@ def _train(config: TrainConfig, dist: DistContext) -> dict:
     began = time.perf_counter()
     last_eval: dict = {}
     skipped = 0
-    extra_keys = ("ce", "ce_per_token", "dvae_mse") if config.model == "slate" else ()
+    extra_keys = kind.shared_metrics
     with _StopRequests(absorb_repeats=dist.launched) as stop, \
             (open(metrics_path, "a", newline="") if main else contextlib.nullcontext()) as handle:
         log = csv.DictWriter(handle, columns) if main else None
         for step in bar:
-            lrs = _set_learning_rates(optimizer, config, step)
+            lrs = kind.set_learning_rates(optimizer, config, step)
             images = train_data.batch(step)["image"].to(device, non_blocking=True)
             with amp:
                 loss, extras = _train_loss(net, config, images, step)
@@ -380,7 +339,7 @@ def _train(config: TrainConfig, dist: DistContext) -> dict:
             stop_signal = 0
             if dist.enabled:
                 # One all-reduce per step: the ranks' losses (a NaN anywhere makes every rank skip backward
-                # alike, so DDP never waits for a rank that skipped), the SLATE terms, and stop requests
+                # alike, so DDP never waits for a rank that skipped), the kind's batch averages, and stop requests
                 # (every rank stops after the same step).
                 shared = dist.all_reduce_sum(torch.stack([
                     loss.detach(), *[torch.tensor(float(extras[k]), device=loss.device) for k in extra_keys],
@@ -421,7 +380,7 @@ def _train(config: TrainConfig, dist: DistContext) -> dict:
                 log.writerow(row)
                 handle.flush()  # one small write per step: the file is current for anyone watching it
             if writer is not None:
-                for key in ("loss", "lr", "grad_norm", "val_mse", "val_fg_ari", "ce", "dvae_mse", "tau", "val_ce"):
+                for key in kind.tensorboard_keys:
                     if key in row:
                         writer.add_scalar(key, float(row[key]), step + 1)
             if not dist.enabled:
@@ -433,17 +392,17 @@ def _train(config: TrainConfig, dist: DistContext) -> dict:
                 bar.close()
                 dist.barrier()  # no rank exits (and makes torchrun kill the rest) before the checkpoint is in
                 raise TrainingInterrupted(step + 1, stop_signal, out)
-            if config.model == "slate":
-                bar.set_postfix(ce=f"{extras['ce']:.1f}", mse=f"{last_eval.get('mse_sum', float('nan')):.1f}")
-            else:
-                bar.set_postfix(loss=f"{float(mean_loss):.4f}", ari=f"{last_eval.get('fg_ari', float('nan')):.3f}")
+            bar.set_postfix(kind.progress(float(mean_loss), extras, last_eval))
     if writer is not None:
         writer.close()
 
     elapsed = time.perf_counter() - began
     summary = None
     if main:
-        final = last_eval or evaluate(model, val_data, config.eval_batches, seed=config.seed)
+        final = dict(last_eval or evaluate(model, val_data, config.eval_batches, seed=config.seed))
+        if "fg_ari" in final:
+            # the colour-only control on the same validation images, once per run (k-means is slow)
+            final.update(colour_control(val_data, config.eval_batches, config.seed, final["fg_ari"]))
         write_figures(model, val_data, metrics_path, out, config.seed)
         summary = {"steps": config.steps, "trained_steps": config.steps - start, "seconds": round(elapsed, 2),
                    "steps_per_s": round((config.steps - start) / elapsed, 3) if elapsed > 0 else None,
@@ -501,25 +460,14 @@ class _StopRequests:
 
 @torch.no_grad()
 def write_figures(model: torch.nn.Module, data: BatchStream, metrics_path: Path, out: Path, seed: int) -> None:
-    """loss_curve.png from metrics.csv and slots.png (input, reconstruction, per-slot masks).
+    """loss_curve.png from metrics.csv, then the model kind's own figures (:meth:`ModelKind.figures`).
 
-    For SLATE also ce_curve.png, and slots.png shows the input, the dVAE's own reconstruction, the
-    reconstruction through the slots and the slots' attention masks (the paper's Figure 4 layout).
+    Slot attention: slots.png (input, reconstruction, per-slot masks). SLATE: ce_curve.png, and slots.png
+    with the input, the dVAE's own reconstruction, the reconstruction through the slots and the slots'
+    attention masks (the paper's Figure 4 layout).
     """
     plot_loss_curves({"train loss": metrics_path}, out / "loss_curve.png")
-    device = next(model.parameters()).device
-    with seeded_eval(model, seed):
-        images = data.batch(0)["image"][:4]
-        on_device = images.to(device)
-        result = model.reconstruct(on_device) if isinstance(model, SLATE) else model(on_device)
-    result = {key: value.cpu() if isinstance(value, torch.Tensor) else value for key, value in result.items()}
-    if isinstance(model, SLATE):
-        plot_loss_curves({"train": metrics_path}, out / "ce_curve.png", key="ce",
-                         title="token cross-entropy (sum over tokens)")
-        plot_slate_grid(images, [("dVAE", result["recon_dvae"], None),
-                                 (model.config.variant, result["recon"], result["masks"])], out / "slots.png")
-        return
-    plot_slot_grid(images, result["recon"], result["masks"], result["rgb"], out / "slots.png")
+    kind_of(model).figures(model, data, metrics_path, out, seed)
 
 
 def _tensorboard(out: Path):

@@ -1,0 +1,129 @@
+"""What the training loop, the evaluators and the CLI know of a model: one small protocol, :class:`ModelKind`.
+
+A model kind (Slot Attention's autoencoder, SLATE, ...) is a stateless object that builds its model from a
+:class:`deqslots.train.TrainConfig`, gives the loss of a batch at a step with the per-step entries of
+metrics.csv, evaluates, draws its figures and names its metric columns. :func:`deqslots.train.train`,
+:func:`deqslots.evaluate.evaluate` and ``deqslots train`` / ``eval`` reach a model only through it, so a new
+model is one new file with a subclass of :class:`ModelKind` plus one line in :data:`deqslots.models.MODELS`.
+
+Examples:
+    >>> from deqslots.models import model_kind
+    >>> kind = model_kind("slot-attention")
+    >>> kind.metric_columns[:3], kind.defaults["lr"]
+    (['step', 'loss', 'lr'], 0.0004)
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional
+
+import torch
+
+from .schedule import learning_rate
+
+if TYPE_CHECKING:  # for hints only: train imports this module
+    from .batches import BatchStream
+    from .train import TrainConfig
+
+__all__ = ["ModelKind", "config_changes"]
+
+
+def config_changes(config: "TrainConfig", names: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The architecture overrides a :class:`~deqslots.train.TrainConfig` asks for: its variant, and the
+    ``resolution`` / ``iters`` / ``num_slots`` (plus ``names``) that are set (not None).
+
+    Examples:
+        >>> from deqslots.train import TrainConfig
+        >>> config_changes(TrainConfig(variant="BN", num_slots=4))
+        {'variant': 'BN', 'num_slots': 4}
+    """
+    changes: dict[str, Any] = {"variant": config.variant}
+    for name in ("resolution", "iters", "num_slots", *names):
+        if getattr(config, name) is not None:
+            changes[name] = getattr(config, name)
+    return changes
+
+
+class ModelKind(abc.ABC):
+    """One trainable model, as the training loop, the evaluators and the CLI see it.
+
+    Subclasses set the class attributes and implement :meth:`model_config`, :meth:`loss`, :meth:`evaluate`
+    and :meth:`figures`; the rest has defaults (Adam over every parameter, one warm-up/decay schedule, the
+    model config dataclass as the checkpoint's record). Kinds hold no state: one instance serves every run.
+
+    Attributes:
+        name: the ``--model`` value (``TrainConfig.model``), saved in every checkpoint.
+        title: the name in messages, e.g. ``"SLATE"``.
+        model_class: the ``nn.Module`` class it builds; :func:`deqslots.models.kind_of` finds a model's kind by it.
+        metric_columns: the header of metrics.csv: ``step, loss, lr, grad_norm, elapsed_s``, the keys of
+            :meth:`set_learning_rates` and :meth:`loss`'s metrics, and ``val_KEY`` for keys of :meth:`evaluate`
+            logged at each periodic evaluation.
+        shared_metrics: keys of :meth:`loss`'s metrics that are averages over the batch; under several processes
+            they are averaged over the processes (the rest, e.g. a temperature, are the same on every rank).
+        settings: ``TrainConfig`` fields only this kind uses; setting one for another kind is an error.
+        defaults: the recipe for ``TrainConfig`` fields left None: ``lr``, ``grad_clip``, ``grad_clip_type``,
+            any of ``settings``, and ``warmup_cap`` (warm-up = min(cap, steps // 10)) and ``decay`` (steps per
+            halving of the learning rate, 0 = off).
+        tensorboard_keys: metrics.csv columns also logged to TensorBoard.
+        fid: :meth:`evaluate` takes a :class:`deqslots.slate.fid.FIDScore` (``deqslots eval --fid-weights``).
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    model_class: ClassVar[type]
+    metric_columns: ClassVar[list[str]]
+    shared_metrics: ClassVar[tuple[str, ...]] = ()
+    settings: ClassVar[tuple[str, ...]] = ()
+    defaults: ClassVar[Mapping[str, Any]]
+    tensorboard_keys: ClassVar[tuple[str, ...]] = ("loss", "lr", "grad_norm", "val_mse", "val_fg_ari")
+    fid: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def model_config(self, config: "TrainConfig") -> Any:
+        """The architecture (a frozen dataclass with a ``resolution``) that ``config`` describes."""
+
+    def build(self, config: "TrainConfig") -> torch.nn.Module:
+        """A freshly initialised model (the caller seeds torch first)."""
+        return self.model_class(self.model_config(config))
+
+    def config_record(self, model: torch.nn.Module) -> dict[str, Any]:
+        """What a checkpoint records of the architecture (``model_config``), compared field by field on load."""
+        return dataclasses.asdict(model.config)
+
+    def optimizer(self, model: torch.nn.Module, config: "TrainConfig") -> torch.optim.Optimizer:
+        """Adam over every parameter at ``config.lr`` (the schedule sets the rate each step)."""
+        return torch.optim.Adam(model.parameters(), lr=config.lr)
+
+    def set_learning_rates(self, optimizer: torch.optim.Optimizer, config: "TrainConfig", step: int
+                           ) -> dict[str, float]:
+        """Set this step's rates on ``optimizer``; returns them by metrics.csv column (``lr``, ...)."""
+        lr = learning_rate(step, config.lr, config.warmup, 0.5, config.decay)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        return {"lr": lr}
+
+    @abc.abstractmethod
+    def loss(self, model: torch.nn.Module, config: "TrainConfig", images: torch.Tensor, step: int
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss to minimise on ``images`` at 0-based ``step`` and this step's metrics.csv entries.
+
+        ``model`` may be wrapped (DistributedDataParallel): call it, do not reach into its attributes.
+        """
+
+    @abc.abstractmethod
+    def evaluate(self, model: torch.nn.Module, stream: "BatchStream", batches: int, seed: int,
+                 iters: Optional[int] = None, fid: Optional[Any] = None) -> dict[str, float]:
+        """Mean metrics over the first ``batches`` batches of ``stream``, with slot noise seeded by ``seed``
+        and the training RNG left untouched; ``fg_ari`` (NaN without true masks) when the model segments."""
+
+    @abc.abstractmethod
+    def figures(self, model: torch.nn.Module, stream: "BatchStream", metrics_path: Path, out: Path, seed: int
+                ) -> None:
+        """Write the run's figures besides loss_curve.png (e.g. slots.png) into ``out``."""
+
+    def progress(self, loss: float, metrics: dict[str, float], last_eval: dict[str, float]) -> dict[str, str]:
+        """What the progress bar shows after a step."""
+        return {"loss": f"{loss:.4f}", "ari": f"{last_eval.get('fg_ari', float('nan')):.3f}"}

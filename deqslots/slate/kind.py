@@ -1,0 +1,86 @@
+"""SLATE as a :class:`deqslots.protocol.ModelKind` (``--model slate``): the dVAE with its own learning rate,
+the annealed Gumbel-softmax temperature, token cross-entropy, evaluation through the slots, and figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import MappingProxyType
+from typing import Optional
+
+import torch
+
+from ..batches import BatchStream
+from ..eval_mode import seeded_eval
+from ..figures import plot_loss_curves
+from ..protocol import ModelKind, config_changes
+from ..schedule import learning_rate
+from .config import SLATEConfig, slate_config_for
+from .evaluate import evaluate_slate
+from .figures import plot_slate_grid
+from .model import SLATE
+
+__all__ = ["SLATEKind", "SLATE_METRIC_COLUMNS"]
+
+# ce is summed over tokens per image (SLATE's / the paper's unit), dvae_mse summed per image;
+# val_mse / val_mse_sum are reconstructions through the slots (generated tokens).
+SLATE_METRIC_COLUMNS = ["step", "loss", "lr", "dvae_lr", "grad_norm", "elapsed_s", "ce", "ce_per_token", "dvae_mse",
+                        "tau", "val_mse", "val_mse_sum", "val_dvae_mse_sum", "val_ce", "val_fg_ari"]
+
+
+class SLATEKind(ModelKind):
+    """:class:`deqslots.SLATE` with SLATE's recipe: Adam 1e-4 (the dVAE 3e-4 without warm-up), warm-up
+    min(30000, steps / 10), no decay, gradients clipped at 1.0 in the inf-norm, tau annealed 1.0 -> 0.1."""
+
+    name = "slate"
+    title = "SLATE"
+    model_class = SLATE
+    metric_columns = SLATE_METRIC_COLUMNS
+    shared_metrics = ("ce", "ce_per_token", "dvae_mse")
+    settings = ("dvae_lr", "vocab_size", "tau_steps")
+    defaults = MappingProxyType(dict(lr=1e-4, dvae_lr=3e-4, grad_clip=1.0, grad_clip_type="inf", warmup_cap=30_000,
+                                     decay=0))
+    tensorboard_keys = ("loss", "lr", "grad_norm", "val_mse", "val_fg_ari", "ce", "dvae_mse", "tau", "val_ce")
+    fid = True
+
+    def model_config(self, config) -> SLATEConfig:
+        return slate_config_for(config.config, **config_changes(config, ("vocab_size",)))
+
+    def optimizer(self, model: SLATE, config) -> torch.optim.Optimizer:
+        groups = model.parameter_groups()
+        return torch.optim.Adam([{"params": groups["dvae"], "lr": config.dvae_lr},
+                                 {"params": groups["main"], "lr": config.lr}])
+
+    def set_learning_rates(self, optimizer, config, step):
+        """The main group's schedule, and the dVAE's own rate with no warm-up (as in SLATE)."""
+        lr = learning_rate(step, config.lr, config.warmup, 0.5, config.decay)
+        dvae_lr = learning_rate(step, config.dvae_lr, 0, 0.5, config.decay)
+        optimizer.param_groups[0]["lr"], optimizer.param_groups[1]["lr"] = dvae_lr, lr
+        return {"lr": lr, "dvae_lr": dvae_lr}
+
+    def loss(self, model, config, images, step):
+        tau = config.tau(step)
+        losses = model(images, tau=tau)
+        metrics = {key: float(losses[key].detach()) for key in self.shared_metrics}
+        return losses["loss"], {**metrics, "tau": tau}
+
+    def evaluate(self, model: SLATE, stream: BatchStream, batches: int, seed: int, iters: Optional[int] = None,
+                 fid=None) -> dict[str, float]:
+        """:func:`deqslots.slate.evaluate.evaluate_slate` (FID too when ``fid`` is given)."""
+        return evaluate_slate(model, stream, batches, seed=seed, iters=iters, fid=fid)
+
+    @torch.no_grad()
+    def figures(self, model: SLATE, stream: BatchStream, metrics_path: Path, out: Path, seed: int) -> None:
+        """ce_curve.png, and slots.png: the input, the dVAE's own reconstruction, the reconstruction through
+        the slots and the slots' attention masks (the paper's Figure 4 layout)."""
+        device = next(model.parameters()).device
+        with seeded_eval(model, seed):
+            images = stream.batch(0)["image"][:4]
+            result = model.reconstruct(images.to(device))
+        result = {key: value.cpu() if isinstance(value, torch.Tensor) else value for key, value in result.items()}
+        plot_loss_curves({"train": metrics_path}, out / "ce_curve.png", key="ce",
+                         title="token cross-entropy (sum over tokens)")
+        plot_slate_grid(images, [("dVAE", result["recon_dvae"], None),
+                                 (model.config.variant, result["recon"], result["masks"])], out / "slots.png")
+
+    def progress(self, loss, metrics, last_eval):
+        return {"ce": f"{metrics['ce']:.1f}", "mse": f"{last_eval.get('mse_sum', float('nan')):.1f}"}
