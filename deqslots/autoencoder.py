@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Optional
 
 import torch
@@ -14,7 +15,7 @@ from ._inputs import check_images
 from .slot_attention import SlotAttention
 from ._replace import replace_fields
 
-__all__ = ["AutoencoderConfig", "SlotAutoencoder", "CONFIGS", "config_for", "SoftPositionEmbedding", "MASK_SOURCES"]
+__all__ = ["AutoencoderConfig", "SlotAutoencoder", "CONFIGS", "RECIPES", "config_for", "SoftPositionEmbedding", "MASK_SOURCES"]
 
 MASK_SOURCES = ("decoder", "attention")
 
@@ -141,6 +142,18 @@ CONFIGS = {
     # BENCHMARKS.md, which stays at the mean-colour plateau.
     "cpu-small-decoder-masks": _CPU_SMALL.replace(mask_source="decoder", decoder_resolution=None),
 }
+
+
+# The training recipe each CPU config was measured with (BENCHMARKS.md): what `deqslots train --config NAME`
+# uses for the settings not given. Slot Attention's own (lr 4e-4, warm-up 10k, batch 64, 500k steps) would
+# take days here; the paper configs keep it.
+_CPU_RECIPE = dict(lr=6e-4, warmup_steps=200, decay_steps=0, batch_size=16, eval_every=500, eval_batches=8)
+RECIPES = MappingProxyType({
+    # 10 minutes on 2 cores (about 20 steps/s): object discovery where colour separates objects
+    "cpu-small": MappingProxyType({**_CPU_RECIPE, "steps": 10_000}),
+    # about 30 minutes on 2 cores (about 8-11 steps/s): the decoder's masks need the longer budget
+    "cpu-objects": MappingProxyType({**_CPU_RECIPE, "steps": 15_000}),
+})
 
 
 def config_for(name: str, **changes) -> AutoencoderConfig:

@@ -9,7 +9,7 @@ from typing import Optional
 
 import torch
 
-from .autoencoder import AutoencoderConfig, SlotAutoencoder, config_for
+from .autoencoder import RECIPES, AutoencoderConfig, SlotAutoencoder, config_for
 from .batches import BatchStream
 from .eval_mode import seeded_eval
 from .figures import plot_slot_grid
@@ -31,6 +31,7 @@ class SlotAttentionKind(ModelKind):
     metric_columns = METRIC_COLUMNS
     defaults = MappingProxyType(dict(lr=4e-4, grad_clip=None, grad_clip_type="l2", warmup_cap=10_000,
                                      decay=100_000))
+    recipes = RECIPES
 
     def model_config(self, config) -> AutoencoderConfig:
         return config_for(config.config, **config_changes(config))

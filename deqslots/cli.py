@@ -35,15 +35,16 @@ def _train_parser(commands) -> None:
     p.add_argument("--iters", type=int, default=None, help="slot-attention iterations in training")
     p.add_argument("--num-slots", type=int, default=None)
     p.add_argument("--vocab-size", type=int, default=None, help="slate: dVAE vocabulary (default: the config's)")
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--steps", type=int, default=None,
+                   help="default: the config's recipe (cpu-small 10000, cpu-objects 15000), else 1000")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the config's recipe (cpu-*: 16), else 32")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--lr", type=float, default=None, help="default 4e-4 (slot-attention), 1e-4 (slate, non-dVAE)")
+    p.add_argument("--lr", type=float, default=None, help="default: cpu-small/cpu-objects 6e-4; else 4e-4 (slot-attention), 1e-4 (slate, non-dVAE)")
     p.add_argument("--dvae-lr", type=float, default=None, help="slate: the dVAE's learning rate (default 3e-4)")
     p.add_argument("--warmup-steps", type=int, default=None,
-                   help="default min(10000, steps/10) (slate: min(30000, steps/10)); 0 = off")
+                   help="default: cpu-small/cpu-objects 200; else min(10000, steps/10) (slate: min(30000, steps/10)); 0 = off")
     p.add_argument("--decay-steps", type=int, default=None,
-                   help="lr halves every N steps; default 100000 (slate: off); 0 = off")
+                   help="lr halves every N steps; default: cpu-small/cpu-objects off; else 100000 (slate: off); 0 = off")
     p.add_argument("--grad-clip", type=_optional_float, default=None,
                    help="clip the gradient norm; off/0 = off (default: off for slot-attention, 1.0 for slate)")
     p.add_argument("--grad-clip-type", default=None, choices=["l2", "inf"],
@@ -52,8 +53,8 @@ def _train_parser(commands) -> None:
     p.add_argument("--tau-final", type=float, default=d.tau_final, help="slate: temperature after the annealing")
     p.add_argument("--tau-steps", type=int, default=None,
                    help="slate: cosine annealing length (default min(30000, steps/2)); 0 = constant --tau-start")
-    p.add_argument("--eval-every", type=int, default=d.eval_every)
-    p.add_argument("--eval-batches", type=int, default=d.eval_batches)
+    p.add_argument("--eval-every", type=int, default=None, help="default: cpu-*: 500; else 200")
+    p.add_argument("--eval-batches", type=int, default=None, help="default: cpu-*: 8; else 4")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     p.add_argument("--out", default=d.out)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")

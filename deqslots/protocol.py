@@ -16,6 +16,7 @@ Examples:
 from __future__ import annotations
 
 import abc
+from types import MappingProxyType
 import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional
@@ -68,6 +69,10 @@ class ModelKind(abc.ABC):
             any of ``settings``, and ``warmup_cap`` (warm-up = min(cap, steps // 10)) and ``decay`` (steps per
             halving of the learning rate, 0 = off).
         tensorboard_keys: metrics.csv columns also logged to TensorBoard.
+        recipes: per named architecture (``--config``), ``TrainConfig`` values that override ``defaults``
+            and the global defaults for fields left None (``steps``, ``batch_size``, ``warmup_steps``,
+            ``decay_steps``, ``eval_every``, ...): the recipe a named config was measured with, so that
+            ``deqslots train --config NAME --data ...`` needs no further flags.
         fid: :meth:`evaluate` takes a :class:`deqslots.slate.fid.FIDScore` (``deqslots eval --fid-weights``).
     """
 
@@ -79,6 +84,7 @@ class ModelKind(abc.ABC):
     settings: ClassVar[tuple[str, ...]] = ()
     defaults: ClassVar[Mapping[str, Any]]
     tensorboard_keys: ClassVar[tuple[str, ...]] = ("loss", "lr", "grad_norm", "val_mse", "val_fg_ari")
+    recipes: ClassVar[Mapping[str, Mapping[str, Any]]] = MappingProxyType({})
     fid: ClassVar[bool] = False
 
     @abc.abstractmethod

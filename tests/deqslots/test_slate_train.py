@@ -69,7 +69,7 @@ def test_slate_defaults_and_validation():
     assert (config.lr, config.dvae_lr, config.grad_clip, config.grad_clip_type) == (1e-4, 3e-4, 1.0, "inf")
     assert (config.warmup, config.decay) == (100, 0)
     assert TrainConfig(model="slate", grad_clip=0.0).grad_clip == 0.0  # off
-    sa = TrainConfig()
+    sa = TrainConfig(config="paper-64")  # Slot Attention's recipe
     assert (sa.lr, sa.grad_clip, sa.grad_clip_type, sa.dvae_lr) == (4e-4, None, "l2", None)
     with pytest.raises(ValueError, match="dvae_lr is a SLATE setting"):
         TrainConfig(dvae_lr=1e-3)

@@ -1,0 +1,34 @@
+"""Named configs carry the training recipe they were measured with; explicit settings win."""
+
+from __future__ import annotations
+
+import pytest
+
+from deqslots.autoencoder import CONFIGS, RECIPES
+from deqslots.cli import main
+from deqslots.train import TrainConfig
+
+
+@pytest.mark.parametrize("name, steps", [("cpu-small", 10_000), ("cpu-objects", 15_000)])
+def test_cpu_configs_need_no_flags(name, steps):
+    config = TrainConfig(config=name)
+    assert (config.steps, config.batch_size, config.lr, config.warmup, config.decay) == (steps, 16, 6e-4, 200, 0)
+    assert (config.eval_every, config.eval_batches, config.grad_clip) == (500, 8, None)
+
+
+def test_paper_configs_keep_slot_attentions_recipe_and_flags_win():
+    paper = TrainConfig(config="paper-64", steps=50_000)
+    assert (paper.batch_size, paper.lr, paper.warmup, paper.decay, paper.eval_every) == (32, 4e-4, 5000, 100_000, 200)
+    mine = TrainConfig(config="cpu-objects", steps=20, batch_size=4, lr=1e-3, warmup_steps=0, decay_steps=10)
+    assert (mine.steps, mine.batch_size, mine.lr, mine.warmup, mine.decay) == (20, 4, 1e-3, 0, 10)
+    assert set(RECIPES) <= set(CONFIGS)
+
+
+def test_cli_uses_the_recipe(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--config", "cpu-objects", "--data", "same-hue", "--steps", "1", "--eval-batches", "1",
+                 "--no-progress", "--threads", "1", "--out", str(run)]) == 0
+    import torch
+
+    saved = torch.load(run / "checkpoint.pt", weights_only=True)["train_config"]
+    assert (saved["batch_size"], saved["lr"], saved["warmup_steps"], saved["decay_steps"]) == (16, 6e-4, 200, 0)
