@@ -3,12 +3,12 @@ same data as an uninterrupted one."""
 
 from __future__ import annotations
 
-import ast
 from typing import Any, Optional
 
 import numpy as np
 import torch
 
+from ._assignments import parse_assignments
 from .data import DATASETS, SPLITS, generate_batch, make_dataset
 from .data.sources import is_disk_data, open_split
 from .data.stream import SplitStream
@@ -31,17 +31,7 @@ def procedural_data(data: str) -> Optional[tuple[str, dict[str, Any]]]:
     name, sep, text = data.partition("@")
     if name not in DATASETS:
         return None
-    options: dict[str, Any] = {}
-    for part in text.split(",") if text else ():
-        key, eq, value = part.partition("=")
-        if not eq or not key.strip():
-            raise ValueError(f"generator options in {data!r} must read KEY=VALUE,KEY=VALUE "
-                             f"(e.g. {name}@min_objects=6,max_objects=8); got {part!r}")
-        try:
-            options[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            options[key.strip()] = value.strip()
-    return name, options
+    return name, parse_assignments(text, f"{name}@min_objects=6,max_objects=8")
 
 
 def describe_data() -> str:

@@ -31,6 +31,9 @@ def _train_parser(commands) -> None:
                    "tfrecord:[NAME:]PATH, coco:ANNOTATIONS.json:IMAGES, clevr-mirror:PATH, shapestacks:PATH")
     p.add_argument("--config", default=d.config, help="named architecture: cpu-small, cpu-objects, cpu-small-decoder-masks, paper-32, paper-64, "
                    "paper-128 (slot-attention); cpu-small, paper-64, paper-96 (slate)")
+    p.add_argument("--set", dest="config_set", default="", metavar="FIELD=VALUE,...",
+                   help="change other fields of the named architecture, e.g. --set decoder_position_frequencies=3,"
+                   "attention_guidance_steps=5000 (see deqslots.autoencoder.AutoencoderConfig)")
     p.add_argument("--resolution", type=int, default=None)
     p.add_argument("--iters", type=int, default=None, help="slot-attention iterations in training")
     p.add_argument("--num-slots", type=int, default=None)

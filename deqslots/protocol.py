@@ -29,12 +29,14 @@ if TYPE_CHECKING:  # for hints only: train imports this module
     from .batches import BatchStream
     from .train import TrainConfig
 
+from ._assignments import parse_assignments
+
 __all__ = ["ModelKind", "config_changes"]
 
 
 def config_changes(config: "TrainConfig", names: tuple[str, ...] = ()) -> dict[str, Any]:
     """The architecture overrides a :class:`~deqslots.train.TrainConfig` asks for: its variant, and the
-    ``resolution`` / ``iters`` / ``num_slots`` (plus ``names``) that are set (not None).
+    ``resolution`` / ``iters`` / ``num_slots`` (plus ``names``) that are set (not None), and ``config_set``.
 
     Examples:
         >>> from deqslots.train import TrainConfig
@@ -45,6 +47,8 @@ def config_changes(config: "TrainConfig", names: tuple[str, ...] = ()) -> dict[s
     for name in ("resolution", "iters", "num_slots", *names):
         if getattr(config, name) is not None:
             changes[name] = getattr(config, name)
+    if config.config_set:  # --set FIELD=VALUE,...: any other field of the architecture
+        changes.update(parse_assignments(config.config_set, "decoder_position_frequencies=3"))
     return changes
 
 

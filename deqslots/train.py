@@ -60,6 +60,8 @@ class TrainConfig:
         variant: "vanilla" | "IN" | "BN" | "BB" | "IB".
         data: a procedural data set (shapes, clevr-mirror, stacks, same-hue), folder:PATH or hdf5:PATH.
         config: named architecture (``deqslots.CONFIGS`` or, for SLATE, ``deqslots.SLATE_CONFIGS``).
+        config_set: other fields of the named architecture to change, ``FIELD=VALUE,FIELD=VALUE`` (``--set``),
+            e.g. ``decoder_position_frequencies=3,attention_guidance_steps=5000``.
         resolution, iters, num_slots: override the named architecture's values when set.
         vocab_size: SLATE only: override the dVAE vocabulary.
         steps: optimisation steps in total (a resumed run continues up to it).
@@ -94,6 +96,7 @@ class TrainConfig:
     variant: str = "IN"
     data: str = "clevr-mirror"
     config: str = "cpu-small"
+    config_set: str = ""
     resolution: Optional[int] = None
     iters: Optional[int] = None
     num_slots: Optional[int] = None
@@ -174,6 +177,11 @@ class TrainConfig:
             raise ValueError(f"tau_start and tau_final must be > 0; got {self.tau_start}, {self.tau_final}")
         if self.tau_steps is not None and (isinstance(self.tau_steps, bool) or self.tau_steps < 0):
             raise ValueError(f"tau_steps must be >= 0 (0 = constant tau_start) or None; got {self.tau_steps}")
+        if self.config_set:  # a misspelt field is an error now, not after the data is opened
+            try:
+                kind.model_config(self)
+            except TypeError as err:
+                raise ValueError(f"--set {self.config_set}: {err}") from None
 
     @property
     def warmup(self) -> int:
@@ -211,7 +219,7 @@ def _train_loss(model: torch.nn.Module, config: TrainConfig, images: torch.Tenso
 
 def _same_run(saved: dict, config: TrainConfig) -> list[str]:
     """Fields that define the run and differ between a checkpoint and the requested config."""
-    defining = ("model", "variant", "data", "config", "resolution", "iters", "num_slots", "batch_size", "seed",
+    defining = ("model", "variant", "data", "config", "config_set", "resolution", "iters", "num_slots", "batch_size", "seed",
                 "lr", "warmup_steps", "decay_steps", "grad_clip", "vocab_size", "dvae_lr", "grad_clip_type",
                 "tau_start", "tau_final", "tau_steps")
     # device, precision, threads and the world size are left out: where and on how many processes a run

@@ -32,3 +32,27 @@ def test_cli_uses_the_recipe(tmp_path, capsys):
 
     saved = torch.load(run / "checkpoint.pt", weights_only=True)["train_config"]
     assert (saved["batch_size"], saved["lr"], saved["warmup_steps"], saved["decay_steps"]) == (16, 6e-4, 200, 0)
+
+
+def test_set_changes_other_architecture_fields(tmp_path, capsys):
+    from deqslots.train import build_model
+
+    model = build_model(TrainConfig(config="cpu-objects", config_set="decoder_position_frequencies=3,iters=4"))
+    assert (model.config.decoder_position_frequencies, model.config.iters, model.config.mask_source) == (3, 4, "decoder")
+    with pytest.raises(ValueError, match=r"--set decoder_position_frequency=3: unknown config field.*did|valid"):
+        TrainConfig(config="cpu-objects", config_set="decoder_position_frequency=3")
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        TrainConfig(config="cpu-objects", config_set="iters")
+    run = tmp_path / "run"
+    args = ["train", "--config", "cpu-objects", "--data", "same-hue", "--steps", "1", "--eval-batches", "1",
+            "--no-progress", "--threads", "1", "--set", "attention_guidance_steps=7", "--out", str(run)]
+    assert main(args) == 0
+    import torch
+
+    saved = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert saved["train_config"]["config_set"] == "attention_guidance_steps=7"
+    assert saved["model_config"]["attention_guidance_steps"] == 7
+    capsys.readouterr()
+    # resuming with another --set is refused
+    assert main([*args[:-2], "--set", "attention_guidance_steps=8", "--out", str(run), "--resume", "--steps", "2"]) == 2
+    assert "config_set" in capsys.readouterr().err
