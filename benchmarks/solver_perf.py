@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import json
 import math
 import os
@@ -189,12 +190,12 @@ def bench_forward(configs, repeats: int) -> list[dict]:
         for key, (make_ours, their_name) in PAIRS.items():
             ours = make_ours()
             c_ours, c_theirs = Counter(f), Counter(f)
-            run_ours = lambda: _ours(c_ours, z0, ours, tol, max_iter, stop_mode)  # noqa: E731
-            run_theirs = lambda: _theirs(c_theirs, z0, their_name, tol, max_iter, stop_mode)  # noqa: E731
+            run_ours = functools.partial(_ours, c_ours, z0, ours, tol, max_iter, stop_mode)
+            run_theirs = functools.partial(_theirs, c_theirs, z0, their_name, tol, max_iter, stop_mode)
             z_o, z_t = run_ours(), run_theirs()  # warm-up, and the counted run
             nfe_o, nfe_t = c_ours.calls, c_theirs.calls
 
-            def run_f_only(n=nfe_o):  # the f evaluations alone: a floor for any solver with n evaluations
+            def run_f_only(n=nfe_o, f=f, z0=z0):  # the f evaluations alone: a floor for any solver with n evaluations
                 with torch.no_grad():
                     z = z0
                     for _ in range(n):
@@ -231,100 +232,101 @@ def bench_forward(configs, repeats: int) -> list[dict]:
 
 
 def bench_training(cfgs, steps: int, warmup: int = 2) -> list[dict]:
-    rows = []
-    for cfg in cfgs:
-        batch, dim, f_tol, b_tol, max_iter = cfg["batch"], cfg["dim"], cfg["f_tol"], cfg["b_tol"], cfg["max_iter"]
-        torch.manual_seed(0)
-        ours_model = TanhDEQ(dim=dim, contraction=cfg["contraction"], seed=1)
-        their_model = TanhDEQ(dim=dim, contraction=cfg["contraction"], seed=1)
-        their_model.load_state_dict(ours_model.state_dict())
-        opt_o = torch.optim.Adam(ours_model.parameters(), lr=1e-3)
-        opt_t = torch.optim.Adam(their_model.parameters(), lr=1e-3)
-        deq = get_deq(core="sliced", ift=True, f_solver="anderson", b_solver="broyden", f_max_iter=max_iter,
-                      b_max_iter=max_iter, f_tol=f_tol, b_tol=b_tol, f_stop_mode="abs", b_stop_mode="abs")
-        deq.train()
-        backward = solvers.Implicit(solver="broyden", tol=b_tol, max_iter=max_iter, stop_mode="abs")
-        gen = torch.Generator().manual_seed(2)
-        data = [(torch.randn(batch, 64, generator=gen), torch.randn(batch, 10, generator=gen))
-                for _ in range(steps + warmup)]
+    return [_training_row(cfg, steps, warmup) for cfg in cfgs]
 
-        def step_ours(x, y, counter=None):
-            opt_o.zero_grad(set_to_none=True)
-            inj = ours_model.u(x)
-            f = Counter(lambda z: ours_model.f(z, inj))
-            z, info = solvers.fixed_point(f, torch.zeros(batch, dim), forward=solvers.Anderson(), backward=backward,
-                                          tol=f_tol, max_iter=max_iter, stop_mode="abs", on_fail="ignore")
-            loss = ((ours_model.v(z) - y) ** 2).sum(dim=1).mean()
-            loss.backward()
-            opt_o.step()
-            return f.calls, info
 
-        their_adjoint = {}
+def _training_row(cfg: dict, steps: int, warmup: int) -> dict:
+    batch, dim, f_tol, b_tol, max_iter = cfg["batch"], cfg["dim"], cfg["f_tol"], cfg["b_tol"], cfg["max_iter"]
+    torch.manual_seed(0)
+    ours_model = TanhDEQ(dim=dim, contraction=cfg["contraction"], seed=1)
+    their_model = TanhDEQ(dim=dim, contraction=cfg["contraction"], seed=1)
+    their_model.load_state_dict(ours_model.state_dict())
+    opt_o = torch.optim.Adam(ours_model.parameters(), lr=1e-3)
+    opt_t = torch.optim.Adam(their_model.parameters(), lr=1e-3)
+    deq = get_deq(core="sliced", ift=True, f_solver="anderson", b_solver="broyden", f_max_iter=max_iter,
+                  b_max_iter=max_iter, f_tol=f_tol, b_tol=b_tol, f_stop_mode="abs", b_stop_mode="abs")
+    deq.train()
+    backward = solvers.Implicit(solver="broyden", tol=b_tol, max_iter=max_iter, stop_mode="abs")
+    gen = torch.Generator().manual_seed(2)
+    data = [(torch.randn(batch, 64, generator=gen), torch.randn(batch, 10, generator=gen))
+            for _ in range(steps + warmup)]
 
-        def writer(stat):  # torchdeq reports its adjoint solve here
-            their_adjoint["res"] = float(stat["abs_lowest"].max())
+    def step_ours(x, y, counter=None):
+        opt_o.zero_grad(set_to_none=True)
+        inj = ours_model.u(x)
+        f = Counter(lambda z: ours_model.f(z, inj))
+        z, info = solvers.fixed_point(f, torch.zeros(batch, dim), forward=solvers.Anderson(), backward=backward,
+                                      tol=f_tol, max_iter=max_iter, stop_mode="abs", on_fail="ignore")
+        loss = ((ours_model.v(z) - y) ** 2).sum(dim=1).mean()
+        loss.backward()
+        opt_o.step()
+        return f.calls, info
 
-        def step_theirs(x, y):
-            opt_t.zero_grad(set_to_none=True)
-            inj = their_model.u(x)
-            f = Counter(lambda z: their_model.f(z, inj))
-            z_out, info = deq(f, torch.zeros(batch, dim), backward_writer=writer)
-            loss = ((their_model.v(z_out[-1]) - y) ** 2).sum(dim=1).mean()
-            loss.backward()
-            opt_t.step()
-            return f.calls, info
+    their_adjoint = {}
 
-        # Gradient agreement at identical parameters (first batch), before any optimiser step.
-        x0, y0 = data[0]
-        grads = []
-        for model, run in ((ours_model, step_ours), (their_model, step_theirs)):
-            saved = [p.detach().clone() for p in model.parameters()]
-            opt = opt_o if model is ours_model else opt_t
-            opt_state = {k: v for k, v in opt.state.items()}
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                run(x0, y0)
-            grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
-            with torch.no_grad():
-                for p, s in zip(model.parameters(), saved):
-                    p.copy_(s)
-            opt.state.clear()
-            opt.state.update(opt_state)
-        grad_rel_diff = float(torch.linalg.vector_norm(grads[0] - grads[1]) / torch.linalg.vector_norm(grads[1]))
+    def writer(stat):  # torchdeq reports its adjoint solve here
+        their_adjoint["res"] = float(stat["abs_lowest"].max())
 
-        t_o, t_t, fe_o, fe_t, vjp_o, vjp_t, bconv_o, bconv_t = [], [], [], [], [], [], [], []
+    def step_theirs(x, y):
+        opt_t.zero_grad(set_to_none=True)
+        inj = their_model.u(x)
+        f = Counter(lambda z: their_model.f(z, inj))
+        z_out, info = deq(f, torch.zeros(batch, dim), backward_writer=writer)
+        loss = ((their_model.v(z_out[-1]) - y) ** 2).sum(dim=1).mean()
+        loss.backward()
+        opt_t.step()
+        return f.calls, info
+
+    # Gradient agreement at identical parameters (first batch), before any optimiser step.
+    x0, y0 = data[0]
+    grads = []
+    for model, run in ((ours_model, step_ours), (their_model, step_theirs)):
+        saved = [p.detach().clone() for p in model.parameters()]
+        opt = opt_o if model is ours_model else opt_t
+        opt_state = {k: v for k, v in opt.state.items()}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for i, (x, y) in enumerate(data):
-                order = [("o", step_ours), ("t", step_theirs)]
-                for who, run in (order if i % 2 == 0 else order[::-1]):
-                    with count_vjps() as vj:
-                        start = time.perf_counter()
-                        calls, info = run(x, y)
-                        elapsed = time.perf_counter() - start
-                    if i < warmup:
-                        continue
-                    if who == "o":
-                        t_o.append(elapsed), fe_o.append(calls), vjp_o.append(vj["calls"])
-                        bconv_o.append(bool(info.backward.converged.all()) if info.backward else False)
-                    else:
-                        t_t.append(elapsed), fe_t.append(calls), vjp_t.append(vj["calls"])
-                        bconv_t.append(their_adjoint.get("res", float("inf")) <= b_tol)
-        row = {
-            "B": batch, "d": dim, "contraction": cfg["contraction"], "f_tol": f_tol, "b_tol": b_tol,
-            "max_iter": max_iter, "steps": steps,
-            "ms_ours": median_ms(t_o), "ms_torchdeq": median_ms(t_t),
-            "f_evals_ours": statistics.median(fe_o), "f_evals_torchdeq": statistics.median(fe_t),
-            "vjps_ours": statistics.median(vjp_o), "vjps_torchdeq": statistics.median(vjp_t),
-            "adjoint_converged_ours": sum(bconv_o) / len(bconv_o),
-            "adjoint_converged_torchdeq": sum(bconv_t) / len(bconv_t), "grad_rel_diff_step0": grad_rel_diff,
-        }
-        row["ratio"] = row["ms_ours"] / row["ms_torchdeq"]
-        rows.append(row)
-        print(f"  [b] B={batch} d={dim}: {row['ms_ours']:.2f}/{row['ms_torchdeq']:.2f} ms ratio {row['ratio']:.2f}; "
-              f"f {row['f_evals_ours']}/{row['f_evals_torchdeq']}, vjp {row['vjps_ours']}/{row['vjps_torchdeq']}",
-              flush=True)
-    return rows
+            run(x0, y0)
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+        with torch.no_grad():
+            for p, s in zip(model.parameters(), saved):
+                p.copy_(s)
+        opt.state.clear()
+        opt.state.update(opt_state)
+    grad_rel_diff = float(torch.linalg.vector_norm(grads[0] - grads[1]) / torch.linalg.vector_norm(grads[1]))
+
+    t_o, t_t, fe_o, fe_t, vjp_o, vjp_t, bconv_o, bconv_t = [], [], [], [], [], [], [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i, (x, y) in enumerate(data):
+            order = [("o", step_ours), ("t", step_theirs)]
+            for who, run in (order if i % 2 == 0 else order[::-1]):
+                with count_vjps() as vj:
+                    start = time.perf_counter()
+                    calls, info = run(x, y)
+                    elapsed = time.perf_counter() - start
+                if i < warmup:
+                    continue
+                if who == "o":
+                    t_o.append(elapsed), fe_o.append(calls), vjp_o.append(vj["calls"])
+                    bconv_o.append(bool(info.backward.converged.all()) if info.backward else False)
+                else:
+                    t_t.append(elapsed), fe_t.append(calls), vjp_t.append(vj["calls"])
+                    bconv_t.append(their_adjoint.get("res", float("inf")) <= b_tol)
+    row = {
+        "B": batch, "d": dim, "contraction": cfg["contraction"], "f_tol": f_tol, "b_tol": b_tol,
+        "max_iter": max_iter, "steps": steps,
+        "ms_ours": median_ms(t_o), "ms_torchdeq": median_ms(t_t),
+        "f_evals_ours": statistics.median(fe_o), "f_evals_torchdeq": statistics.median(fe_t),
+        "vjps_ours": statistics.median(vjp_o), "vjps_torchdeq": statistics.median(vjp_t),
+        "adjoint_converged_ours": sum(bconv_o) / len(bconv_o),
+        "adjoint_converged_torchdeq": sum(bconv_t) / len(bconv_t), "grad_rel_diff_step0": grad_rel_diff,
+    }
+    row["ratio"] = row["ms_ours"] / row["ms_torchdeq"]
+    print(f"  [b] B={batch} d={dim}: {row['ms_ours']:.2f}/{row['ms_torchdeq']:.2f} ms ratio {row['ratio']:.2f}; "
+          f"f {row['f_evals_ours']}/{row['f_evals_torchdeq']}, vjp {row['vjps_ours']}/{row['vjps_torchdeq']}",
+          flush=True)
+    return row
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -472,7 +474,7 @@ def bench_overhead(batches, dims, repeats: int, iters: int = 30) -> list[dict]:
                 t_pub, t_raw, t_f = [], [], []
                 with torch.no_grad():
                     solvers.fixed_point(f, z0, forward=solver, backward="onestep", tol=None, max_iter=iters)
-                    for r in range(repeats):
+                    for _ in range(repeats):
                         for _ in range(5):
                             start = time.perf_counter()
                             f(z)
@@ -487,7 +489,7 @@ def bench_overhead(batches, dims, repeats: int, iters: int = 30) -> list[dict]:
                     # Time spent inside f during a solve (f can run slower there: caches, allocator).
                     timed = TimedMap(f)
                     t_in = []
-                    for r in range(max(3, repeats // 3)):
+                    for _ in range(max(3, repeats // 3)):
                         timed.total = 0.0
                         solver.solve(timed, z0, None, iters)
                         t_in.append(timed.total)
@@ -519,7 +521,8 @@ def render(results: dict) -> str:
     if results.get("forward"):
         out += ["### (a) Forward solves: ours vs torchdeq 0.1.0", "",
                 "Same f, z0, tol, stop mode, max_iter; each library with its default solver options (ours: "
-                "Anderson(memory=5, ridge=1e-8 relative), Broyden(memory=None: every update kept); torchdeq: anderson m=6 lam=1e-4, "
+                "Anderson(memory=5, ridge=1e-8 relative), Broyden(memory=None: every update kept); torchdeq: "
+                "anderson m=6 lam=1e-4, "
                 "broyden memory=max_iter). nfe = calls of f counted by one wrapper. res = max over the batch of "
                 "||f(z)-z|| recomputed for the returned z. Time = median ms. 'f only / tdeq' = time of our nfe "
                 "bare f calls over torchdeq's solve time: the best ratio any solver making our nfe evaluations "

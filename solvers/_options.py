@@ -5,13 +5,20 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
-from typing import Any, TypeVar
-
-__all__ = ["options", "check_choice", "check_positive_int", "check_tolerance"]
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 T = TypeVar("T")
 
+if TYPE_CHECKING:  # tells type checkers that @options makes a (frozen) dataclass: its fields are keywords
+    from typing_extensions import dataclass_transform
+else:
+    def dataclass_transform(**_: Any) -> Callable[[T], T]:
+        return lambda decorated: decorated
 
+__all__ = ["options", "check_choice", "check_positive_int", "check_tolerance"]
+
+
+@dataclass_transform(frozen_default=True)
 def options(cls: type[T]) -> type[T]:
     """Turn ``cls`` into a frozen dataclass whose ``__init__`` names the valid fields on a typo.
 

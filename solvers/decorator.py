@@ -44,8 +44,9 @@ class ImplicitFunction:
     ``step(z0, *context)`` solves ``z = step(z, *context)`` from ``z0``. On a class, the first argument
     after ``self`` is the state. The context arguments (positional and keyword) reach
     :func:`solvers.fixed_point` as ``args``: with ``compact`` (the default) its tensors that share the
-    state's batch dimension are sliced to the samples still iterating. ``.step`` is the undecorated single step and ``.replace(**changes)``
-    returns a copy with other solve options (e.g. more iterations at evaluation).
+    state's batch dimension are sliced to the samples still iterating. ``.step`` is the undecorated single
+    step and ``.replace(**changes)`` returns a copy with other solve options (e.g. more iterations at
+    evaluation).
     """
 
     def __init__(self, step: Callable[..., Any], options: SolveOptions, bound_to: Any = None) -> None:

@@ -19,7 +19,8 @@ from .errors import ConvergenceError, ConvergenceWarning, NonFiniteError
 from .forward import Anderson, Broyden, ForwardSolver, Iterate
 from .info import SolveInfo
 
-__all__ = ["fixed_point", "check_options", "check_states", "check_flag", "as_forward", "as_backward", "FORWARD_SOLVERS", "BACKWARD_MODES"]
+__all__ = ["fixed_point", "check_options", "check_states", "check_flag", "as_forward", "as_backward",
+           "FORWARD_SOLVERS", "BACKWARD_MODES"]
 
 FORWARD_SOLVERS = ("iterate", "anderson", "broyden")
 BACKWARD_MODES = ("unrolled", "implicit", "neumann", "onestep", "phantom")

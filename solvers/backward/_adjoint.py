@@ -30,7 +30,7 @@ class _AdjointGradient(torch.autograd.Function):
         return fz.clone()
 
     @staticmethod
-    def backward(ctx: Any, v: torch.Tensor):  # type: ignore[override]
+    def backward(ctx: Any, v: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:  # type: ignore[override]
         if torch.is_grad_enabled():
             raise RuntimeError(
                 "double backward (create_graph=True) through an implicit/neumann backward mode is not "

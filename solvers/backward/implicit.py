@@ -76,7 +76,7 @@ class Implicit(BackwardMode):
         solver = _linear_solver(self.solver)
         method = f"implicit/{solver.name}"
 
-        def adjoint(vjp: Callable[[torch.Tensor], torch.Tensor], v: torch.Tensor):
+        def adjoint(vjp: Callable[[torch.Tensor], torch.Tensor], v: torch.Tensor) -> tuple[torch.Tensor, BackwardInfo]:
             with torch.no_grad():
                 if isinstance(solver, GMRES):
                     g, stats = solver.solve_linear(vjp, v, self.tol, self.max_iter, self.stop_mode, "best")

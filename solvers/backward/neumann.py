@@ -40,7 +40,7 @@ class Neumann(BackwardMode):
             return OneStep().attach(f, z_star, info, on_fail)
         terms = self.terms
 
-        def adjoint(vjp: Callable[[torch.Tensor], torch.Tensor], v: torch.Tensor):
+        def adjoint(vjp: Callable[[torch.Tensor], torch.Tensor], v: torch.Tensor) -> tuple[torch.Tensor, BackwardInfo]:
             with torch.no_grad():
                 g = v
                 term = v

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from ..errors import NonFiniteError
@@ -84,11 +85,11 @@ class Progress:
         self.dtype = z0.dtype
         self.host_dtype = _HOST_DTYPES.get(z0.dtype, np.float32)
         self.best = z0
-        self._best_res = np.full(batch, np.inf, dtype=self.host_dtype)
-        self._active = np.ones(batch, dtype=bool)
+        self._best_res: npt.NDArray[Any] = np.full(batch, np.inf, dtype=self.host_dtype)
+        self._active: npt.NDArray[np.bool_] = np.ones(batch, dtype=bool)
         self._n_active = batch
-        self._failed = np.zeros(batch, dtype=bool)
-        self._trace: list[np.ndarray] = []
+        self._failed: npt.NDArray[np.bool_] = np.zeros(batch, dtype=bool)
+        self._trace: list[npt.NDArray[Any]] = []
         self._active_dev: Optional[torch.Tensor] = None
         self.all_active = True
         self.steps = 0
@@ -98,7 +99,7 @@ class Progress:
         self._select_rows = getattr(f, "select_rows", None)
         # After compact(): the global index of each local row, and the whole batch's best iterate,
         # residual, failure flags and latest residual, up to date for the rows no longer local.
-        self._rows: Optional[np.ndarray] = None
+        self._rows: Optional[npt.NDArray[np.intp]] = None
         self._rows_dev: Optional[torch.Tensor] = None
         self._best_all: Optional[torch.Tensor] = None
         self._best_res_all = self._best_res
@@ -119,7 +120,7 @@ class Progress:
             return new
         return self._pick_rows(self._active, new, old)
 
-    def _pick_rows(self, take: np.ndarray, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    def _pick_rows(self, take: npt.NDArray[np.bool_], new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
         """Rows of ``new`` where ``take`` [B] (host) is True, of ``old`` elsewhere.
 
         Large states copy only the minority rows into a copy of the majority tensor (index_copy),
@@ -275,5 +276,5 @@ class Progress:
         )
         return best, info
 
-    def _to_device(self, mask: np.ndarray) -> torch.Tensor:
+    def _to_device(self, mask: npt.NDArray[np.bool_]) -> torch.Tensor:
         return torch.from_numpy(np.array(mask, copy=True)).to(self.device)

@@ -151,7 +151,9 @@ class Broyden(ForwardSolver):
                     just_restarted = just_restarted.index_select(0, kept)
         return progress.finish(self.name, nfe)
 
-    def _backtrack(self, f: FlatMap, z, step, res, z_new, f_new, res_new, stop_mode, nfe, max_iter, active):
+    def _backtrack(self, f: FlatMap, z: torch.Tensor, step: torch.Tensor, res: torch.Tensor, z_new: torch.Tensor,
+                   f_new: torch.Tensor, res_new: torch.Tensor, stop_mode: str, nfe: int, max_iter: int,
+                   active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
         alpha = 1.0
         for _ in range(self.max_backtracks):
             # Armijo-like sufficient decrease on the residual norm, per sample; samples that already

@@ -139,7 +139,7 @@ def test_no_memory_growth_across_training_steps(backward):
     counts = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for i in range(6):
+        for _ in range(6):
             opt.zero_grad()
             model(x).pow(2).mean().backward()
             opt.step()

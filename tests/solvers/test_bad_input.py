@@ -200,7 +200,7 @@ def test_cuda_implicit_gradient_matches_cpu(adjoint):
     for device in ("cpu", "cuda"):
         f, z0, weight, x = tanh_deq(batch=4)
         w, xd = weight.detach().to(device).requires_grad_(), x.detach().to(device).requires_grad_()
-        z, _ = solvers.fixed_point(lambda z: torch.tanh(z @ w.T + xd), z0.to(device), forward="broyden",
+        z, _ = solvers.fixed_point(lambda z, w=w, xd=xd: torch.tanh(z @ w.T + xd), z0.to(device), forward="broyden",
                                    backward=solvers.Implicit(solver=adjoint, tol=1e-10, max_iter=100), tol=1e-11,
                                    max_iter=100)
         z.pow(2).sum().backward()

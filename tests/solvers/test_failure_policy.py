@@ -81,7 +81,8 @@ def test_bad_arguments(kwargs, error, pattern):
 
 
 def test_unknown_option_names_valid_ones():
-    with pytest.raises(TypeError, match=r"'mem' \(did you mean 'memory'\?\); valid options are: memory, ridge, damping"):
+    with pytest.raises(TypeError,
+                       match=r"'mem' \(did you mean 'memory'\?\); valid options are: memory, ridge, damping"):
         solvers.Anderson(mem=3)
     with pytest.raises(TypeError, match="valid options are: terms"):
         solvers.Neumann(k=3)

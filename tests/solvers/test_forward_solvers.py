@@ -141,7 +141,8 @@ def test_structured_states(kind):
         out = (new_u[:, :2], new_v)
         return out if kind == "tuple" else list(out)
 
-    z0 = {"u": a, "v": torch.zeros(3, 4, dtype=torch.float64)} if kind == "dict" else (a, torch.zeros(3, 4, dtype=torch.float64))
+    b = torch.zeros(3, 4, dtype=torch.float64)
+    z0 = {"u": a, "v": b} if kind == "dict" else (a, b)
     if kind == "list":
         z0 = list(z0)
     z, info = solvers.fixed_point(f, z0, forward="broyden", backward="implicit", tol=1e-12, max_iter=50)

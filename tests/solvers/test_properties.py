@@ -115,7 +115,7 @@ def test_implicit_gradients_match_a_dense_ift_reference(problem):
     for adjoint in ADJOINT_SOLVERS:
         w = w0.clone().requires_grad_()
         x = x0.clone().requires_grad_()
-        f = lambda state: split(sigma(join(state) @ w.T + x))  # noqa: E731
+        f = lambda state, w=w, x=x: split(sigma(join(state) @ w.T + x))  # noqa: E731
         backward = solvers.Implicit(solver=adjoint, tol=1e-11, max_iter=400, stop_mode="abs")
         z_star, info = solvers.fixed_point(f, split(torch.zeros(batch, dim, dtype=torch.float64)),
                                            forward="broyden", backward=backward, tol=1e-12, max_iter=200)
