@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -27,7 +27,7 @@ def options(cls: type[T]) -> type[T]:
     """
     cls = dataclasses.dataclass(frozen=True)(cls)
     init = cls.__init__
-    valid = [f.name for f in dataclasses.fields(cls)]
+    valid = [f.name for f in dataclasses.fields(cast(Any, cls))]
 
     @functools.wraps(init)
     def checked_init(self: Any, *args: Any, **kwargs: Any) -> None:

@@ -6,7 +6,7 @@ Every solver works on a flat batch matrix; the structure is restored around each
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import torch
 
@@ -50,6 +50,7 @@ class StateSpec:
     @staticmethod
     def of(state: State) -> "StateSpec":
         """Describe ``state``, checking it is a supported structure of batched tensors."""
+        keys: tuple[Any, ...]
         if isinstance(state, torch.Tensor):
             kind, keys, leaves = "tensor", (None,), [state]
         elif isinstance(state, dict):
@@ -111,7 +112,7 @@ class StateSpec:
         """Inverse of :meth:`flatten`."""
         if self.kind == "tensor":
             return flat.reshape(self.shapes[0])
-        parts = torch.split(flat, self.sizes, dim=1)
+        parts = torch.split(flat, list(self.sizes), dim=1)
         leaves = [p.reshape(s) for p, s in zip(parts, self.shapes)]
         if self.kind == "dict":
             return dict(zip(self.keys, leaves))
@@ -157,7 +158,7 @@ class StateSpec:
                 if not (isinstance(out, torch.Tensor) and out.shape == shape and out.dtype == dtype
                         and out.device == device):
                     self.check_same(out, f"the map's output at evaluation {counter[0]}")
-                return out.reshape(batch, -1)
+                return cast(torch.Tensor, out).reshape(batch, -1)
 
             return flat_tensor_f
 

@@ -30,7 +30,7 @@ def as_forward(forward: Union[str, ForwardSolver]) -> ForwardSolver:
     """Turn a shorthand string into a forward solver object (objects pass through)."""
     if isinstance(forward, ForwardSolver):
         return forward
-    table = {"iterate": Iterate, "anderson": Anderson, "broyden": Broyden}
+    table: dict[str, Callable[[], ForwardSolver]] = {"iterate": Iterate, "anderson": Anderson, "broyden": Broyden}
     if isinstance(forward, str) and forward in table:
         return table[forward]()
     raise ValueError(
@@ -43,8 +43,8 @@ def as_backward(backward: Union[str, BackwardMode]) -> BackwardMode:
     """Turn a shorthand string into a backward mode object (objects pass through)."""
     if isinstance(backward, BackwardMode):
         return backward
-    table = {"unrolled": Unrolled, "implicit": Implicit, "neumann": Neumann, "onestep": OneStep,
-             "phantom": Phantom}
+    table: dict[str, Callable[[], BackwardMode]] = {"unrolled": Unrolled, "implicit": Implicit, "neumann": Neumann,
+                                                    "onestep": OneStep, "phantom": Phantom}
     if isinstance(backward, str) and backward in table:
         return table[backward]()
     raise ValueError(

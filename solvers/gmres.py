@@ -66,7 +66,8 @@ class GMRES:
         return progress.finish(self.name, nfe)
 
     @staticmethod
-    def _cycle(apply_a, r0: torch.Tensor, cycle: int, target, dtype) -> tuple[torch.Tensor, int]:
+    def _cycle(apply_a: Callable[[torch.Tensor], torch.Tensor], r0: torch.Tensor, cycle: int,
+               target: Optional[torch.Tensor], dtype: torch.dtype) -> tuple[torch.Tensor, int]:
         batch, dim = r0.shape
         beta = torch.linalg.vector_norm(r0, dim=1)
         safe_beta = torch.where(beta > 0, beta, torch.ones_like(beta))
@@ -97,6 +98,7 @@ class GMRES:
             est = torch.linalg.vector_norm(rhs[:, : j + 2] - torch.bmm(h, y.unsqueeze(2)).squeeze(2), dim=1)
             if target is not None and bool((est <= 0.5 * target.to(torch.float64)).all()):
                 break
+        assert y is not None  # cycle >= 1: the loop ran at least once
         q = torch.stack(basis[: y.shape[1]], dim=1)
         delta = torch.bmm(y.to(q.dtype).unsqueeze(1), q).squeeze(1)
         return delta, used

@@ -30,7 +30,7 @@ class _AdjointGradient(torch.autograd.Function):
         return fz.clone()
 
     @staticmethod
-    def backward(ctx: Any, v: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, v: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
         if torch.is_grad_enabled():
             raise RuntimeError(
                 "double backward (create_graph=True) through an implicit/neumann backward mode is not "
@@ -41,7 +41,8 @@ class _AdjointGradient(torch.autograd.Function):
 
         def vjp(g: torch.Tensor) -> torch.Tensor:
             # J^T g at the fixed point, reusing the graph of the one application of f.
-            return torch.autograd.grad(fz, z_leaf, g, retain_graph=True)[0]
+            jtg: torch.Tensor = torch.autograd.grad(fz, z_leaf, g, retain_graph=True)[0]
+            return jtg
 
         # the adjoint solve's arithmetic stays in the gradient's dtype even if backward() is called under autocast
         with torch.autocast(v.device.type, enabled=False):
@@ -68,7 +69,8 @@ def attach_adjoint(f: Callable[[torch.Tensor], torch.Tensor], z_star: torch.Tens
     if not uses_state:
         # J = 0: the adjoint is v itself, and f's own graph already gives v^T df/dtheta.
         return fz
-    return _AdjointGradient.apply(fz, z_leaf, adjoint, info)
+    out: torch.Tensor = _AdjointGradient.apply(fz, z_leaf, adjoint, info)  # type: ignore[no-untyped-call]
+    return out
 
 
 def graph_sources(out: torch.Tensor, z_leaf: torch.Tensor) -> tuple[bool, bool]:

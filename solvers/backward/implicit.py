@@ -25,7 +25,8 @@ def _linear_solver(solver: Union[str, ForwardSolver, GMRES]) -> Union[ForwardSol
         return solver
     from ..forward import Anderson, Broyden, Iterate
 
-    table = {"broyden": Broyden, "anderson": Anderson, "iterate": Iterate, "gmres": GMRES}
+    table: dict[str, Callable[[], Union[ForwardSolver, GMRES]]] = {
+        "broyden": Broyden, "anderson": Anderson, "iterate": Iterate, "gmres": GMRES}
     if not isinstance(solver, str) or solver not in table:
         raise ValueError(
             f"Implicit solver must be one of {', '.join(map(repr, ADJOINT_SOLVERS))} or a solver object "

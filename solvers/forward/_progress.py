@@ -35,7 +35,7 @@ def residual_norm(z: torch.Tensor, fz: torch.Tensor, stop_mode: str) -> torch.Te
 
 def residual_from_step(g: torch.Tensor, fz: torch.Tensor, stop_mode: str) -> torch.Tensor:
     """:func:`residual_norm` when ``g = f(z) - z`` is already at hand (saves one pass over the state)."""
-    res = torch.linalg.vector_norm(g, dim=1)
+    res: torch.Tensor = torch.linalg.vector_norm(g, dim=1)
     if stop_mode == "rel":
         res = res / (torch.linalg.vector_norm(fz, dim=1) + _REL_EPS)
     return res

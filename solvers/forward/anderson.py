@@ -81,7 +81,7 @@ class Anderson(ForwardSolver):
         for k in range(1, max_iter):
             fx = f(x)
             nfe += 1
-            if inplace:
+            if pairs is not None:
                 pair = pairs[k % 2]
                 g = torch.sub(fx, x, out=pair[:, 1])
             else:
@@ -147,8 +147,10 @@ class Anderson(ForwardSolver):
         total = gamma.sum(dim=1, keepdim=True)
         bad = total - total != 0  # x - x is NaN exactly when x is NaN or +-Inf
         if inplace:
-            return gamma.masked_fill_(bad, 0.0)
-        return torch.where(bad, torch.zeros_like(gamma), gamma)
+            out: torch.Tensor = gamma.masked_fill_(bad, 0.0)
+        else:
+            out = torch.where(bad, torch.zeros_like(gamma), gamma)
+        return out
 
 
 def _write_row_col(gram: torch.Tensor, slot: int, row: torch.Tensor, n: int) -> torch.Tensor:
