@@ -15,7 +15,8 @@ from ._inputs import check_images
 from .slot_attention import SlotAttention
 from ._replace import replace_fields
 
-__all__ = ["AutoencoderConfig", "SlotAutoencoder", "CONFIGS", "RECIPES", "config_for", "SoftPositionEmbedding", "MASK_SOURCES"]
+__all__ = ["AutoencoderConfig", "SlotAutoencoder", "CONFIGS", "RECIPES", "config_for", "SoftPositionEmbedding",
+           "MASK_SOURCES"]
 
 MASK_SOURCES = ("decoder", "attention")
 

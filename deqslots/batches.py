@@ -35,7 +35,8 @@ def procedural_data(data: str) -> Optional[tuple[str, dict[str, Any]]]:
 
 
 def describe_data() -> str:
-    return (f"one of {', '.join(DATASETS)} (generator options as NAME@KEY=VALUE,...), or folder:PATH (images, optional PATH/../masks), hdf5:PATH, "
+    return (f"one of {', '.join(DATASETS)} (generator options as NAME@KEY=VALUE,...), or folder:PATH "
+            "(images, optional PATH/../masks), hdf5:PATH, "
             "tfrecord:[NAME:]PATH (Multi-Object Datasets), coco:ANNOTATIONS.json:IMAGES, clevr-mirror:PATH "
             "or shapestacks:PATH")
 

@@ -29,7 +29,8 @@ def _train_parser(commands) -> None:
     p.add_argument("--data", default=d.data,
                    help="shapes | clevr-mirror | stacks | same-hue (generated); on disk: folder:PATH, hdf5:PATH, "
                    "tfrecord:[NAME:]PATH, coco:ANNOTATIONS.json:IMAGES, clevr-mirror:PATH, shapestacks:PATH")
-    p.add_argument("--config", default=d.config, help="named architecture: cpu-small, cpu-objects, cpu-small-decoder-masks, paper-32, paper-64, "
+    p.add_argument("--config", default=d.config,
+                   help="named architecture: cpu-small, cpu-objects, cpu-small-decoder-masks, paper-32, paper-64, "
                    "paper-128 (slot-attention); cpu-small, paper-64, paper-96 (slate)")
     p.add_argument("--set", dest="config_set", default="", metavar="FIELD=VALUE,...",
                    help="change other fields of the named architecture, e.g. --set decoder_position_frequencies=3,"
@@ -42,12 +43,15 @@ def _train_parser(commands) -> None:
                    help="default: the config's recipe (cpu-small 10000, cpu-objects 15000), else 1000")
     p.add_argument("--batch-size", type=int, default=None, help="default: the config's recipe (cpu-*: 16), else 32")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--lr", type=float, default=None, help="default: cpu-small/cpu-objects 6e-4; else 4e-4 (slot-attention), 1e-4 (slate, non-dVAE)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="default: cpu-small/cpu-objects 6e-4; else 4e-4 (slot-attention), 1e-4 (slate, non-dVAE)")
     p.add_argument("--dvae-lr", type=float, default=None, help="slate: the dVAE's learning rate (default 3e-4)")
     p.add_argument("--warmup-steps", type=int, default=None,
-                   help="default: cpu-small/cpu-objects 200; else min(10000, steps/10) (slate: min(30000, steps/10)); 0 = off")
+                   help="default: cpu-small/cpu-objects 200; else min(10000, steps/10) "
+                   "(slate: min(30000, steps/10)); 0 = off")
     p.add_argument("--decay-steps", type=int, default=None,
-                   help="lr halves every N steps; default: cpu-small/cpu-objects off; else 100000 (slate: off); 0 = off")
+                   help="lr halves every N steps; default: cpu-small/cpu-objects off; else 100000 (slate: off); "
+                   "0 = off")
     p.add_argument("--grad-clip", type=_optional_float, default=None,
                    help="clip the gradient norm; off/0 = off (default: off for slot-attention, 1.0 for slate)")
     p.add_argument("--grad-clip-type", default=None, choices=["l2", "inf"],

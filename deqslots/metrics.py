@@ -259,7 +259,8 @@ def colour_baseline_fg_ari(images: torch.Tensor, true_ids: torch.Tensor, seed: i
         [1.0]
     """
     if true_ids.dim() != 3 or true_ids.shape[0] != images.shape[0] or true_ids.shape[1:] != images.shape[2:]:
-        raise ValueError(f"true_ids must be [B, H, W] matching images {tuple(images.shape)}; got {tuple(true_ids.shape)}")
+        raise ValueError(f"true_ids must be [B, H, W] matching images {tuple(images.shape)}; "
+                         f"got {tuple(true_ids.shape)}")
     flat = true_ids.reshape(true_ids.shape[0], -1)
     objects = torch.tensor([int(torch.unique(row[row != 0]).numel()) for row in flat])
     return fg_ari(true_ids, colour_kmeans_ids(images, objects + 1, seed=seed))

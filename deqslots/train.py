@@ -219,8 +219,8 @@ def _train_loss(model: torch.nn.Module, config: TrainConfig, images: torch.Tenso
 
 def _same_run(saved: dict, config: TrainConfig) -> list[str]:
     """Fields that define the run and differ between a checkpoint and the requested config."""
-    defining = ("model", "variant", "data", "config", "config_set", "resolution", "iters", "num_slots", "batch_size", "seed",
-                "lr", "warmup_steps", "decay_steps", "grad_clip", "vocab_size", "dvae_lr", "grad_clip_type",
+    defining = ("model", "variant", "data", "config", "config_set", "resolution", "iters", "num_slots", "batch_size",
+                "seed", "lr", "warmup_steps", "decay_steps", "grad_clip", "vocab_size", "dvae_lr", "grad_clip_type",
                 "tau_start", "tau_final", "tau_steps")
     # device, precision, threads and the world size are left out: where and on how many processes a run
     # continues does not change what it computes (the checkpoint holds the global batch size)

@@ -38,7 +38,8 @@ def test_set_changes_other_architecture_fields(tmp_path, capsys):
     from deqslots.train import build_model
 
     model = build_model(TrainConfig(config="cpu-objects", config_set="decoder_position_frequencies=3,iters=4"))
-    assert (model.config.decoder_position_frequencies, model.config.iters, model.config.mask_source) == (3, 4, "decoder")
+    config = model.config
+    assert (config.decoder_position_frequencies, config.iters, config.mask_source) == (3, 4, "decoder")
     with pytest.raises(ValueError, match=r"--set decoder_position_frequency=3: unknown config field.*did|valid"):
         TrainConfig(config="cpu-objects", config_set="decoder_position_frequency=3")
     with pytest.raises(ValueError, match="KEY=VALUE"):
