@@ -18,8 +18,8 @@ import math
 
 import numpy as np
 
-from deqslots.data._raster import box_slices, check_count_range, pixel_centres, renumber
-from deqslots.data.shapes import SHAPE_KINDS, shape_bound, unit_shape
+from deqslots.data._raster import check_count_range, pixel_centres, renumber
+from deqslots.data.shapes import SHAPE_KINDS, shape_patch
 
 __all__ = ["SameHueOptions", "render_same_hue"]
 
@@ -97,26 +97,18 @@ def render_same_hue(
     aspects = rng.uniform(0.6, 1.0, count)
     light = rng.uniform(0.0, 2.0 * math.pi, count)  # each object's shading direction
     for k in range(count):
-        kind = SHAPE_KINDS[kinds[k]]
-        cx, cy = centres[k]
-        radius = radii[k]
-        reach = radius * shape_bound(kind) + 1e-3
-        r0, r1, c0, c1 = box_slices(cx - reach, cx + reach, cy - reach, cy + reach, resolution)
-        if r0 == r1 or c0 == c1:
+        patch = shape_patch(SHAPE_KINDS[kinds[k]], centres[k], radii[k], angles[k], float(aspects[k]), grid,
+                            resolution)
+        if patch is None:
             continue
-        cos, sin = math.cos(angles[k]) / radius, math.sin(angles[k]) / radius
-        dx = grid[c0:c1] - np.float32(cx)
-        dy = (grid[r0:r1] - np.float32(cy))[:, None]
-        u = dx * np.float32(cos) + dy * np.float32(sin)
-        v = dy * np.float32(cos) - dx * np.float32(sin)
-        inside = unit_shape(kind, u, v, float(aspects[k]))
         # Brightness ramps from about 0.25 to 1.0 across the object along its light direction, so the
         # brightness range of every object covers that of every other.
-        along = (dx * np.float32(math.cos(light[k])) + dy * np.float32(math.sin(light[k]))) / np.float32(radius)
+        dx, dy = patch.dx, patch.dy
+        along = (dx * np.float32(math.cos(light[k])) + dy * np.float32(math.sin(light[k]))) / np.float32(radii[k])
         shade = np.clip(np.float32(0.62) + np.float32(0.38) * along, 0.2, 1.0)
-        colour = _rgb(hue, object_saturation, np.broadcast_to(shade, inside.shape))
-        np.copyto(image[:, r0:r1, c0:c1], colour, where=inside[None])
-        ids[r0:r1, c0:c1][inside] = k + 1
+        colour = _rgb(hue, object_saturation, np.broadcast_to(shade, patch.inside.shape))
+        np.copyto(image[:, patch.r0:patch.r1, patch.c0:patch.c1], colour, where=patch.inside[None])
+        ids[patch.r0:patch.r1, patch.c0:patch.c1][patch.inside] = k + 1
 
     ids, _ = renumber(ids, count)
     if options.noise > 0:

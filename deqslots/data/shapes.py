@@ -12,12 +12,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from types import MappingProxyType
+from typing import NamedTuple
 
 import numpy as np
 
 from deqslots.data._raster import box_slices, check_count_range, pixel_centres, renumber
 
-__all__ = ["SHAPE_KINDS", "BACKGROUNDS", "ShapesOptions", "render_shapes", "unit_shape", "shape_bound"]
+__all__ = ["SHAPE_KINDS", "BACKGROUNDS", "ShapesOptions", "render_shapes", "unit_shape", "shape_patch", "ShapePatch"]
 
 SHAPE_KINDS: tuple[str, ...] = ("square", "ellipse", "triangle", "heart")
 BACKGROUNDS: tuple[str, ...] = ("random", "black")
@@ -60,9 +61,34 @@ class ShapesOptions:
         object.__setattr__(self, "kinds", kinds)
 
 
-def shape_bound(kind: str) -> float:
-    """Radius of a circle that contains the unit shape ``kind`` at any rotation (for its bounding box)."""
-    return _BOUND[kind]
+class ShapePatch(NamedTuple):
+    """One shape rasterised in its bounding box: rows ``r0:r1``, columns ``c0:c1``, the ``inside`` mask
+    [h, w] and the offsets ``dx`` [w] / ``dy`` [h, 1] of the pixel centres from the shape's centre."""
+
+    r0: int
+    r1: int
+    c0: int
+    c1: int
+    inside: np.ndarray
+    dx: np.ndarray
+    dy: np.ndarray
+
+
+def shape_patch(kind: str, centre: np.ndarray, radius: float, angle: float, aspect: float, grid: np.ndarray,
+                resolution: int) -> "ShapePatch | None":
+    """Rasterise shape ``kind`` (centre, radius in image units, rotation, aspect) inside its bounding box;
+    None when the box holds no pixel. ``grid`` is :func:`pixel_centres` of ``resolution``."""
+    cx, cy = centre
+    reach = radius * _BOUND[kind] + 1e-3
+    r0, r1, c0, c1 = box_slices(cx - reach, cx + reach, cy - reach, cy + reach, resolution)
+    if r0 == r1 or c0 == c1:
+        return None
+    cos, sin = math.cos(angle) / radius, math.sin(angle) / radius
+    dx = grid[c0:c1] - np.float32(cx)
+    dy = (grid[r0:r1] - np.float32(cy))[:, None]
+    u = dx * np.float32(cos) + dy * np.float32(sin)
+    v = dy * np.float32(cos) - dx * np.float32(sin)
+    return ShapePatch(r0, r1, c0, c1, unit_shape(kind, u, v, aspect), dx, dy)
 
 
 def unit_shape(kind: str, u: np.ndarray, v: np.ndarray, aspect: float) -> np.ndarray:
@@ -124,19 +150,10 @@ def render_shapes(
     grid = pixel_centres(resolution)
     ids = np.zeros((resolution, resolution), dtype=np.int64)
     for k in range(count):
-        kind = options.kinds[kinds[k]]
-        cx, cy = centres[k]
-        radius = radii[k]
-        reach = radius * _BOUND[kind] + 1e-3
-        r0, r1, c0, c1 = box_slices(cx - reach, cx + reach, cy - reach, cy + reach, resolution)
-        if r0 == r1 or c0 == c1:
-            continue
-        cos, sin = math.cos(angles[k]) / radius, math.sin(angles[k]) / radius
-        dx = grid[c0:c1] - np.float32(cx)
-        dy = (grid[r0:r1] - np.float32(cy))[:, None]
-        u = dx * np.float32(cos) + dy * np.float32(sin)
-        v = dy * np.float32(cos) - dx * np.float32(sin)
-        ids[r0:r1, c0:c1][unit_shape(kind, u, v, float(aspects[k]))] = k + 1
+        patch = shape_patch(options.kinds[kinds[k]], centres[k], radii[k], angles[k], float(aspects[k]), grid,
+                            resolution)
+        if patch is not None:
+            ids[patch.r0:patch.r1, patch.c0:patch.c1][patch.inside] = k + 1
 
     ids, kept = renumber(ids, count)
     palette = np.concatenate([background[:, None], colours[kept].T], axis=1)
