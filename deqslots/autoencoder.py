@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._inputs import check_images
-from .slot_attention import SlotAttention
+from .slot_attention import SLOT_INITS, SlotAttention
 from ._replace import replace_fields
 
 __all__ = ["AutoencoderConfig", "SlotAutoencoder", "CONFIGS", "RECIPES", "config_for", "SoftPositionEmbedding",
@@ -53,6 +53,8 @@ class AutoencoderConfig:
             specialise at once, and the decoder's masks then leave the mean-colour plateau where
             without it they stay for thousands of steps (BENCHMARKS.md). Only the loss changes; the
             architecture and the masks used after step N are Slot Attention's. 0 = off.
+        slot_init: ``"gaussian"`` (Slot Attention: initial slots sampled from one learned Gaussian) or
+            ``"learned"`` (one learned vector per slot, BO-QSA); see :class:`SlotAttention`.
     """
 
     resolution: int = 64
@@ -73,6 +75,7 @@ class AutoencoderConfig:
     mask_source: str = "decoder"
     attention_guidance_steps: int = 0
     decoder_position_frequencies: int = 0
+    slot_init: str = "gaussian"
 
     def __post_init__(self) -> None:
         ups = self.resolution / self.broadcast
@@ -98,6 +101,8 @@ class AutoencoderConfig:
             raise ValueError(f"attention_guidance_steps must be an int >= 0; got {guidance!r}")
         if guidance and self.mask_source != "decoder":
             raise ValueError("attention_guidance_steps guides the decoder's masks: it needs mask_source='decoder'")
+        if self.slot_init not in SLOT_INITS:
+            raise ValueError(f"slot_init must be one of {', '.join(SLOT_INITS)}; got {self.slot_init!r}")
         if isinstance(self.decoder_refine, bool) or not isinstance(self.decoder_refine, int) or self.decoder_refine < 0:
             raise ValueError(f"decoder_refine must be an int >= 0; got {self.decoder_refine!r}")
         out = self.decoder_size
@@ -220,7 +225,7 @@ class SlotAutoencoder(nn.Module):
         self.encoder_mlp = nn.Sequential(nn.Linear(c.channels, c.channels), nn.ReLU(),
                                          nn.Linear(c.channels, c.channels))
         self.slot_attention = SlotAttention(c.channels, c.slot_dim, c.num_slots, c.iters, c.mlp_hidden,
-                                            c.variant, eval_iters=c.eval_iters)
+                                            c.variant, eval_iters=c.eval_iters, init=c.slot_init)
         self.decoder_pos = SoftPositionEmbedding(c.slot_dim, c.broadcast, c.decoder_position_frequencies)
         ups = int(round(math.log2(c.decoder_size // c.broadcast)))
         width, kernel = c.decoder_channels or c.channels, c.decoder_kernel

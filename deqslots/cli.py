@@ -156,6 +156,10 @@ def _run_eval(args: argparse.Namespace) -> int:
         overrides["num_slots"] = args.num_slots
     config = TrainConfig(**{**state["train_config"], **overrides})
     model = build_model(config)
+    if args.num_slots is not None and getattr(model.config, "slot_init", "gaussian") == "learned":
+        trained = state["train_config"].get("num_slots") or "its"
+        raise ValueError(f"{run} was trained with learned initial slots (slot_init=learned): one vector per slot, "
+                         f"so it runs with {trained} slots only; drop --num-slots")
     load_model_state(model, state, run / "checkpoint.pt", may_differ=("num_slots",) if args.num_slots else ())
     data = args.data or config.data  # --data: the same data set elsewhere, e.g. COCO's val2017 after train2017
     stream = BatchStream(data, args.split, model.config.resolution, config.batch_size, config.seed)

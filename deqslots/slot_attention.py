@@ -10,9 +10,12 @@ from torch import nn
 
 import solvers
 
-__all__ = ["SlotAttention", "VARIANTS"]
+__all__ = ["SlotAttention", "VARIANTS", "SLOT_INITS"]
 
 VARIANTS = solvers.VARIANTS
+# How the initial slots are made: "gaussian" = sampled from one learned Gaussian shared by all slots
+# (Slot Attention); "learned" = one learned vector per slot, no noise (BO-QSA, Jia et al. 2023).
+SLOT_INITS = ("gaussian", "learned")
 
 
 class SlotAttention(nn.Module):
@@ -31,6 +34,12 @@ class SlotAttention(nn.Module):
     reparameterisation; under the implicit variants the fixed point does not depend on them, so they
     get none (the paper's detach has the same effect).
 
+    With ``init="learned"`` every slot starts from its own learned vector (BO-QSA's queries): slot k can
+    specialise (say, on the background) and the result no longer depends on sampling noise. Under the
+    implicit variants those vectors get a straight-through gradient: the fixed point's gradient is passed
+    to them as if ``slots* = init + constant`` (BO-QSA passes it through one more step instead), without
+    which they would never be trained.
+
     Args:
         in_dim: feature size of the inputs.
         slot_dim: slot size (64 in Slot Attention, 192 in SLATE).
@@ -41,6 +50,8 @@ class SlotAttention(nn.Module):
         eps: added to the attention before the weighted mean.
         eval_iters: iterations in eval mode (default: ``iters``).
         backward_max_iter: cap of the adjoint Broyden solve for BB / IB (the paper caps both at 7).
+        init: ``"gaussian"`` (Slot Attention: shared learned Gaussian, sampled) or ``"learned"`` (one learned
+            vector per slot, deterministic; the slot count is then fixed by the weights).
 
     Examples:
         >>> import torch
@@ -53,7 +64,7 @@ class SlotAttention(nn.Module):
 
     def __init__(self, in_dim: int, slot_dim: int = 64, num_slots: int = 7, iters: int = 3,
                  mlp_hidden: int = 128, variant: str = "vanilla", eps: float = 1e-8,
-                 eval_iters: Optional[int] = None, backward_max_iter: int = 7) -> None:
+                 eval_iters: Optional[int] = None, backward_max_iter: int = 7, init: str = "gaussian") -> None:
         super().__init__()
         for name, value in (("in_dim", in_dim), ("slot_dim", slot_dim), ("num_slots", num_slots),
                             ("iters", iters), ("mlp_hidden", mlp_hidden), ("backward_max_iter", backward_max_iter)):
@@ -63,9 +74,11 @@ class SlotAttention(nn.Module):
             raise ValueError(f"SlotAttention eval_iters must be a positive int or None; got {eval_iters!r}")
         if variant not in VARIANTS:
             raise ValueError(f"SlotAttention variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
+        if init not in SLOT_INITS:
+            raise ValueError(f"SlotAttention init must be one of {', '.join(SLOT_INITS)}; got {init!r}")
         self.in_dim, self.slot_dim, self.num_slots = in_dim, slot_dim, num_slots
         self.iters, self.eval_iters, self.variant, self.eps = iters, eval_iters, variant, eps
-        self.backward_max_iter = backward_max_iter
+        self.backward_max_iter, self.init = backward_max_iter, init
         # (start, global batch) in multi-process training: see initial_slots. Not saved with the weights.
         self.noise_shard: Optional[tuple[int, int]] = None
         self.norm_inputs = nn.LayerNorm(in_dim)
@@ -78,8 +91,13 @@ class SlotAttention(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(slot_dim, mlp_hidden), nn.ReLU(), nn.Linear(mlp_hidden, slot_dim))
         # Shared Gaussian over initial slots, Xavier-uniform initialised as in the reference implementation.
         bound = math.sqrt(6.0 / (1 + slot_dim))
-        self.slots_mu = nn.Parameter(torch.empty(1, 1, slot_dim).uniform_(-bound, bound))
-        self.slots_log_sigma = nn.Parameter(torch.empty(1, 1, slot_dim).uniform_(-bound, bound))
+        if init == "gaussian":
+            self.slots_mu = nn.Parameter(torch.empty(1, 1, slot_dim).uniform_(-bound, bound))
+            self.slots_log_sigma = nn.Parameter(torch.empty(1, 1, slot_dim).uniform_(-bound, bound))
+        else:
+            # Xavier-uniform over (num_slots, slot_dim) as BO-QSA's queries: distinct from the first step
+            bound = math.sqrt(6.0 / (num_slots + slot_dim))
+            self.slots_init = nn.Parameter(torch.empty(1, num_slots, slot_dim).uniform_(-bound, bound))
 
     def solve_options(self, iters: Optional[int] = None) -> dict:
         """The keyword arguments passed to :func:`solvers.fixed_point` for this variant."""
@@ -95,6 +113,9 @@ class SlotAttention(nn.Module):
                       shard: Optional[tuple[int, int]] = None) -> torch.Tensor:
         """Sample slots ~ N(mu, sigma^2) with the reparameterisation trick (so mu, sigma get gradients).
 
+        With ``init="learned"`` the learned per-slot vectors, repeated over the batch (no noise is drawn,
+        so ``generator`` and ``shard`` change nothing).
+
         Args:
             batch: number of samples.
             generator: RNG to draw from (default: torch's global one).
@@ -106,6 +127,8 @@ class SlotAttention(nn.Module):
         Returns:
             Initial slots [batch, num_slots, slot_dim].
         """
+        if self.init == "learned":
+            return self.slots_init.expand(batch, -1, -1)
         rows = batch if shard is None else shard[1]
         if shard is not None and not (0 <= shard[0] and shard[0] + batch <= shard[1]):
             raise ValueError(f"noise shard {shard} (start, global batch) does not hold {batch} samples")
@@ -153,14 +176,18 @@ class SlotAttention(nn.Module):
             )
         inputs = self.norm_inputs(inputs)
         k, v = self.to_k(inputs), self.to_v(inputs)
-        if slots is None:
+        sampled = slots is None
+        if sampled:
             # the shard applies to training only: evaluation runs the full batch on one process
             slots = self.initial_slots(inputs.shape[0], shard=self.noise_shard if self.training else None)
         elif slots.shape != (inputs.shape[0], self.num_slots, self.slot_dim):
             raise ValueError(
                 f"initial slots must be [{inputs.shape[0]}, {self.num_slots}, {self.slot_dim}]; got {tuple(slots.shape)}"
             )
+        start = slots if sampled else None
         slots, info = solvers.fixed_point(lambda s: self.step(s, k, v), slots, **self.solve_options(iters))
+        if start is not None and self.init == "learned" and self.variant != "vanilla" and start.requires_grad:
+            slots = slots + (start - start.detach())  # straight-through: see the class docstring
         out: list = [slots]
         if return_attn:
             out.append(self.attention(slots, k) - self.eps)
