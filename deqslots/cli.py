@@ -31,7 +31,7 @@ def _train_parser(commands) -> None:
                    "tfrecord:[NAME:]PATH, coco:ANNOTATIONS.json:IMAGES, clevr-mirror:PATH, shapestacks:PATH")
     p.add_argument("--config", default=d.config,
                    help="named architecture: cpu-small, cpu-objects, cpu-small-decoder-masks, paper-32, paper-64, "
-                   "paper-128 (slot-attention); cpu-small, paper-64, paper-96 (slate)")
+                   "paper-128 (slot-attention); cpu-small, cpu-slate, paper-64, paper-96 (slate)")
     p.add_argument("--set", dest="config_set", default="", metavar="FIELD=VALUE,...",
                    help="change other fields of the named architecture, e.g. --set decoder_position_frequencies=3,"
                    "attention_guidance_steps=5000 (see deqslots.autoencoder.AutoencoderConfig)")
@@ -39,6 +39,11 @@ def _train_parser(commands) -> None:
     p.add_argument("--iters", type=int, default=None, help="slot-attention iterations in training")
     p.add_argument("--num-slots", type=int, default=None)
     p.add_argument("--vocab-size", type=int, default=None, help="slate: dVAE vocabulary (default: the config's)")
+    p.add_argument("--stage", default=None, choices=["joint", "dvae", "slots"],
+                   help="slate: joint = everything at once (default); dvae = the dVAE alone; slots = slot attention "
+                   "and the decoder on the frozen tokens of --dvae RUN_DIR (recipe: README, SLATE section)")
+    p.add_argument("--dvae", default=None, metavar="RUN_DIR",
+                   help="slate, --stage slots: the run (train --stage dvae --out RUN_DIR) whose dVAE is loaded, frozen")
     p.add_argument("--steps", type=int, default=None,
                    help="default: the config's recipe (cpu-small 10000, cpu-objects 15000), else 1000")
     p.add_argument("--batch-size", type=int, default=None, help="default: the config's recipe (cpu-*: 16), else 32")

@@ -56,7 +56,8 @@ class ModelKind(abc.ABC):
     """One trainable model, as the training loop, the evaluators and the CLI see it.
 
     Subclasses set the class attributes and implement :meth:`model_config`, :meth:`loss`, :meth:`evaluate`
-    and :meth:`figures`; the rest has defaults (Adam over every parameter, one warm-up/decay schedule, the
+    and :meth:`figures`; the rest (:meth:`validate`, :meth:`build`, :meth:`initialise`, ...) has defaults
+    (Adam over every parameter, one warm-up/decay schedule, the
     model config dataclass as the checkpoint's record). Kinds hold no state: one instance serves every run.
 
     Attributes:
@@ -95,9 +96,18 @@ class ModelKind(abc.ABC):
     def model_config(self, config: "TrainConfig") -> Any:
         """The architecture (a frozen dataclass with a ``resolution``) that ``config`` describes."""
 
+    def validate(self, config: "TrainConfig") -> None:
+        """Refuse settings this kind cannot train with a ``ValueError`` saying what to pass instead (called
+        when the ``TrainConfig`` is made, before anything is written); by default nothing more to check."""
+
     def build(self, config: "TrainConfig") -> torch.nn.Module:
         """A freshly initialised model (the caller seeds torch first)."""
         return self.model_class(self.model_config(config))
+
+    def initialise(self, model: torch.nn.Module, config: "TrainConfig") -> None:
+        """Prepare the model of a run that starts (not a resumed one: its checkpoint holds every weight), e.g.
+        load weights trained by another run; called on rank 0 only (DistributedDataParallel then copies rank 0's
+        weights to the other ranks). By default nothing."""
 
     def config_record(self, model: torch.nn.Module) -> dict[str, Any]:
         """What a checkpoint records of the architecture (``model_config``), compared field by field on load."""

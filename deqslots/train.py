@@ -64,6 +64,9 @@ class TrainConfig:
             e.g. ``decoder_position_frequencies=3,attention_guidance_steps=5000``.
         resolution, iters, num_slots: override the named architecture's values when set.
         vocab_size: SLATE only: override the dVAE vocabulary.
+        stage: SLATE only: "joint" (default: everything at once, as SLATE), "dvae" (the dVAE alone) or
+            "slots" (slot attention and the decoder on the frozen tokens of the dVAE in ``dvae``).
+        dvae: SLATE only, with ``stage="slots"``: the run folder whose dVAE is loaded and frozen.
         steps: optimisation steps in total (a resumed run continues up to it).
         batch_size, seed: as usual; the seed fixes initialisation, data and slot noise.
         lr: peak Adam learning rate; None = 4e-4 (Slot Attention) or 1e-4 (SLATE, all but the dVAE).
@@ -101,6 +104,8 @@ class TrainConfig:
     iters: Optional[int] = None
     num_slots: Optional[int] = None
     vocab_size: Optional[int] = None
+    stage: Optional[str] = None
+    dvae: Optional[str] = None
     steps: Optional[int] = None
     batch_size: Optional[int] = None
     seed: int = 0
@@ -182,6 +187,7 @@ class TrainConfig:
                 kind.model_config(self)
             except TypeError as err:
                 raise ValueError(f"--set {self.config_set}: {err}") from None
+        kind.validate(self)
 
     @property
     def warmup(self) -> int:
@@ -221,7 +227,7 @@ def _same_run(saved: dict, config: TrainConfig) -> list[str]:
     """Fields that define the run and differ between a checkpoint and the requested config."""
     defining = ("model", "variant", "data", "config", "config_set", "resolution", "iters", "num_slots", "batch_size",
                 "seed", "lr", "warmup_steps", "decay_steps", "grad_clip", "vocab_size", "dvae_lr", "grad_clip_type",
-                "tau_start", "tau_final", "tau_steps")
+                "tau_start", "tau_final", "tau_steps", "stage")
     # device, precision, threads and the world size are left out: where and on how many processes a run
     # continues does not change what it computes (the checkpoint holds the global batch size)
     now = dataclasses.asdict(config)
@@ -315,6 +321,8 @@ def _train(config: TrainConfig, dist: DistContext) -> dict:
         if device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"], device)
         start = int(state["step"])
+    else:
+        dist.main_first(lambda: kind.initialise(model, config))  # e.g. SLATE's --stage slots loads its dVAE
     if dist.enabled:
         # Each rank draws the slot noise of the whole global batch and keeps its rows: same noise per sample
         # as one process, and the RNG stays identical on all ranks (and in the checkpoint).

@@ -8,7 +8,10 @@ from typing import Optional
 from ..slot_attention import VARIANTS
 from .._replace import replace_fields
 
-__all__ = ["SLATEConfig", "SLATE_CONFIGS", "slate_config_for"]
+__all__ = ["SLATEConfig", "SLATE_CONFIGS", "slate_config_for", "SLOT_INPUTS", "MASK_UPSAMPLING"]
+
+SLOT_INPUTS = ("embedding", "dvae")
+MASK_UPSAMPLING = ("nearest", "bilinear")
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,15 @@ class SLATEConfig:
         dropout: dropout of the token embedding and the decoder.
         num_slots, slot_dim, mlp_hidden, iters, variant, eval_iters: passed to
             :class:`deqslots.SlotAttention` ("vanilla" | "IN" | "BN" | "BB" | "IB").
+        slot_input: what slot attention groups: ``"embedding"`` (SLATE: the decoder's learned token
+            dictionary plus learned positions) or ``"dvae"`` (the dVAE encoder's hidden features at each token,
+            detached, projected, plus the same learned positions: features that already describe the patch
+            when training starts, instead of a dictionary learned through the slots).
+        token_dropout: in training, each teacher-forced decoder input token is replaced by BOS (no
+            information) with this probability, so that the decoder must take what it lost from the slots;
+            slot attention still sees every token. 0 = off (SLATE).
+        mask_upsample: how the attention over the token grid becomes pixel masks: ``"nearest"`` (blocks of
+            4x4 pixels) or ``"bilinear"`` (smooth boundaries between tokens; FG-ARI counts pixels).
 
     Examples:
         >>> from deqslots.slate import slate_config_for
@@ -48,6 +60,9 @@ class SLATEConfig:
     iters: int = 3
     variant: str = "vanilla"
     eval_iters: Optional[int] = None
+    slot_input: str = "embedding"
+    token_dropout: float = 0.0
+    mask_upsample: str = "nearest"
 
     def __post_init__(self) -> None:
         if isinstance(self.resolution, bool) or not isinstance(self.resolution, int) or self.resolution < 4 \
@@ -69,6 +84,14 @@ class SLATEConfig:
             raise ValueError(f"SLATE variant must be one of {', '.join(VARIANTS)}; got {self.variant!r}")
         if self.eval_iters is not None and (not isinstance(self.eval_iters, int) or self.eval_iters < 1):
             raise ValueError(f"SLATE eval_iters must be a positive int or None; got {self.eval_iters!r}")
+        if self.slot_input not in SLOT_INPUTS:
+            raise ValueError(f"SLATE slot_input must be one of {', '.join(SLOT_INPUTS)}; got {self.slot_input!r}")
+        if isinstance(self.token_dropout, bool) or not isinstance(self.token_dropout, (int, float)) \
+                or not 0.0 <= self.token_dropout < 1.0:
+            raise ValueError(f"SLATE token_dropout must be in [0, 1); got {self.token_dropout!r}")
+        if self.mask_upsample not in MASK_UPSAMPLING:
+            raise ValueError(f"SLATE mask_upsample must be one of {', '.join(MASK_UPSAMPLING)}; "
+                             f"got {self.mask_upsample!r}")
 
     @property
     def grid(self) -> int:
@@ -92,6 +115,10 @@ SLATE_CONFIGS = {
     "paper-96": SLATEConfig(resolution=96),
     "cpu-small": SLATEConfig(resolution=64, vocab_size=128, dvae_channels=32, d_model=64, num_blocks=2,
                              num_heads=2, slot_dim=64, mlp_hidden=64),
+    # 32x32 -> 8x8 = 64 tokens: a fourth of cpu-small's sequence, so training in stages and generating from
+    # the slots take minutes (issue #12; BENCHMARKS.md "SLATE on a CPU").
+    "cpu-slate": SLATEConfig(resolution=32, vocab_size=64, dvae_channels=32, d_model=64, num_blocks=2, num_heads=2,
+                             slot_dim=64, mlp_hidden=64, mask_upsample="bilinear"),
 }
 
 
@@ -99,7 +126,7 @@ def slate_config_for(name: str, **changes) -> SLATEConfig:
     """Look up a named SLATE configuration and apply ``changes``.
 
     Args:
-        name: one of ``SLATE_CONFIGS`` ("cpu-small", "paper-64", "paper-96").
+        name: one of ``SLATE_CONFIGS`` ("cpu-small", "cpu-slate", "paper-64", "paper-96").
         **changes: fields to override, e.g. ``variant="IN"``.
 
     Returns:

@@ -86,6 +86,12 @@ class DVAE(nn.Module):
         """Images [B, 3, H, W] in [0, 1] -> vocabulary logits [B, vocab, H/4, W/4]."""
         return self.encoder(images)
 
+    def encode_with_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images -> ``(hidden features [B, channels, H/4, W/4], logits [B, vocab, H/4, W/4])``: the last
+        hidden layer of the encoder, from which the logits are a 1x1 convolution."""
+        features = self.encoder[:-1](images)
+        return features, self.encoder[-1](features)
+
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Soft or one-hot codes [B, vocab, h, w] -> images [B, 3, 4h, 4w] (unclamped, ~[0, 1])."""
         return self.decoder(codes)

@@ -17,14 +17,18 @@ from ..schedule import learning_rate
 from .config import SLATEConfig, slate_config_for
 from .evaluate import evaluate_slate
 from .figures import plot_slate_grid
-from .model import SLATE
+from .model import SLATE, STAGES
+from .stages import load_dvae
 
 __all__ = ["SLATEKind", "SLATE_METRIC_COLUMNS"]
 
 # ce is summed over tokens per image (SLATE's / the paper's unit), dvae_mse summed per image;
 # val_mse / val_mse_sum are reconstructions through the slots (generated tokens).
+# val_mse_other: the generations against other images (input-specific generation: well above val_mse);
+# val_mean_colour_mse: each image's mean colour, the constant-image bar val_mse has to clear.
 SLATE_METRIC_COLUMNS = ["step", "loss", "lr", "dvae_lr", "grad_norm", "elapsed_s", "ce", "ce_per_token", "dvae_mse",
-                        "tau", "val_mse", "val_mse_sum", "val_dvae_mse_sum", "val_ce", "val_fg_ari"]
+                        "tau", "val_mse", "val_mse_sum", "val_dvae_mse_sum", "val_ce", "val_fg_ari", "val_mse_other",
+                        "val_mean_colour_mse", "val_dvae_mse"]
 
 
 class SLATEKind(ModelKind):
@@ -36,14 +40,41 @@ class SLATEKind(ModelKind):
     model_class = SLATE
     metric_columns = SLATE_METRIC_COLUMNS
     shared_metrics = ("ce", "ce_per_token", "dvae_mse")
-    settings = ("dvae_lr", "vocab_size", "tau_steps")
+    settings = ("dvae_lr", "vocab_size", "tau_steps", "stage", "dvae")
     defaults = MappingProxyType(dict(lr=1e-4, dvae_lr=3e-4, grad_clip=1.0, grad_clip_type="inf", warmup_cap=30_000,
-                                     decay=0))
+                                     decay=0, stage="joint"))
     tensorboard_keys = ("loss", "lr", "grad_norm", "val_mse", "val_fg_ari", "ce", "dvae_mse", "tau", "val_ce")
     fid = True
 
     def model_config(self, config) -> SLATEConfig:
         return slate_config_for(config.config, **config_changes(config, ("vocab_size",)))
+
+    def validate(self, config) -> None:
+        """The stage is one of :data:`deqslots.slate.model.STAGES`; "slots" names a dVAE run that exists
+        (unless resuming: the run's own checkpoint then holds the dVAE), and only "slots" takes one."""
+        if config.stage not in STAGES:
+            raise ValueError(f"stage must be one of {', '.join(STAGES)}; got {config.stage!r}")
+        if config.stage == "slots" and not config.dvae:
+            raise ValueError("--stage slots trains slot attention and the decoder on the tokens of a trained, "
+                             "frozen dVAE: first run deqslots train --model slate --stage dvae --out DVAE_RUN ..., "
+                             "then pass --dvae DVAE_RUN")
+        if config.dvae and config.stage != "slots":
+            raise ValueError(f"--dvae loads a trained dVAE for --stage slots; drop it or pass --stage slots "
+                             f"(got --stage {config.stage})")
+        if config.stage == "slots" and not config.resume:
+            path = Path(config.dvae)
+            if not (path / "checkpoint.pt").is_file() and not path.is_file():
+                raise ValueError(f"--dvae {config.dvae}: no checkpoint.pt there; train the dVAE first: deqslots "
+                                 f"train --model slate --stage dvae --config {config.config} --data {config.data} "
+                                 f"--out {config.dvae}")
+
+    def build(self, config) -> SLATE:
+        return SLATE(self.model_config(config)).set_stage(config.stage)
+
+    def initialise(self, model: SLATE, config) -> None:
+        """--stage slots: load (and, by the stage, freeze) the dVAE of the run ``config.dvae``."""
+        if config.stage == "slots":
+            load_dvae(model, config.dvae)
 
     def optimizer(self, model: SLATE, config) -> torch.optim.Optimizer:
         groups = model.parameter_groups()
@@ -73,8 +104,14 @@ class SLATEKind(ModelKind):
         """ce_curve.png, and slots.png: the input, the dVAE's own reconstruction, the reconstruction through
         the slots and the slots' attention masks (the paper's Figure 4 layout)."""
         device = next(model.parameters()).device
+        images = stream.batch(0)["image"][:4]
+        if model.stage == "dvae":  # no slots yet: the input and the dVAE's reconstruction
+            with seeded_eval(model, seed):
+                _, tokens = model.tokenize(images.to(device))
+                recon = model.dvae.decode_tokens(tokens, model.config.grid).cpu()
+            plot_slate_grid(images, [("dVAE", recon, None)], out / "slots.png")
+            return
         with seeded_eval(model, seed):
-            images = stream.batch(0)["image"][:4]
             result = model.reconstruct(images.to(device))
         result = {key: value.cpu() if isinstance(value, torch.Tensor) else value for key, value in result.items()}
         plot_loss_curves({"train": metrics_path}, out / "ce_curve.png", key="ce",
@@ -83,4 +120,7 @@ class SLATEKind(ModelKind):
                                  (model.config.variant, result["recon"], result["masks"])], out / "slots.png")
 
     def progress(self, loss, metrics, last_eval):
-        return {"ce": f"{metrics['ce']:.1f}", "mse": f"{last_eval.get('mse_sum', float('nan')):.1f}"}
+        if last_eval.get("mse") is None:  # stage dvae, or before the first evaluation
+            return {"dvae_mse": f"{metrics['dvae_mse']:.1f}", "ce": f"{metrics['ce']:.1f}"}
+        return {"ce": f"{metrics['ce']:.1f}", "mse": f"{last_eval['mse']:.4f}",
+                "ari": f"{last_eval.get('fg_ari', float('nan')):.3f}"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Optional
 
 import torch
@@ -16,7 +17,11 @@ from .embedding import TokenEmbedding
 from .generate import generate_tokens
 from .transformer import ImageGPTDecoder
 
-__all__ = ["SLATE"]
+__all__ = ["SLATE", "STAGES"]
+
+# What a training step trains (SLATE.set_stage): everything, the dVAE alone, or the rest on frozen dVAE tokens.
+STAGES = ("joint", "dvae", "slots")
+_UPSAMPLING = {"nearest": dict(mode="nearest"), "bilinear": dict(mode="bilinear", align_corners=False)}
 
 
 class SLATE(nn.Module):
@@ -64,6 +69,31 @@ class SLATE(nn.Module):
         self.slot_proj = nn.Linear(c.slot_dim, c.d_model, bias=False)
         self.decoder = ImageGPTDecoder(c.d_model, c.num_blocks, c.num_heads, c.dropout)
         self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        # slot_input="dvae": the dVAE's hidden features at each token, projected to d_model
+        self.feature_proj = nn.Linear(c.dvae_channels, c.d_model) if c.slot_input == "dvae" else None
+        self.stage = "joint"
+
+    def set_stage(self, stage: str) -> "SLATE":
+        """Choose what :meth:`forward` trains: ``"joint"`` (everything, SLATE), ``"dvae"`` (the dVAE alone;
+        the rest is frozen and its loss is the dVAE's) or ``"slots"`` (slot attention and the decoder on the
+        frozen dVAE's deterministic tokens; the loss is the cross-entropy). Frozen parameters get
+        ``requires_grad=False``, so optimisers and DistributedDataParallel leave them alone.
+
+        Returns:
+            The model (for chaining).
+
+        Examples:
+            >>> from deqslots.slate import slate_config_for
+            >>> model = SLATE(slate_config_for("cpu-slate")).set_stage("slots")
+            >>> any(p.requires_grad for p in model.dvae.parameters()), model.head.weight.requires_grad
+            (False, True)
+        """
+        if stage not in STAGES:
+            raise ValueError(f"SLATE stage must be one of {', '.join(STAGES)}; got {stage!r}")
+        self.stage = stage
+        for name, parameter in self.named_parameters():
+            parameter.requires_grad_(stage == "joint" or (stage == "dvae") == name.startswith("dvae."))
+        return self
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """``{"dvae": ..., "main": ...}``: SLATE trains them with different learning rates (3e-4, 1e-4)."""
@@ -79,11 +109,14 @@ class SLATE(nn.Module):
     def tokenize(self, images: torch.Tensor, tau: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
         """Images -> ``(codes [B, vocab, h, w], tokens [B, N])``.
 
-        In training mode ``codes`` is a Gumbel-softmax sample at temperature ``tau`` (differentiable) and
-        ``tokens`` its argmax; in eval mode ``tokens`` is the argmax of the logits and ``codes`` its one-hot.
+        In training mode (stages "joint" and "dvae") ``codes`` is a Gumbel-softmax sample at temperature
+        ``tau`` (differentiable) and ``tokens`` its argmax; in eval mode, and for the frozen dVAE of the
+        "slots" stage, ``tokens`` is the argmax of the logits and ``codes`` its one-hot.
         """
-        logits = self.dvae.encode(images)
-        if self.training:
+        return self._tokenize(self.dvae.encode(images), tau)
+
+    def _tokenize(self, logits: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.training and self.stage != "slots":
             codes = gumbel_softmax(logits.log_softmax(dim=1), tau, dim=1)
             tokens = codes.argmax(dim=1)
         else:
@@ -92,16 +125,28 @@ class SLATE(nn.Module):
         # detached by construction (argmax); flattened row-major: token j is grid cell (j // w, j % w)
         return codes, tokens.flatten(1)
 
-    def encode_slots(self, tokens: torch.Tensor, iters: Optional[int] = None
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Tokens [B, N] -> ``(embedded sequence [B, N + 1, d], slots [B, K, slot_dim], attn [B, K, N])``."""
+    def encode_slots(self, tokens: torch.Tensor, iters: Optional[int] = None,
+                     features: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Tokens [B, N] -> ``(embedded sequence [B, N + 1, d], slots [B, K, slot_dim], attn [B, K, N])``.
+
+        ``features``: the dVAE encoder's hidden features [B, dvae_channels, h, w] of the same images, needed
+        (and used, detached) when the config's ``slot_input`` is ``"dvae"``.
+        """
         sequence = self.embedding.sequence(tokens)
-        slots, attn = self.slot_attention(self.slot_input(sequence[:, 1:]), return_attn=True, iters=iters)
+        if self.feature_proj is None:
+            inputs = sequence[:, 1:]
+        elif features is None:
+            raise ValueError("this SLATE groups the dVAE's features (slot_input='dvae'): pass features=, the "
+                             "first output of model.dvae.encode_with_features(images)")
+        else:
+            inputs = self.feature_proj(features.detach().flatten(2).transpose(1, 2)) + self.embedding.position[:, 1:]
+        slots, attn = self.slot_attention(self.slot_input(inputs), return_attn=True, iters=iters)
         return sequence, slots, attn
 
     def forward(self, images: torch.Tensor, tau: float = 0.1, iters: Optional[int] = None
                 ) -> dict[str, torch.Tensor]:
-        """Training losses for a batch of images [B, 3, H, W] in [0, 1].
+        """Training losses for a batch of images [B, 3, H, W] in [0, 1], for the model's stage
+        (:meth:`set_stage`).
 
         Args:
             images: the batch.
@@ -109,19 +154,30 @@ class SLATE(nn.Module):
             iters: slot-attention iterations for this call (default: the config's).
 
         Returns:
-            ``loss`` (= dvae_mse + ce), ``ce`` (token cross-entropy summed over tokens, mean over images),
-            ``ce_per_token`` (ce / N) and ``dvae_mse`` (dVAE squared error summed per image, mean over
-            images); all scalars.
+            ``loss``, ``ce`` (token cross-entropy summed over tokens, mean over images), ``ce_per_token``
+            (ce / N) and ``dvae_mse`` (dVAE squared error summed per image, mean over images); all scalars.
+            ``loss`` is dvae_mse + ce ("joint"), dvae_mse ("dvae": ce is not computed and is NaN) or ce
+            ("slots": the frozen dVAE's error is not computed and is NaN).
         """
         images = self._check(images)
-        batch = images.shape[0]
-        codes, tokens = self.tokenize(images, tau)
-        dvae_mse = (self.dvae.decode(codes) - images).pow(2).sum() / batch
-        sequence, slots, _ = self.encode_slots(tokens, iters)
-        hidden = self.decoder(sequence[:, :-1], self.slot_proj(slots))
+        c, batch = self.config, images.shape[0]
+        nan = images.new_full((), float("nan"))
+        with torch.no_grad() if self.stage == "slots" else contextlib.nullcontext():
+            features, logits = self.dvae.encode_with_features(images)
+        codes, tokens = self._tokenize(logits, tau)
+        dvae_mse = nan if self.stage == "slots" else (self.dvae.decode(codes) - images).pow(2).sum() / batch
+        if self.stage == "dvae":
+            return {"loss": dvae_mse, "ce": nan, "ce_per_token": nan, "dvae_mse": dvae_mse}
+        sequence, slots, _ = self.encode_slots(tokens, iters, features)
+        inputs = sequence[:, :-1]
+        if self.training and c.token_dropout > 0:
+            dropped = torch.rand(tokens.shape, device=tokens.device) < c.token_dropout
+            inputs = self.embedding.sequence(tokens.masked_fill(dropped, self.embedding.bos))[:, :-1]
+        hidden = self.decoder(inputs, self.slot_proj(slots))
         logits = self.head(hidden)
-        ce = F.cross_entropy(logits.reshape(-1, self.config.vocab_size), tokens.reshape(-1), reduction="sum") / batch
-        return {"loss": dvae_mse + ce, "ce": ce, "ce_per_token": ce / self.config.num_tokens, "dvae_mse": dvae_mse}
+        ce = F.cross_entropy(logits.reshape(-1, c.vocab_size), tokens.reshape(-1), reduction="sum") / batch
+        loss = ce if self.stage == "slots" else dvae_mse + ce
+        return {"loss": loss, "ce": ce, "ce_per_token": ce / c.num_tokens, "dvae_mse": dvae_mse}
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor, iters: Optional[int] = None, use_cache: bool = True
@@ -139,19 +195,20 @@ class SLATE(nn.Module):
             ``recon`` (generated tokens decoded, clamped to [0, 1]), ``recon_dvae`` (the image's own
             tokens decoded: the dVAE's limit), ``tokens`` and ``generated`` [B, N], ``attn`` [B, K, N]
             (attention of the slots over tokens, softmax over slots) and ``masks`` [B, K, H, W] (``attn``
-            upsampled to pixels), ``slots`` [B, K, slot_dim].
+            upsampled to pixels as the config's ``mask_upsample`` says), ``slots`` [B, K, slot_dim].
         """
         images = self._check(images)
         c = self.config
         was_training = self.training
         self.eval()
         try:
-            _, tokens = self.tokenize(images)
-            _, slots, attn = self.encode_slots(tokens, iters)
+            features, logits = self.dvae.encode_with_features(images)
+            _, tokens = self._tokenize(logits, 0.1)
+            _, slots, attn = self.encode_slots(tokens, iters, features)
             generated, _ = generate_tokens(self.embedding, self.decoder, self.head, self.slot_proj(slots),
                                            c.num_tokens, use_cache=use_cache)
             masks = F.interpolate(attn.reshape(-1, c.num_slots, c.grid, c.grid), size=(c.resolution, c.resolution),
-                                  mode="nearest")
+                                  **_UPSAMPLING[c.mask_upsample])
             return {"recon": self.dvae.decode_tokens(generated, c.grid).clamp(0, 1),
                     "recon_dvae": self.dvae.decode_tokens(tokens, c.grid).clamp(0, 1),
                     "tokens": tokens, "generated": generated, "attn": attn, "masks": masks, "slots": slots}
