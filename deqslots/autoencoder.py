@@ -55,6 +55,8 @@ class AutoencoderConfig:
             architecture and the masks used after step N are Slot Attention's. 0 = off.
         slot_init: ``"gaussian"`` (Slot Attention: initial slots sampled from one learned Gaussian) or
             ``"learned"`` (one learned vector per slot, BO-QSA); see :class:`SlotAttention`.
+        backward_max_iter: cap of the adjoint Broyden solve of the BB / IB variants (the paper's 7); raise
+            it (e.g. ``--set backward_max_iter=50``) for an adjoint that converges rather than stops at the cap.
     """
 
     resolution: int = 64
@@ -76,6 +78,7 @@ class AutoencoderConfig:
     attention_guidance_steps: int = 0
     decoder_position_frequencies: int = 0
     slot_init: str = "gaussian"
+    backward_max_iter: int = 7
 
     def __post_init__(self) -> None:
         ups = self.resolution / self.broadcast
@@ -101,6 +104,9 @@ class AutoencoderConfig:
             raise ValueError(f"attention_guidance_steps must be an int >= 0; got {guidance!r}")
         if guidance and self.mask_source != "decoder":
             raise ValueError("attention_guidance_steps guides the decoder's masks: it needs mask_source='decoder'")
+        cap = self.backward_max_iter
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+            raise ValueError(f"backward_max_iter must be a positive int; got {cap!r}")
         if self.slot_init not in SLOT_INITS:
             raise ValueError(f"slot_init must be one of {', '.join(SLOT_INITS)}; got {self.slot_init!r}")
         if isinstance(self.decoder_refine, bool) or not isinstance(self.decoder_refine, int) or self.decoder_refine < 0:
@@ -225,7 +231,8 @@ class SlotAutoencoder(nn.Module):
         self.encoder_mlp = nn.Sequential(nn.Linear(c.channels, c.channels), nn.ReLU(),
                                          nn.Linear(c.channels, c.channels))
         self.slot_attention = SlotAttention(c.channels, c.slot_dim, c.num_slots, c.iters, c.mlp_hidden,
-                                            c.variant, eval_iters=c.eval_iters, init=c.slot_init)
+                                            c.variant, eval_iters=c.eval_iters, init=c.slot_init,
+                                            backward_max_iter=c.backward_max_iter)
         self.decoder_pos = SoftPositionEmbedding(c.slot_dim, c.broadcast, c.decoder_position_frequencies)
         ups = int(round(math.log2(c.decoder_size // c.broadcast)))
         width, kernel = c.decoder_channels or c.channels, c.decoder_kernel
