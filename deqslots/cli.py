@@ -237,8 +237,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ev = commands.add_parser("eval", help="evaluate a trained run: MSE and FG-ARI (slate: through the slots, "
                              "CE, FID); writes DIR/eval_SPLIT.json")
     ev.add_argument("run", nargs="?", default=None, help="the run folder given to train --out")
+    from .pretrained import PRETRAINED
+
+    shipped = ", ".join(f"{name} ({entry.data}, FG-ARI {entry.fg_ari:.2f})" for name, entry in PRETRAINED.items())
     ev.add_argument("--pretrained", default=None, metavar="NAME",
-                    help="evaluate a shipped model instead of a run: shapes-IN or shapes-vanilla")
+                    help=f"evaluate a shipped model instead of a run: {shipped}")
     ev.add_argument("--out", default=None, help="--pretrained: also write segmentations.png and eval_SPLIT.json here")
     ev.add_argument("--split", default="test", choices=["train", "val", "test"])
     ev.add_argument("--data", default=None, help="evaluate on this data (any --data form of train) instead of "

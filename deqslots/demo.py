@@ -128,6 +128,7 @@ def _report(s: dict, steps: int, pretrained: dict[str, dict[str, float]]) -> str
                          f"{score['fg_ari']:.3f} | {score['colour_fg_ari']:.3f} |"
                          for name, score in pretrained.items())
     colour = s["IN"]["colour_fg_ari"]
+    figures = "\n\n".join(f"![{name}](pretrained_{name}.png)" for name in pretrained)
     return f"""# deqslots demo: implicit slot attention on a CPU
 
 ## 1. Shipped models on fresh scenes
@@ -136,9 +137,12 @@ def _report(s: dict, steps: int, pretrained: dict[str, dict[str, float]]) -> str
 |---|---|---|---|---|
 {shipped}
 
-![shapes-IN](pretrained_shapes-IN.png)
+{figures}
 
-![shapes-vanilla](pretrained_shapes-vanilla.png)
+On `shapes` colour alone separates the objects (the control scores about 1.0), so those models show nothing
+k-means on colour does not. On `same-hue` every object of a scene shares one hue: the control falls to about
+0.005 and the shipped models' margin over it (about +0.45) is objects found by something other than colour.
+On `clevr-mirror` the shipped model still scores below its control (BENCHMARKS.md, "Objects, not colours").
 
 Columns: input, true objects, the model's segmentation (argmax of its masks, FG-ARI in the corner), the
 colour-only control's segmentation (k-means on pixel RGB with k = objects + 1, its FG-ARI in the corner),

@@ -7,7 +7,7 @@ are those of :func:`evaluate_pretrained` on a fixed batch of test scenes, which 
 Examples:
     >>> from deqslots.pretrained import PRETRAINED, load_pretrained
     >>> sorted(PRETRAINED)
-    ['shapes-IN', 'shapes-vanilla']
+    ['clevr-mirror-IN', 'same-hue-IN', 'same-hue-vanilla', 'shapes-IN', 'shapes-vanilla']
     >>> model = load_pretrained("shapes-IN")
     >>> model.config.variant, model.training
     ('IN', False)
@@ -66,6 +66,13 @@ def _command(variant: str, steps: int) -> str:
             f"--out runs/pretrained-{variant}")
 
 
+def _objects_command(data: str, variant: str) -> str:
+    # cpu-objects' recipe (batch 16, lr 6e-4, warm-up 200, eval every 500) at 8,000 of its 15,000 steps, with
+    # the slow lr decay (halving every 100,000 steps) that was the default when these were trained
+    return (f"deqslots train --config cpu-objects --data {data} --variant {variant} --steps 8000 "
+            f"--decay-steps 100000 --seed 0 --threads 1 --out runs/{data}-{variant}")
+
+
 PRETRAINED = MappingProxyType({
     "shapes-IN": PretrainedModel("shapes-IN", "shapes-IN.pt", "IN", "shapes", fg_ari=0.8580,
                                  mse=7.616e-04, steps=12000, seconds=762,
@@ -73,6 +80,18 @@ PRETRAINED = MappingProxyType({
     "shapes-vanilla": PretrainedModel("shapes-vanilla", "shapes-vanilla.pt", "vanilla", "shapes",
                                       fg_ari=0.8553, mse=1.546e-03,
                                       steps=12000, seconds=884, command=_command("vanilla", 12000)),
+    # Where colour fails (issue #11): decoder masks (`cpu-objects`); the colour-only control scores about 0.005
+    # on same-hue and 0.38 on clevr-mirror (BENCHMARKS.md, "Objects, not colours"). Seconds: 1 torch thread
+    # with another run beside it.
+    "same-hue-IN": PretrainedModel("same-hue-IN", "same-hue-IN.pt", "IN", "same-hue", fg_ari=0.4620,
+                                   mse=8.598e-03, steps=8000, seconds=1079,
+                                   command=_objects_command("same-hue", "IN")),
+    "same-hue-vanilla": PretrainedModel("same-hue-vanilla", "same-hue-vanilla.pt", "vanilla", "same-hue",
+                                        fg_ari=0.4622, mse=9.647e-03, steps=8000, seconds=1089,
+                                        command=_objects_command("same-hue", "vanilla")),
+    "clevr-mirror-IN": PretrainedModel("clevr-mirror-IN", "clevr-mirror-IN.pt", "IN", "clevr-mirror",
+                                       fg_ari=0.2140, mse=4.670e-03, steps=8000, seconds=1151,
+                                       command=_objects_command("clevr-mirror", "IN")),
 })
 
 

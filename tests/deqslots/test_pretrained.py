@@ -19,7 +19,9 @@ def test_shipped_checkpoint_scores_what_it_documents(name):
     # the fixed test batch is generated deterministically, so only float summation order may differ
     assert result["fg_ari"] == pytest.approx(entry.fg_ari, abs=2e-3)
     assert result["mse"] == pytest.approx(entry.mse, rel=2e-2)
-    assert entry.fg_ari >= 0.8  # real object discovery, not a placeholder
+    # real training, not a placeholder: shapes is discovered (by colour, like k-means on colour); same-hue
+    # stands 0.45 above its colour control (0.005); clevr-mirror stays below its (0.38): BENCHMARKS.md
+    assert entry.fg_ari >= {"shapes": 0.8, "same-hue": 0.4, "clevr-mirror": 0.2}[entry.data]
     assert f"--variant {entry.variant}" in entry.command and f"--steps {entry.steps}" in entry.command
 
 
@@ -34,7 +36,7 @@ def test_eval_pretrained_cli_prints_and_writes_segmentations(tmp_path, capsys):
 
 def test_eval_pretrained_bad_input(capsys):
     assert main(["eval", "--pretrained", "shapes-XX"]) == 2
-    assert "unknown pretrained model 'shapes-XX'; choose one of shapes-IN, shapes-vanilla" in capsys.readouterr().err
+    assert "unknown pretrained model 'shapes-XX'; choose one of clevr-mirror-IN, same-hue-IN, same-hue-vanilla, shapes-IN, shapes-vanilla" in capsys.readouterr().err
     assert main(["eval", "some/run", "--pretrained", "shapes-IN"]) == 2
     assert "not both" in capsys.readouterr().err
     assert main(["eval"]) == 2
