@@ -24,8 +24,7 @@ import torch
 
 import solvers
 from benchmarks.problems import _unit_spectral, slot_attention_map
-from benchmarks.solver_perf import saved_bytes
-from benchmarks.suites.common import RunContext, SuiteResult, Table, median, time_call
+from benchmarks.suites.common import RunContext, SuiteResult, Table, median, saved_bytes, time_call
 
 __all__ = ["run", "TABLES", "COST_COLUMNS", "FIDELITY_COLUMNS", "ADJOINT_COLUMNS"]
 

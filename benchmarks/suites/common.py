@@ -1,32 +1,47 @@
-"""What every suite shares: the run context, the results document, timing, and writing the outputs.
+"""What every suite shares: the run context, the results document, timing, formatting, writing the outputs.
 
 A suite returns a :class:`SuiteResult`: named tables (declared columns, one dict per row), notes and plots.
-:func:`write_suite` turns it into ``DIR/results.json`` (every raw figure, the machine, torch version and
-command), ``DIR/report.md`` and the PNGs. The schema is fixed by :data:`SCHEMA_VERSION` and checked by
-:func:`validate_results`, which the tests call.
+:func:`write_suite` turns it into ``DIR/results.json`` (every raw figure, the machine, versions, date and
+command) and ``DIR/report.md`` (:func:`render_document` of that very file, so the report and
+``python -m benchmarks render`` print the same tables). The schema is fixed by :data:`SCHEMA_VERSION` and
+checked by :func:`validate_results`, which the runner and the tests call. Measurement helpers that more than
+one suite needs live here too, since no suite imports another.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
+import math
 import os
+import platform
+import statistics
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
+import numpy as np
 import torch
 
-from benchmarks.solver_perf import fmt, table
-
 __all__ = ["SCHEMA_VERSION", "SIZES", "RunContext", "Table", "SuiteResult", "resolve_device", "sync", "time_call",
-           "median", "write_suite", "validate_results", "render_tables"]
+           "median", "median_ms", "write_suite", "validate_results", "render_tables", "render_document", "fmt",
+           "table", "machine", "Counter", "TimedMap", "count_vjps", "saved_bytes", "rows_table", "load_average",
+           "Budget", "UsageError", "source_line", "step_rates"]
 
 SCHEMA_VERSION = 1
 # tiny: the test suite's size; quick: ~2 minutes; cpu: the variants study at CPU scale (that suite's default);
 # full: the largest sizes (every other suite's default)
 SIZES = ("tiny", "quick", "cpu", "full")
 TOP_KEYS = ("schema", "suite", "command", "machine", "settings", "wall_s", "tables", "plots", "notes")
+# what a reader needs to judge a figure: the hardware, the library versions and when it was measured
+MACHINE_KEYS = ("cpu", "cores", "threads", "python", "torch", "numpy", "date", "device")
+
+
+class UsageError(ValueError):
+    """Bad command-line input to a suite; the runner prints it (no traceback) and exits with status 2."""
 
 
 @dataclass(frozen=True)
@@ -58,11 +73,22 @@ class RunContext:
 
 @dataclass
 class Table:
-    """A results table: declared columns and rows holding every one of them."""
+    """A results table: declared columns and rows holding every one of them.
+
+    Attributes:
+        description: what the rows are and how they were measured (printed above the table).
+        columns: the declared columns, in order.
+        rows: one dict per row, keys = ``columns``.
+        views: ``(title, columns)`` pairs: the report prints one markdown table per view (a wide table split
+            in two); empty = one table of every column.
+        in_report: False keeps the table in results.json only (e.g. thousands of per-step rows).
+    """
 
     description: str
     columns: tuple[str, ...]
     rows: list[dict] = field(default_factory=list)
+    views: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    in_report: bool = True
 
     def add(self, **row: Any) -> dict:
         """Append a row; a missing or unknown column is a bug in the suite, so it raises."""
@@ -71,6 +97,16 @@ class Table:
             raise KeyError(f"row columns differ from the table's: missing {sorted(missing)}, extra {sorted(extra)}")
         self.rows.append({c: row[c] for c in self.columns})
         return self.rows[-1]
+
+
+def rows_table(description: str, rows: Sequence[dict], **kwargs: Any) -> Table:
+    """A :class:`Table` of row dicts whose columns are the union of their keys (first seen first; a row
+    lacking a column gets None there), for measurements that build their rows as dicts."""
+    columns = tuple(dict.fromkeys(k for r in rows for k in r))
+    tab = Table(description, columns, **kwargs)
+    for r in rows:
+        tab.add(**{c: r.get(c) for c in columns})
+    return tab
 
 
 @dataclass
@@ -82,7 +118,6 @@ class SuiteResult:
     tables: dict[str, Table] = field(default_factory=dict)
     plots: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    report: str = ""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -111,11 +146,201 @@ def time_call(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
 
 
 def median(values: Sequence[float]) -> float:
+    """Median of the non-NaN values (NaN when there are none)."""
     vals = sorted(v for v in values if v == v)
     if not vals:
         return float("nan")
     mid = len(vals) // 2
     return vals[mid] if len(vals) % 2 else 0.5 * (vals[mid - 1] + vals[mid])
+
+
+def median_ms(times: Sequence[float]) -> float:
+    """Median of seconds, in milliseconds (NaN for no times)."""
+    return 1e3 * statistics.median(times) if times else float("nan")
+
+
+class Budget:
+    """A wall-clock allowance: ``left()`` seconds remain; ``over()`` once it is spent.
+
+    Args:
+        seconds: the allowance, counted from construction.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.start = time.perf_counter()
+
+    def left(self) -> float:
+        return self.seconds - (time.perf_counter() - self.start)
+
+    def over(self) -> bool:
+        return self.left() <= 0
+
+
+def step_rates(runs: dict[str, tuple[torch.nn.Module, torch.optim.Optimizer]],
+               loss_fn: Callable[[torch.nn.Module], torch.Tensor], rounds: int, device: torch.device,
+               budget: Optional[Budget] = None, counts: Optional[dict[str, int]] = None) -> dict[str, float]:
+    """Median training steps/s of each named (model, optimiser), timed in interleaved rounds.
+
+    One step (``loss_fn(model)``, backward, optimiser step) of every run per round, the order alternating
+    between rounds, so that load from other processes hits all alike; round 0 is a warm-up. ``budget``
+    stops after the round in which it ran out (at least one timed round); ``counts`` receives the number of
+    timed steps of each run.
+    """
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
+    for round_ in range(rounds + 1):
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            model, opt = runs[name]
+            sync(device)
+            start = time.perf_counter()
+            loss = loss_fn(model)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sync(device)
+            if round_:
+                times[name].append(time.perf_counter() - start)
+        if round_ and budget is not None and budget.over():
+            break
+    if counts is not None:
+        counts.update({name: len(t) for name, t in times.items()})
+    return {name: 1.0 / statistics.median(t) for name, t in times.items()}
+
+
+def load_average() -> Optional[float]:
+    """The 1-minute load average (None where the OS has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+class Counter:
+    """Wrap a map and count its calls (the same wrapper is used for every library)."""
+
+    def __init__(self, f: Callable) -> None:
+        self.f = f
+        self.calls = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return self.f(*args, **kwargs)
+
+
+class TimedMap:
+    """Wrap a map and add up the wall time spent inside it."""
+
+    def __init__(self, f: Callable) -> None:
+        self.f = f
+        self.total = 0.0
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        start = time.perf_counter()
+        out = self.f(z)
+        self.total += time.perf_counter() - start
+        return out
+
+
+@contextlib.contextmanager
+def count_vjps() -> Iterator[dict]:
+    """Count calls of torch.autograd.grad (the adjoint solvers compute J^T v with it)."""
+    original = torch.autograd.grad
+    box = {"calls": 0}
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        box["calls"] += 1
+        return original(*args, **kwargs)
+
+    torch.autograd.grad = counted
+    try:
+        yield box
+    finally:
+        torch.autograd.grad = original
+
+
+def saved_bytes(fn: Callable[[], torch.Tensor], exclude: tuple[torch.Tensor, ...] = ()) -> tuple[int, int]:
+    """Bytes of the distinct storages autograd saves while ``fn`` builds its graph, and the tensor count.
+
+    Storages of ``exclude`` (the parameters and inputs, which exist whatever the backward mode) are left
+    out, so the number is the memory the backward mode itself keeps alive.
+    """
+    skip = {t.untyped_storage().data_ptr() for t in exclude}
+    storages: dict[int, int] = {}
+    count = [0]
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        count[0] += 1
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in skip:
+            storages[ptr] = max(storages.get(ptr, 0), t.untyped_storage().nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    out.sum().backward()  # the graph must be usable
+    return sum(storages.values()), count[0]
+
+
+def fmt(x: Any, digits: int = 3) -> str:
+    """A table cell: yes/no, integers as they are, floats to ``digits`` significant digits, None/NaN as '-'."""
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return str(x)
+    if x is None or (isinstance(x, float) and math.isnan(x)) or x == "nan":
+        return "-"
+    if isinstance(x, float):
+        if x != 0 and (abs(x) < 1e-2 or abs(x) >= 1e6):
+            return f"{x:.2e}"
+        if abs(x) >= 100:
+            return f"{x:.0f}"
+        return f"{x:.{digits}g}"
+    if isinstance(x, (list, tuple)):
+        return ", ".join(fmt(v, digits) for v in x)
+    return str(x).replace("|", "\\|").replace("\n", " ")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A markdown table of ``rows`` (cells through :func:`fmt`)."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(fmt(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _optional_version(module: str) -> Optional[str]:
+    try:
+        return str(__import__(module).__version__)
+    except Exception:
+        return None
+
+
+def machine() -> dict:
+    """The machine and library versions a figure was measured with, the date, and the load average."""
+    model = platform.processor() or "unknown"
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except Exception:
+        pass
+    torchdeq = _optional_version("torchdeq")
+    if torchdeq is None:
+        try:
+            import torchdeq as _td  # noqa: F401  (0.1.0 has no __version__)
+            torchdeq = "0.1.0"
+        except Exception:
+            pass
+    return {
+        "cpu": model, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+        "python": platform.python_version(), "torch": torch.__version__, "torchdeq": torchdeq,
+        "scipy": _optional_version("scipy"), "numpy": np.__version__,
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "load_avg_start": load_average(),
+    }
 
 
 def _jsonable(value: Any) -> Any:
@@ -127,26 +352,67 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if isinstance(value, torch.Tensor):
         return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
 
 
-def render_tables(result: SuiteResult, only: Optional[Iterable[str]] = None) -> str:
-    """Markdown of the tables (description, then the table) in the order they were created."""
+def source_line(doc: dict, path: Optional[str] = None) -> str:
+    """``Source: `COMMAND` -> PATH (date, machine)``: the line that names where a rendered table came from."""
+    m = doc.get("machine", {})
+    where = f" -> `{path}`" if path else ""
+    gpu = f", {m['gpu']}" if m.get("gpu") else ""
+    return (f"Source: `{doc.get('command')}`{where} ({m.get('date')}; {m.get('cpu')}{gpu}, {m.get('cores')} cores, "
+            f"{m.get('threads')} torch threads; torch {m.get('torch')}; load average {fmt(m.get('load_avg_start'))} "
+            f"at start, {fmt(m.get('load_avg_end'))} at end; {fmt(doc.get('wall_s'))} s).")
+
+
+def render_tables(doc: dict, path: Optional[str] = None, only: Optional[Iterable[str]] = None,
+                  every: bool = False) -> str:
+    """Markdown of a results document's tables, each headed by its description and source line.
+
+    Args:
+        doc: a parsed results.json of one suite.
+        path: the results file, named in each table's source line.
+        only: table names to print (None: those marked for the report, or all with ``every``).
+        every: also print tables kept out of the report (``in_report`` false).
+    """
     parts = []
-    for name, tab in result.tables.items():
-        if only is not None and name not in only:
+    source = source_line(doc, path)
+    for name, tab in doc["tables"].items():
+        if only is not None:
+            if name not in only:
+                continue
+        elif not (every or tab.get("in_report", True)):
             continue
-        parts += [f"#### {result.suite}: {name}", "", tab.description, "",
-                  table(list(tab.columns), [[r[c] for c in tab.columns] for r in tab.rows]), ""]
+        views = tab.get("views") or [[name, tab["columns"]]]
+        for title, columns in views:
+            head = name if title == name else f"{name}: {title}"
+            parts += [f"#### {doc['suite']}: {head}", "", tab["description"], "", source, "",
+                      table(list(columns), [[r.get(c) for c in columns] for r in tab["rows"]]), ""]
     return "\n".join(parts)
+
+
+def render_document(doc: dict, path: Optional[str] = None) -> str:
+    """The report.md of one suite: machine and command, notes, plots, then the tables."""
+    m = doc["machine"]
+    head = [f"### {doc['suite']}", "",
+            f"Machine: {m.get('cpu')}, {m.get('cores')} cores, torch.set_num_threads({m.get('threads')}), device "
+            f"{m.get('device')}{', ' + m['gpu'] if m.get('gpu') else ''}; python {m.get('python')}, torch "
+            f"{m.get('torch')}, torchdeq {m.get('torchdeq')}, scipy {m.get('scipy')}. Date {m.get('date')}. 1-min "
+            f"load average {fmt(m.get('load_avg_start'))} at start, {fmt(m.get('load_avg_end'))} at end. Command: "
+            f"`{doc['command']}` ({fmt(doc.get('wall_s'))} s).", ""]
+    head += [f"- {note}" for note in doc["notes"]] + ([""] if doc["notes"] else [])
+    head += [f"![{p}]({p})" for p in doc["plots"]] + ([""] if doc["plots"] else [])
+    return "\n".join(head) + "\n" + render_tables(doc, path) + "\n"
 
 
 def suite_document(result: SuiteResult, ctx: RunContext, wall_s: float, info: dict) -> dict:
     """The results.json document of one suite."""
     info = dict(info)
-    info["load_avg_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    info["load_avg_end"] = load_average()
     info["device"] = str(ctx.device)
     if ctx.device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(ctx.device)
@@ -155,46 +421,48 @@ def suite_document(result: SuiteResult, ctx: RunContext, wall_s: float, info: di
         "settings": {"size": ctx.size, "seeds": ctx.seeds, "device": str(ctx.device), **ctx.overrides,
                      **result.settings},
         "wall_s": round(wall_s, 2),
-        "tables": {name: {"description": t.description, "columns": list(t.columns), "rows": t.rows}
+        "tables": {name: {"description": t.description, "columns": list(t.columns), "rows": t.rows,
+                          "views": [[title, list(cols)] for title, cols in t.views], "in_report": t.in_report}
                    for name, t in result.tables.items()},
         "plots": result.plots, "notes": result.notes,
     })
 
 
 def write_suite(result: SuiteResult, ctx: RunContext, wall_s: float, info: dict) -> dict:
-    """Write results.json and report.md into ``ctx.out`` (plots are already there); return the document."""
+    """Write results.json and report.md into ``ctx.out`` (plots are already there); return the document.
+
+    The document is validated first, so a suite that breaks the schema fails here, not in a later reader.
+    """
     doc = suite_document(result, ctx, wall_s, info)
+    validate_results(doc)
     ctx.out.mkdir(parents=True, exist_ok=True)
-    m = doc["machine"]
-    head = [f"### {result.suite}", "",
-            f"Machine: {m.get('cpu')}, {m.get('cores')} cores, torch.set_num_threads({m.get('threads')}), device "
-            f"{m.get('device')}; python {m.get('python')}, torch {m.get('torch')}, torchdeq {m.get('torchdeq')}, "
-            f"scipy {m.get('scipy')}. Date {m.get('date')}. 1-min load average {fmt(m.get('load_avg_start'))} at "
-            f"start, {fmt(m.get('load_avg_end'))} at end. Command: `{ctx.command}` ({wall_s:.0f} s).", ""]
-    head += [f"- {note}" for note in result.notes] + ([""] if result.notes else [])
-    head += [f"![{p}]({p})" for p in result.plots] + ([""] if result.plots else [])
-    (ctx.out / "report.md").write_text("\n".join(head) + "\n" + (result.report or render_tables(result)) + "\n")
+    (ctx.out / "report.md").write_text(render_document(doc, str(ctx.out / "results.json")))
     tmp = ctx.out / "results.json.tmp"
     tmp.write_text(json.dumps(doc, indent=1))
     tmp.replace(ctx.out / "results.json")
     return doc
 
 
-def validate_results(doc: dict, expected_tables: Optional[dict[str, Sequence[str]]] = None) -> None:
+def validate_results(doc: dict, expected_tables: Optional[dict[str, Optional[Sequence[str]]]] = None) -> None:
     """Raise ValueError unless ``doc`` follows the results.json schema (and holds the expected tables).
 
     Args:
         doc: a parsed results.json of one suite.
-        expected_tables: table name -> columns it must declare (all rows must hold every declared column).
+        expected_tables: table name -> columns it must declare (None: any columns); all rows must hold every
+            declared column.
     """
+    if not isinstance(doc, dict):
+        raise ValueError(f"a results document is a JSON object; got {type(doc).__name__}")
     missing = [k for k in TOP_KEYS if k not in doc]
     if missing:
         raise ValueError(f"results.json lacks {missing}")
     if doc["schema"] != SCHEMA_VERSION:
         raise ValueError(f"schema {doc['schema']} != {SCHEMA_VERSION}")
-    for key in ("torch", "cpu", "date", "device"):
+    for key in MACHINE_KEYS:
         if key not in doc["machine"]:
             raise ValueError(f"machine lacks {key}")
+    if not isinstance(doc["command"], str) or not doc["command"].startswith("python -m benchmarks"):
+        raise ValueError(f"command {doc['command']!r} is not a `python -m benchmarks ...` command line")
     for name, tab in doc["tables"].items():
         for key in ("description", "columns", "rows"):
             if key not in tab:
@@ -204,8 +472,12 @@ def validate_results(doc: dict, expected_tables: Optional[dict[str, Sequence[str
         for i, row in enumerate(tab["rows"]):
             if list(row) != list(tab["columns"]):
                 raise ValueError(f"table {name} row {i} columns {list(row)} != declared {tab['columns']}")
+        for title, columns in tab.get("views") or []:
+            unknown = set(columns) - set(tab["columns"])
+            if unknown:
+                raise ValueError(f"table {name} view {title!r} names undeclared columns {sorted(unknown)}")
     for name, columns in (expected_tables or {}).items():
         if name not in doc["tables"]:
             raise ValueError(f"table {name} missing (have {sorted(doc['tables'])})")
-        if list(doc["tables"][name]["columns"]) != list(columns):
+        if columns is not None and list(doc["tables"][name]["columns"]) != list(columns):
             raise ValueError(f"table {name} columns {doc['tables'][name]['columns']} != {list(columns)}")

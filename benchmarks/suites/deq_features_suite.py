@@ -1,6 +1,6 @@
-"""What the DEQ-training features of ``solvers`` cost or save: compaction of converged samples, weights once per solve.
+"""Suite ``deq-features``: what compaction of converged samples and weights once per solve cost or save.
 
-Run ``python -m benchmarks.deq_features_perf [--tiny] [--out DIR] [--threads N] [--repeats N]`` on an idle
+Run ``python -m benchmarks deq-features [--quick] [--out DIR] [--threads N] [--repeats N]`` on an idle
 machine. Sections:
 
 (a) compaction: a batch of 32 tanh-DEQ samples, 16 converging in about 3 steps and 16 in about 60 (per-sample
@@ -11,26 +11,25 @@ machine. Sections:
     time per evaluation of f (solve time / nfe) with ``cache_weights=True`` and ``False``, training step
     (forward + onestep backward) and no-grad solve.
 
-Times are medians over interleaved repeats with ``torch.set_num_threads`` fixed. The tables are printed as
-markdown and written with the raw numbers to ``DIR/report.md`` and ``DIR/results.json`` (default
-``runs/bench/deq_features``).
+Times are medians over interleaved repeats with ``torch.set_num_threads`` fixed. The tables go to
+``DIR/report.md`` and with the raw numbers to ``DIR/results.json`` (default ``runs/bench/deq-features``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
-from pathlib import Path
-from typing import Callable, Optional, Sequence
+from types import MappingProxyType
+from typing import Callable
 
 import torch
 
 import solvers
-from benchmarks.solver_perf import machine
+from benchmarks.suites.common import RunContext, SuiteResult, UsageError, rows_table
 
-__all__ = ["main", "mixed_batch", "compaction", "weight_caching"]
+__all__ = ["run", "add_arguments", "TABLES", "mixed_batch", "compaction", "weight_caching"]
+
+TABLES = MappingProxyType({"compaction": None, "weight_caching": None})
 
 
 def _interleaved(cases: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
@@ -137,47 +136,29 @@ def _caching_row(kind: str, batch: int, dim: int, iters: int, repeats: int) -> d
     }
 
 
-def _table(rows: list[dict], columns: Sequence[str]) -> str:
-    def fmt(v: object) -> str:
-        return f"{v:.3g}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fmt(r[c]) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
+def add_arguments(group) -> None:
+    """The suite's own options."""
+    group.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default 15; quick 7; tiny 2)")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true", help="tiny sizes and 2 repeats (checks that it runs)")
-    parser.add_argument("--out", default="runs/bench/deq_features", help="folder for results.json and report.md")
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default 15; tiny 2)")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    repeats = args.repeats or (2 if args.tiny else 15)
-    dim = 32 if args.tiny else 512
-    results = {
-        "machine": machine(),
-        "command": "python -m benchmarks.deq_features_perf" + (" --tiny" if args.tiny else ""),
-        "compaction": compaction(dim, repeats),
-        "weight_caching": weight_caching(8 if args.tiny else 32, dim, 5 if args.tiny else 30, repeats),
-    }
-    report = "\n\n".join([
-        "(a) compaction: B=32, 16 samples fast and 16 slow; ms per no-grad solve",
-        _table(results["compaction"], ["forward", "dim", "nfe", "fast_steps", "slow_steps", "ms_all", "ms_compact",
-                                       "ms_slow_alone", "compact_over_slow_alone", "all_over_slow_alone"]),
-        "(b) parametrized weight computed once per solve (cache_weights) vs at every call of f",
-        _table(results["weight_caching"], ["norm", "batch", "dim", "nfe", "ms_per_f_solve_cached",
-                                           "ms_per_f_solve_per_call", "speedup_solve", "ms_train_cached",
-                                           "ms_train_per_call", "speedup_train"]),
-    ])
-    print(report)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(report + "\n")
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    return results
-
-
-if __name__ == "__main__":
-    main()
+def run(ctx: RunContext, bar) -> SuiteResult:
+    """Both sections at ``ctx.size``; ``bar`` advances once per section."""
+    repeats = ctx.overrides.get("repeats") or {"tiny": 2, "quick": 7}.get(ctx.size, 15)
+    if repeats < 1:
+        raise UsageError("--repeats must be >= 1")
+    tiny = ctx.size == "tiny"
+    dim = 32 if tiny else 512
+    result = SuiteResult("deq-features", {"repeats": repeats, "dim": dim})
+    bar.reset(total=2)
+    result.tables["compaction"] = rows_table(
+        "(a) compaction: B=32, 16 samples fast (c=0.03, about 3 steps) and 16 slow (c=0.86, about 60); ms per "
+        "no-grad solve (tol 1e-4) with every sample evaluated at every step (ms_all), with compact=True "
+        "(ms_compact), and of the slow half alone (ms_slow_alone, the target); fast_steps / slow_steps = mean steps "
+        "each half took.", compaction(dim, repeats))
+    bar.update()
+    result.tables["weight_caching"] = rows_table(
+        "(b) parametrized weight (spectral_norm / weight_norm) computed once per solve (cache_weights=True) vs at "
+        "every call of f: ms per evaluation of f in a no-grad solve, ms of a training step (forward + onestep "
+        "backward), and the speed-ups.", weight_caching(8 if tiny else 32, dim, 5 if tiny else 30, repeats))
+    bar.update()
+    return result

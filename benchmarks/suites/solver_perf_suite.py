@@ -1,6 +1,6 @@
-"""Solver performance: ours vs torchdeq 0.1.0 and scipy.optimize, memory of the backward modes, overhead.
+"""Suite ``solver-perf``: ours vs torchdeq 0.1.0 and scipy.optimize, memory of the backward modes, overhead.
 
-Run ``python -m benchmarks.solver_perf [--quick] [--out DIR] [--threads N]``. Sections:
+Run ``python -m benchmarks solver-perf [--quick] [--out DIR] [--threads N] [--only SECTIONS]``. Sections:
 
 (a) forward solves, ours vs torchdeq (fixed_point_iter / anderson_solver / broyden_solver), same problem,
     tolerance, stop mode and max_iter; f evaluations counted by one wrapper for both libraries;
@@ -13,34 +13,27 @@ Run ``python -m benchmarks.solver_perf [--quick] [--out DIR] [--threads N]``. Se
 (e) solver overhead: solve time / (nfe x median time of one f call).
 
 Times are medians over interleaved repeats (ours and the other library alternate, order flipped every
-repeat) with ``torch.set_num_threads`` fixed. Tables are printed as markdown and written, with the raw
-numbers, to ``DIR/report.md`` and ``DIR/results.json`` (default ``runs/bench/solver_perf``).
+repeat) with ``torch.set_num_threads`` fixed. Tables go to ``DIR/report.md`` and, with the raw numbers, to
+``DIR/results.json`` (default ``runs/bench/solver-perf``).
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import datetime
 import functools
-import json
-import math
-import os
-import platform
 import statistics
-import subprocess
-import sys
 import time
 import warnings
-from typing import Callable
+from types import MappingProxyType
 
 import numpy as np
 import torch
 
 import solvers
 from benchmarks.problems import TanhDEQ, bratu, broyden_tridiagonal, h_equation, tanh_deq
+from benchmarks.suites.common import (Counter, RunContext, SuiteResult, TimedMap, UsageError, count_vjps, median_ms,
+                                      rows_table, saved_bytes)
 
-try:  # optional competitors
+try:  # optional competitors: a section whose library is missing is skipped and a note says so
     import torchdeq
     from torchdeq import get_deq
     from torchdeq.solver import anderson_solver, broyden_solver, fixed_point_iter
@@ -52,98 +45,11 @@ try:
 except Exception:  # pragma: no cover
     scipy = None
 
+__all__ = ["run", "add_arguments", "TABLES", "bench_forward", "bench_training", "bench_scipy", "bench_memory",
+           "bench_overhead"]
 
-# ----------------------------------------------------------------------------------------------------
-# helpers
-
-
-class Counter:
-    """Wrap a map and count its calls (the same wrapper is used for every library)."""
-
-    def __init__(self, f: Callable) -> None:
-        self.f = f
-        self.calls = 0
-
-    def __call__(self, *args, **kwargs):
-        self.calls += 1
-        return self.f(*args, **kwargs)
-
-
-class TimedMap:
-    """Wrap a map and add up the wall time spent inside it."""
-
-    def __init__(self, f: Callable) -> None:
-        self.f = f
-        self.total = 0.0
-
-    def __call__(self, z):
-        start = time.perf_counter()
-        out = self.f(z)
-        self.total += time.perf_counter() - start
-        return out
-
-
-@contextlib.contextmanager
-def count_vjps():
-    """Count calls of torch.autograd.grad (both libraries compute J^T v with it)."""
-    original = torch.autograd.grad
-    box = {"calls": 0}
-
-    def counted(*args, **kwargs):
-        box["calls"] += 1
-        return original(*args, **kwargs)
-
-    torch.autograd.grad = counted
-    try:
-        yield box
-    finally:
-        torch.autograd.grad = original
-
-
-def median_ms(times: list[float]) -> float:
-    return 1e3 * statistics.median(times) if times else float("nan")
-
-
-def fmt(x, digits=3) -> str:
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, int):
-        return str(x)
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    if isinstance(x, float):
-        if x != 0 and (abs(x) < 1e-2 or abs(x) >= 1e6):
-            return f"{x:.2e}"
-        if abs(x) >= 100:
-            return f"{x:.0f}"
-        return f"{x:.{digits}g}"
-    return str(x)
-
-
-def table(headers: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(fmt(v) for v in row) + " |")
-    return "\n".join(lines)
-
-
-def machine() -> dict:
-    model = platform.processor() or "unknown"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-    except Exception:
-        pass
-    return {
-        "cpu": model, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
-        "python": platform.python_version(), "torch": torch.__version__,
-        "torchdeq": getattr(torchdeq, "__version__", "0.1.0") if torchdeq else None,
-        "scipy": scipy.__version__ if scipy else None, "numpy": np.__version__,
-        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        "load_avg_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
+SECTIONS = MappingProxyType({"a": "forward", "b": "training", "c": "scipy", "d": "memory", "e": "overhead"})
+TABLES = MappingProxyType({name: None for name in SECTIONS.values()})
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -333,9 +239,9 @@ def _training_row(cfg: dict, steps: int, warmup: int) -> dict:
 # (c) scipy.optimize
 
 
-def bench_scipy(f_tols, repeats: int) -> list[dict]:
+def bench_scipy(f_tols, repeats: int, problems=None) -> list[dict]:
     rows = []
-    problems = [h_equation(), bratu(), broyden_tridiagonal()]
+    problems = problems or [h_equation(), bratu(), broyden_tridiagonal()]
     for prob in problems:
         f_t, z0_t = prob.make(1, torch.float64)
         x0 = z0_t[0].numpy().copy()
@@ -394,29 +300,6 @@ def bench_scipy(f_tols, repeats: int) -> list[dict]:
 
 # ----------------------------------------------------------------------------------------------------
 # (d) saved memory of the backward modes
-
-
-def saved_bytes(fn: Callable[[], torch.Tensor], exclude: tuple[torch.Tensor, ...] = ()) -> tuple[int, int]:
-    """Bytes of the distinct storages autograd saves while ``fn`` builds its graph, and the tensor count.
-
-    Storages of ``exclude`` (the parameters and inputs, which exist whatever the backward mode) are left
-    out, so the number is the memory the backward mode itself keeps alive.
-    """
-    skip = {t.untyped_storage().data_ptr() for t in exclude}
-    storages: dict[int, int] = {}
-    count = [0]
-
-    def pack(t: torch.Tensor):
-        count[0] += 1
-        ptr = t.untyped_storage().data_ptr()
-        if ptr not in skip:
-            storages[ptr] = max(storages.get(ptr, 0), t.untyped_storage().nbytes())
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    out.sum().backward()  # the graph must be usable
-    return sum(storages.values()), count[0]
 
 
 def bench_memory(iters, batch=32, dim=256) -> list[dict]:
@@ -508,144 +391,105 @@ def bench_overhead(batches, dims, repeats: int, iters: int = 30) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------------------------
-# report
+# the suite
 
 
-def render(results: dict) -> str:
-    m = results["machine"]
-    out = [f"Machine: {m['cpu']}, {m['cores']} cores, torch.set_num_threads({m['threads']}); python {m['python']}, "
-           f"torch {m['torch']}, torchdeq {m['torchdeq']}, scipy {m['scipy']}, numpy {m['numpy']}. "
-           f"Date {m['date']}. Command: `{results['command']}` ({results['wall_s']:.0f} s). 1-min load average "
-           f"{fmt(m.get('load_avg_start'))} at start, {fmt(m.get('load_avg_end'))} at end (other jobs share the "
-           "machine; ours and the reference runs are interleaved, so ratios are fairer than absolute times).", ""]
-    if results.get("forward"):
-        out += ["### (a) Forward solves: ours vs torchdeq 0.1.0", "",
-                "Same f, z0, tol, stop mode, max_iter; each library with its default solver options (ours: "
-                "Anderson(memory=5, ridge=1e-8 relative), Broyden(memory=None: every update kept); torchdeq: "
-                "anderson m=6 lam=1e-4, "
-                "broyden memory=max_iter). nfe = calls of f counted by one wrapper. res = max over the batch of "
-                "||f(z)-z|| recomputed for the returned z. Time = median ms. 'f only / tdeq' = time of our nfe "
-                "bare f calls over torchdeq's solve time: the best ratio any solver making our nfe evaluations "
-                "could reach.", ""]
-        out.append(table(
-            ["problem", "B", "dtype", "tol", "solver", "nfe ours", "nfe tdeq", "ms ours", "ms tdeq", "ours/tdeq",
-             "f only / tdeq", "res ours", "res tdeq", "ok ours", "ok tdeq"],
-            [[r["problem"], r["B"], r["dtype"], r["tol"], r["solver"], r["nfe_ours"], r["nfe_torchdeq"],
-              r["ms_ours"], r["ms_torchdeq"], r["ratio"], r["floor"], r["res_ours"], r["res_torchdeq"],
-              r["ok_ours"], r["ok_torchdeq"]] for r in results["forward"]]))
-        out.append("")
-    if results.get("training"):
-        out += ["### (b) IFT training step: ours vs torchdeq `get_deq(ift=True)`", "",
-                "Tanh DEQ layer z = tanh(z W + U x), readout V z, squared-error loss, Adam. Forward Anderson, "
-                "backward: implicit gradient with a Broyden adjoint solve (abs tol), then loss.backward() and "
-                "optimizer.step(). f evals = calls of the layer map (forward solve + applications with grad); "
-                "vjps = calls of torch.autograd.grad (adjoint solver); both medians per step. adjoint conv. = "
-                "fraction of steps whose adjoint residual met b_tol. grad diff = relative difference of the "
-                "two libraries' parameter gradients at identical parameters on the first batch.", ""]
-        out.append(table(
-            ["B", "d", "f_tol", "b_tol", "ms ours", "ms tdeq", "ours/tdeq", "f evals ours", "f evals tdeq",
-             "vjps ours", "vjps tdeq", "adjoint conv. ours", "adjoint conv. tdeq", "grad diff"],
-            [[r["B"], r["d"], r["f_tol"], r["b_tol"], r["ms_ours"], r["ms_torchdeq"], r["ratio"],
-              r["f_evals_ours"], r["f_evals_torchdeq"], r["vjps_ours"], r["vjps_torchdeq"],
-              r["adjoint_converged_ours"], r["adjoint_converged_torchdeq"], r["grad_rel_diff_step0"]]
-             for r in results["training"]]))
-        out.append("")
-    if results.get("scipy"):
-        out += ["### (c) f evaluations vs scipy.optimize (float64, one system)", "",
-                "scipy solves F(x) = x - G(x) = 0 and stops on max|F| <= f_tol; ours and torchdeq stop on "
-                "||G(x) - x||_2 <= f_tol (at least as strict). nfe = calls of F (scipy) or G (others), counted "
-                "by a wrapper. check = error against the problem's known fact.", ""]
-        out.append(table(["problem", "f_tol", "method", "nfe", "max-norm residual", "ok", "ms", "check"],
-                         [[r["problem"], r["f_tol"], r["method"], r["nfe"], r["res_maxnorm"], r["ok"], r["ms"],
-                           r["check"]] for r in results["scipy"]]))
-        out.append("")
-    if results.get("memory"):
-        iters = sorted({r["iters"] for r in results["memory"]})
-        labels = list(dict.fromkeys(r["mode"] for r in results["memory"]))
-        out += ["### (d) Bytes saved for backward vs forward iterations (B=32, d=256, float32, tol=None)", "",
-                "Distinct storages packed by `torch.autograd.graph.saved_tensors_hooks` while the forward "
-                "runs, in KiB, leaving out the parameter W and the input x (present in every mode); one state "
-                "[32, 256] is 32 KiB. T = forward evaluations (tol=None makes it exact).", ""]
-        rows = []
-        for lab in labels:
-            mine = [r for r in results["memory"] if r["mode"] == lab]
-            vals = {r["iters"]: r["saved_bytes"] for r in mine}
-            rows.append([lab] + [vals[t] / 1024 for t in iters] + [mine[0]["bytes_per_iter"] / 1024])
-        out.append(table(["mode"] + [f"T={t}" for t in iters] + ["KiB per extra iteration"], rows))
-        out.append("")
-    if results.get("overhead"):
-        out += ["### (e) Solver overhead: solve time / (nfe x time of one f call)", "",
-                "tanh DEQ (c=0.9) float32, tol=None, 30 evaluations; f time = median of single calls, timed "
-                "in the same interleaved repeats as the solves. 'ratio' uses `solvers.fixed_point` (with its "
-                "structure checks), 'solve() ratio' the bare solver object. 'f inside' = mean time of one f call "
-                "measured inside the solve; 'solve() / inside' = bare solve time over the time spent in f.", ""]
-        out.append(table(["B", "d", "solver", "nfe", "f ms", "solve ms", "ratio", "solve() ratio", "f inside ms",
-                          "solve() / inside"],
-                         [[r["B"], r["d"], r["solver"], r["nfe"], r["f_ms"], r["solve_ms"], r["overhead"],
-                           r["overhead_raw"], r["f_inside_ms"], r["overhead_vs_inside"]] for r in results["overhead"]]))
-        out.append("")
-    return "\n".join(out)
+DESCRIPTIONS = MappingProxyType({
+    "forward": "(a) Forward solves, ours vs torchdeq 0.1.0. Same f, z0, tol, stop mode, max_iter; each library with "
+               "its default solver options (ours: Anderson(memory=5, ridge=1e-8 relative), Broyden(memory=None: every "
+               "update kept); torchdeq: anderson m=6 lam=1e-4, broyden memory=max_iter). nfe = calls of f counted by "
+               "one wrapper. res = max over the batch of ||f(z)-z|| recomputed for the returned z. ms = median. "
+               "ratio = ms ours / ms torchdeq; floor = time of our nfe bare f calls over torchdeq's solve time (the "
+               "best ratio any solver making our nfe evaluations could reach).",
+    "training": "(b) IFT training step, ours vs torchdeq `get_deq(ift=True)`. Tanh DEQ layer z = tanh(z W + U x), "
+                "readout V z, squared-error loss, Adam. Forward Anderson, backward: implicit gradient with a Broyden "
+                "adjoint solve (abs tol), then loss.backward() and optimizer.step(). f_evals = calls of the layer "
+                "map; vjps = calls of torch.autograd.grad (adjoint solver); both medians per step. "
+                "adjoint_converged = fraction of steps whose adjoint residual met b_tol. grad_rel_diff_step0 = "
+                "relative difference of the two libraries' parameter gradients at identical parameters on the "
+                "first batch.",
+    "scipy": "(c) f evaluations vs scipy.optimize (float64, one system). scipy solves F(x) = x - G(x) = 0 and stops "
+             "on max|F| <= f_tol; ours and torchdeq stop on ||G(x) - x||_2 <= f_tol (at least as strict). nfe = "
+             "calls of F (scipy) or G (others), counted by a wrapper. check = error against the problem's known "
+             "fact.",
+    "memory": "(d) Bytes saved for backward vs forward iterations (float32, tol=None so T is exact). Distinct "
+              "storages packed by `torch.autograd.graph.saved_tensors_hooks` while the forward runs, leaving out "
+              "the parameter W and the input x (present in every mode); in_states = that in units of one state "
+              "[B, d]; bytes_per_iter = slope over T.",
+    "overhead": "(e) Solver overhead: solve time / (nfe x time of one f call). tanh DEQ (c=0.9) float32, tol=None, "
+                "30 evaluations; f time = median of single calls, timed in the same interleaved repeats as the "
+                "solves. overhead uses `solvers.fixed_point` (with its structure checks), overhead_raw the bare "
+                "solver object; f_inside_ms = mean time of one f call inside the solve; overhead_vs_inside = bare "
+                "solve time over the time spent in f.",
+})
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (about a minute)")
-    parser.add_argument("--out", default="runs/bench/solver_perf", help="folder for results.json and report.md")
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
-    parser.add_argument("--only", default="abcde", help="sections to run, e.g. 'ac'")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    command = "python -m benchmarks.solver_perf " + " ".join(argv if argv is not None else sys.argv[1:])
-    start = time.time()
-    results: dict = {"machine": machine(), "command": command.strip(), "quick": args.quick}
-    if torchdeq is None:
-        print("torchdeq is not installed: sections (a) and (b) skipped")
-    quick = args.quick
-    if "a" in args.only and torchdeq is not None:
-        print("(a) forward solves vs torchdeq")
-        tanh_cfgs = ([(32, 256, 0.5), (32, 256, 0.9)] if quick else
-                     [(b, d, c) for b in (32, 64) for d in (256, 512) for c in (0.5, 0.9)])
-        configs = [{"problem": tanh_deq(d, c), "batch": b, "dtype": torch.float32, "tol": 1e-4, "max_iter": 50}
-                   for b, d, c in tanh_cfgs]
-        configs.append({"problem": tanh_deq(256, [0.3, 0.6, 0.9, 0.95]), "batch": 32, "dtype": torch.float32,
-                        "tol": 1e-4, "max_iter": 50})
-        configs.append({"problem": h_equation(), "batch": 1, "dtype": torch.float64, "tol": 1e-8, "max_iter": 100})
-        if not quick:
-            configs.append({"problem": h_equation(), "batch": 8, "dtype": torch.float64, "tol": 1e-8, "max_iter": 100})
-            configs.append({"problem": bratu(lam=[0.5, 1.0, 2.0, 3.0]), "batch": 8, "dtype": torch.float64,
-                            "tol": 1e-8, "max_iter": 100})
-            configs.append({"problem": broyden_tridiagonal(), "batch": 8, "dtype": torch.float64, "tol": 1e-8,
-                            "max_iter": 100})
-        results["forward"] = bench_forward(configs, repeats=9 if quick else 21)
-    if "b" in args.only and torchdeq is not None:
-        print("(b) IFT training step vs torchdeq")
-        cfgs = [{"batch": 32, "dim": 256, "contraction": 0.9, "f_tol": 1e-4, "b_tol": 1e-5, "max_iter": 50}]
-        if not quick:
-            cfgs += [{"batch": 64, "dim": 512, "contraction": 0.9, "f_tol": 1e-4, "b_tol": 1e-5, "max_iter": 50}]
-        results["training"] = bench_training(cfgs, steps=10 if quick else 30)
-    if "c" in args.only and scipy is not None:
-        print("(c) f evaluations vs scipy.optimize")
-        results["scipy"] = bench_scipy([6e-6] if quick else [6e-6, 1e-8, 1e-10], repeats=3 if quick else 11)
-    if "d" in args.only:
-        print("(d) saved memory of the backward modes")
-        results["memory"] = bench_memory([3, 7, 15] if quick else [3, 7, 15, 30, 50])
-    if "e" in args.only:
-        print("(e) solver overhead")
-        results["overhead"] = bench_overhead([32] if quick else [32, 64], [256] if quick else [256, 512, 1024],
-                                             repeats=5 if quick else 15)
-    results["wall_s"] = time.time() - start
-    results["machine"]["load_avg_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    report = render(results)
-    print()
-    print(report)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "results.json"), "w") as fh:
-        json.dump(results, fh, indent=1, default=str)
-    with open(os.path.join(args.out, "report.md"), "w") as fh:
-        fh.write(report + "\n")
-    print(f"\nwrote {args.out}/results.json and report.md ({results['wall_s']:.0f} s)")
-    return results
+def add_arguments(group) -> None:
+    """The suite's own options."""
+    group.add_argument("--only", default=None, help="sections to run, e.g. 'ac' (default abcde: " +
+                       ", ".join(f"{k} {v}" for k, v in SECTIONS.items()) + ")")
 
 
-if __name__ == "__main__":
-    main()
+def _plan(size: str) -> dict:
+    f32, f64 = torch.float32, torch.float64
+    if size == "tiny":
+        return {"forward": [{"problem": tanh_deq(32, 0.9), "batch": 4, "dtype": f32, "tol": 1e-4, "max_iter": 30},
+                            {"problem": h_equation(20), "batch": 1, "dtype": f64, "tol": 1e-8, "max_iter": 50}],
+                "forward_repeats": 1,
+                "training": [{"batch": 4, "dim": 32, "contraction": 0.9, "f_tol": 1e-4, "b_tol": 1e-5, "max_iter": 30}],
+                "training_steps": 2, "scipy_tols": [6e-6], "scipy_repeats": 1, "scipy_problems": [h_equation(20)],
+                "memory": ([3, 7], 4, 32), "overhead": ([4], [32], 2)}
+    quick = size == "quick"
+    tanh_cfgs = ([(32, 256, 0.5), (32, 256, 0.9)] if quick else
+                 [(b, d, c) for b in (32, 64) for d in (256, 512) for c in (0.5, 0.9)])
+    def case(problem, batch: int, dtype: torch.dtype, tol: float, max_iter: int) -> dict:
+        return {"problem": problem, "batch": batch, "dtype": dtype, "tol": tol, "max_iter": max_iter}
+
+    forward = [case(tanh_deq(d, c), b, f32, 1e-4, 50) for b, d, c in tanh_cfgs]
+    forward += [case(tanh_deq(256, [0.3, 0.6, 0.9, 0.95]), 32, f32, 1e-4, 50), case(h_equation(), 1, f64, 1e-8, 100)]
+    if not quick:
+        forward += [case(h_equation(), 8, f64, 1e-8, 100), case(bratu(lam=[0.5, 1.0, 2.0, 3.0]), 8, f64, 1e-8, 100),
+                    case(broyden_tridiagonal(), 8, f64, 1e-8, 100)]
+    training = [{"batch": 32, "dim": 256, "contraction": 0.9, "f_tol": 1e-4, "b_tol": 1e-5, "max_iter": 50}]
+    if not quick:
+        training += [{"batch": 64, "dim": 512, "contraction": 0.9, "f_tol": 1e-4, "b_tol": 1e-5, "max_iter": 50}]
+    return {"forward": forward, "forward_repeats": 9 if quick else 21, "training": training,
+            "training_steps": 10 if quick else 30, "scipy_tols": [6e-6] if quick else [6e-6, 1e-8, 1e-10],
+            "scipy_repeats": 3 if quick else 11, "scipy_problems": None,
+            "memory": ([3, 7, 15] if quick else [3, 7, 15, 30, 50], 32, 256),
+            "overhead": ([32] if quick else [32, 64], [256] if quick else [256, 512, 1024], 5 if quick else 15)}
+
+
+def run(ctx: RunContext, bar) -> SuiteResult:
+    """Run the chosen sections at ``ctx.size``; ``bar`` advances once per section."""
+    only = ctx.overrides.get("only") or "".join(SECTIONS)
+    unknown = set(only) - set(SECTIONS)
+    if unknown:
+        raise UsageError(f"--only takes letters of {''.join(SECTIONS)}; got {''.join(sorted(unknown))}")
+    plan = _plan(ctx.size)
+    result = SuiteResult("solver-perf", {"sections": only})
+    bar.reset(total=len(only))
+    rows: dict[str, list[dict]] = {}
+    for letter in only:
+        name = SECTIONS[letter]
+        bar.set_postfix_str(name)
+        if name in ("forward", "training") and torchdeq is None:
+            result.notes.append(f"torchdeq is not installed: section ({letter}) {name} skipped")
+        elif name == "scipy" and scipy is None:
+            result.notes.append("scipy is not installed: section (c) skipped")
+        elif name == "forward":
+            rows[name] = bench_forward(plan["forward"], repeats=plan["forward_repeats"])
+        elif name == "training":
+            rows[name] = bench_training(plan["training"], steps=plan["training_steps"])
+        elif name == "scipy":
+            rows[name] = bench_scipy(plan["scipy_tols"], plan["scipy_repeats"], plan["scipy_problems"])
+        elif name == "memory":
+            iters, batch, dim = plan["memory"]
+            rows[name] = bench_memory(iters, batch, dim)
+        else:
+            batches, dims, repeats = plan["overhead"]
+            rows[name] = bench_overhead(batches, dims, repeats)
+        bar.update()
+    for name, found in rows.items():
+        result.tables[name] = rows_table(DESCRIPTIONS[name], found)
+    return result

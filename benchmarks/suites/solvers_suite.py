@@ -28,8 +28,7 @@ import torch
 import solvers
 from benchmarks.problems import (Problem, bratu, broyden_tridiagonal, h_equation, integral_equation,
                                  slot_attention_step, tanh_deq)
-from benchmarks.solver_perf import Counter
-from benchmarks.suites.common import RunContext, SuiteResult, Table, median, time_call
+from benchmarks.suites.common import Counter, RunContext, SuiteResult, Table, median, time_call
 
 try:  # optional peers: the suite reports None for a missing library rather than failing
     from torchdeq.solver import anderson_solver, broyden_solver, fixed_point_iter
@@ -203,20 +202,13 @@ def _plot(rows: list[dict], path) -> None:
     plt.close(fig)
 
 
-def _report(tab: Table) -> str:
-    """Two markdown tables (evaluations and accuracy; times and ratios): one would be too wide to read."""
-    from benchmarks.solver_perf import table
-
-    key = ["problem", "B", "dtype", "tol", "family"]
-    first = key + [f"{w}_{lib}" for w in ("nfe", "res", "ok") for lib in LIBRARIES] + ["check_ours"]
-    second = key + [f"ms_{lib}" for lib in LIBRARIES] + ["time_ratio_torchdeq", "time_ratio_scipy",
-                                                          "nfe_ratio_torchdeq", "nfe_ratio_scipy"]
-    errors = [f"- {r['problem']} B={r['B']} {r['family']} {lib}: {r['error_' + lib]}"
-              for r in tab.rows for lib in LIBRARIES if r["error_" + lib]]
-    return "\n".join(["#### solvers: evaluations, residuals, success", "", tab.description, "",
-                      table(first, [[r[c] for c in first] for r in tab.rows]), "",
-                      "#### solvers: median times (ms) and ratios ours / peer", "",
-                      table(second, [[r[c] for c in second] for r in tab.rows]), "", *errors])
+# One table would be too wide to read: the report shows evaluations and accuracy, then times and ratios.
+_KEY = ("problem", "B", "dtype", "tol", "family")
+VIEWS = (("evaluations, residuals, success",
+          _KEY + tuple(f"{w}_{lib}" for w in ("nfe", "res", "ok") for lib in LIBRARIES) + ("check_ours",)),
+         ("median times (ms) and ratios ours / peer",
+          _KEY + tuple(f"ms_{lib}" for lib in LIBRARIES) + ("time_ratio_torchdeq", "time_ratio_scipy",
+                                                            "nfe_ratio_torchdeq", "nfe_ratio_scipy")))
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:
@@ -229,7 +221,7 @@ def run(ctx: RunContext, bar) -> SuiteResult:
         "recomputed here; ok = finite and res <= tol; check = error against the problem's known fact (tanh, "
         "slot attention: the residual again; H-equation: |mean x - exact|; Bratu: |u(1/2) - exact|; Broyden "
         "tridiagonal: max|F|; integral equation: max(|F_29|, |F_28|)). Ratios are ours over the peer (< 1: ours "
-        "faster / fewer evaluations). error = exception raised by a solver, if any.", COLUMNS)
+        "faster / fewer evaluations). error = exception raised by a solver, if any.", COLUMNS, views=VIEWS)
     bar.reset(total=len(plan) * len(FAMILIES))
     for case in plan:
         for family in FAMILIES:
@@ -240,7 +232,8 @@ def run(ctx: RunContext, bar) -> SuiteResult:
         result.notes.append("scipy is not installed: its columns are empty")
     if fixed_point_iter is None:
         result.notes.append("torchdeq is not installed: its columns are empty")
-    result.report = _report(tab)
+    result.notes += [f"{r['problem']} B={r['B']} {r['family']} {lib} raised: {r['error_' + lib]}"
+                     for r in tab.rows for lib in LIBRARIES if r["error_" + lib]]
     _plot(tab.rows, ctx.out / "solvers_ratios.png")
     result.plots.append("solvers_ratios.png")
     return result

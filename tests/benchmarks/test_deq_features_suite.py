@@ -1,21 +1,20 @@
-"""benchmarks/deq_features_perf.py runs at its tiny size and reports both sections (no timing asserted)."""
+"""The deq-features suite runs at its tiny size and reports both sections (no timing asserted)."""
 
 import json
 
 import torch
 
-from benchmarks.deq_features_perf import main, mixed_batch
-
 import solvers
+from benchmarks.suites.deq_features_suite import mixed_batch
 
 
-def test_tiny_run_writes_both_tables(tmp_path, capsys):
-    results = main(["--tiny", "--repeats", "1", "--out", str(tmp_path)])
-    assert [r["forward"] for r in results["compaction"]] == ["iterate", "anderson"]
-    assert [r["norm"] for r in results["weight_caching"]] == ["spectral_norm", "weight_norm"]
-    saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["compaction"][0]["fast_steps"] < saved["compaction"][0]["slow_steps"]
-    assert "(a) compaction" in (tmp_path / "report.md").read_text()
+def test_tiny_run_writes_both_tables(all_tiny):
+    out, _ = all_tiny
+    tables = json.loads((out / "deq-features" / "results.json").read_text())["tables"]
+    assert [r["forward"] for r in tables["compaction"]["rows"]] == ["iterate", "anderson"]
+    assert [r["norm"] for r in tables["weight_caching"]["rows"]] == ["spectral_norm", "weight_norm"]
+    assert tables["compaction"]["rows"][0]["fast_steps"] < tables["compaction"]["rows"][0]["slow_steps"]
+    assert "(a) compaction" in (out / "deq-features" / "report.md").read_text()
 
 
 def test_mixed_batch_converges_at_the_stated_speeds():

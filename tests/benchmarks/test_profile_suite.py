@@ -1,4 +1,4 @@
-"""The training-step profiler at tiny sizes: it runs, its JSON has every phase, and the phases tile the step.
+"""The training-step profiler at tiny sizes: it runs, its results have every phase, and the phases tile the step.
 
 No timing is asserted: timings are measurements, not properties of the code.
 """
@@ -11,55 +11,51 @@ import math
 import pytest
 import torch
 
-from benchmarks.train_profile import PHASES, StepProfiler, build_arms, main
+from benchmarks.suites.profile_suite import PHASES, StepProfiler, build_arms
 from deqslots.metrics import mse_per_pixel
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("train_profile")
-    threads = torch.get_num_threads()
-    try:
-        doc = main(["--tiny", "--steps", "2", "--profile-steps", "1", "--warmup", "1", "--threads", "1",
-                    "--out", str(out)])
-    finally:
-        torch.set_num_threads(threads)  # main sets it for the whole process
-    return out, doc
+def tiny_run(all_tiny):
+    out, _ = all_tiny
+    return out / "profile", json.loads((out / "profile" / "results.json").read_text())
 
 
-def test_json_has_both_configs_and_every_phase(tiny_run):
+def test_results_have_both_configs_and_every_phase(tiny_run):
     out, doc = tiny_run
-    on_disk = json.loads((out / "profile.json").read_text())
-    assert on_disk == json.loads(json.dumps(doc))  # what main returns is what it wrote
-    assert on_disk["phases"] == list(PHASES) and on_disk["tiny"] is True
-    assert on_disk["command"].startswith("python -m benchmarks.train_profile --tiny")
-    assert on_disk["machine"]["torch"] == torch.__version__
-    assert set(on_disk["configs"]) == {"before", "after"}
-    for name, cfg in on_disk["configs"].items():
-        assert cfg["steps"] == 2 and cfg["batch_size"] == 2
-        assert set(cfg["phases"]) == set(PHASES)
-        for phase in cfg["phases"].values():
-            assert phase["ms"] >= 0 and 0 <= phase["pct"] <= 100
+    assert doc["command"].startswith("python -m benchmarks all --tiny")
+    assert doc["settings"]["tiny"] is True
+    assert doc["settings"]["model_configs"]["before"]["mask_source"] == "decoder"
+    assert doc["settings"]["model_configs"]["after"]["mask_source"] == "attention"
+    arms = {r["arm"]: r for r in doc["tables"]["arms"]["rows"]}
+    assert set(arms) == {"before", "after"}
+    rows = doc["tables"]["phases"]["rows"]
+    assert [r["phase"] for r in rows] == [*PHASES, "step"]
+    for name, arm in arms.items():
+        assert arm["steps"] == 2 and arm["batch_size"] == 2
+        phases = [r for r in rows if r["phase"] != "step"]
+        assert all(r[f"{name}_ms"] >= 0 and 0 <= r[f"{name}_pct"] <= 100 for r in phases)
         # the phases tile the step: shares sum to 100 (up to rounding), times to the step time
-        assert sum(p["pct"] for p in cfg["phases"].values()) == pytest.approx(100.0, abs=0.1)
-        assert sum(p["ms"] for p in cfg["phases"].values()) == pytest.approx(cfg["step_ms"], rel=1e-3, abs=0.01)
-        assert cfg["steps_per_s"] == pytest.approx(1e3 / cfg["step_ms"], rel=1e-3)
-        assert 1 <= len(cfg["top_ops"]) <= 10
-        selfs = [op["self_cpu_ms"] for op in cfg["top_ops"]]
+        assert sum(r[f"{name}_pct"] for r in phases) == pytest.approx(100.0, abs=0.1)
+        assert sum(r[f"{name}_ms"] for r in phases) == pytest.approx(arm["step_ms"], rel=1e-3, abs=0.01)
+        assert rows[-1][f"{name}_ms"] == arm["step_ms"]
+        assert arm["steps_per_s"] == pytest.approx(1e3 / arm["step_ms"], rel=1e-3)
+        ops = [r for r in doc["tables"]["top_ops"]["rows"] if r["arm"] == name]
+        assert 1 <= len(ops) <= 10
+        selfs = [op["self_cpu_ms"] for op in ops]
         assert selfs == sorted(selfs, reverse=True)
-        assert all(not op["op"].startswith(("backward", "encoder", "decoder")) for op in cfg["top_ops"])
-        assert {"backward/decoder", "backward/slot_attention", "backward/encoder"} <= set(cfg["profiler_regions_ms"])
-        assert math.isfinite(cfg["loss_first"]) and math.isfinite(cfg["loss_last"])
-    assert on_disk["configs"]["before"]["model_config"]["mask_source"] == "decoder"
-    assert on_disk["configs"]["after"]["model_config"]["mask_source"] == "attention"
+        assert all(not op["op"].startswith(("backward", "encoder", "decoder")) for op in ops)
+        regions = {r["region"] for r in doc["tables"]["regions"]["rows"] if r["arm"] == name}
+        assert {"backward/decoder", "backward/slot_attention", "backward/encoder"} <= regions
+        assert math.isfinite(arm["loss_first"]) and math.isfinite(arm["loss_last"])
 
 
 def test_markdown_report(tiny_run):
     out, _ = tiny_run
-    text = (out / "profile.md").read_text()
-    assert "| phase | before ms | before % | after ms | after % |" in text
-    assert "backward: slot attention" in text and "steps/s" in text
-    assert text.count("### Top 10 ops by self CPU time") == 2
+    text = (out / "report.md").read_text()
+    assert "| phase | label | before_ms | before_pct | after_ms | after_pct |" in text
+    assert "backward: slot attention" in text and "steps_per_s" in text
+    assert "#### profile: top_ops" in text and "#### profile: regions" not in text  # results.json only
     assert (out / "profiler_tables.txt").read_text().strip()
 
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from benchmarks.reader_throughput import main
+from benchmarks.suites.readers_suite import READERS
 
 pytest.importorskip("pycocotools")
 
 
-def test_reader_benchmark_prints_one_row_per_reader(tmp_path, capsys):
-    main(["--readers", "tetrominoes", "coco", "shapestacks", "--items", "20", "--reads", "10", "--resolution", "16",
-          "--workdir", str(tmp_path)])
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "items/s" not in line]
-    assert [row.split("|")[1].strip() for row in rows] == ["tetrominoes", "coco", "shapestacks"]
-    assert all(float(row.split("|")[2]) > 0 for row in rows)
+def test_reader_benchmark_has_one_row_per_reader(all_tiny):
+    out, _ = all_tiny
+    rows = json.loads((out / "readers" / "results.json").read_text())["tables"]["readers"]["rows"]
+    assert [r["reader"] for r in rows] == list(READERS)
+    assert all(r["images_per_s"] > 0 and r["resolution"] == 16 for r in rows)

@@ -1,0 +1,143 @@
+"""Suite ``ddp``: multi-process training speed (torchrun + DistributedDataParallel), checkpoint write time and size.
+
+    python -m benchmarks ddp [--steps 40] [--batch-size 32] [--variant IN] [--repeats 7] [--out DIR]
+
+Trains the `cpu-small` slot-attention autoencoder (32x32 clevr-mirror, the CLI's defaults) through the real
+``deqslots train`` command and reports training steps/s for:
+- 1 process, 1 thread; 1 process, 2 threads; 2 processes x 1 thread (``torchrun --nproc_per_node=2``,
+  gloo) on the CPU;
+- 1 process on the GPU, and one process per GPU when there are several, when CUDA is available.
+Steps/s come from metrics.csv's ``elapsed_s`` between the end of the warm-up steps and the last step, so
+start-up, process-group set-up and the final evaluation are excluded; data generation is included (each
+rank generates only its share). Then the checkpoint the 1-process run wrote is written again with
+``save_atomic`` ``--repeats`` times (median time, file size) and read back with ``load_checkpoint``.
+The 1-minute load average (``uptime``) is recorded before and after, since other jobs may share the
+machine. Writes DIR/results.json and DIR/report.md (default runs/bench/ddp).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import MappingProxyType
+
+import torch
+
+from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError
+from deqslots.checkpoint import load_checkpoint, save_atomic
+
+__all__ = ["run", "add_arguments", "TABLES", "train_speed", "checkpoint_cost"]
+
+SPEED_COLUMNS = ("device", "processes", "threads_per_process", "steps", "timed_steps", "steps_per_s", "images_per_s",
+                 "speedup_vs_1x1", "wall_s")
+CHECKPOINT_COLUMNS = ("bytes", "parameters", "repeats", "save_ms_median", "save_ms_min", "save_ms_max",
+                      "load_ms_median")
+TABLES = MappingProxyType({"speed": SPEED_COLUMNS, "checkpoint": CHECKPOINT_COLUMNS})
+
+
+def train_speed(out: Path, processes: int, threads: int, device: str, steps: int, batch_size: int, variant: str,
+                warmup: int) -> dict:
+    """Train through the CLI (torchrun when ``processes > 1``) and return steps/s after ``warmup`` steps."""
+    shutil.rmtree(out, ignore_errors=True)
+    train_args = ["train", "--config", "cpu-small", "--data", "clevr-mirror", "--variant", variant,
+                  "--batch-size", str(batch_size), "--steps", str(steps), "--eval-every", str(steps),
+                  "--eval-batches", "1", "--checkpoint-every", str(steps), "--threads", str(threads),
+                  "--device", device, "--no-progress", "--out", str(out)]
+    if processes > 1:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+                   "-m", "deqslots", *train_args]
+    else:
+        command = [sys.executable, "-m", "deqslots", *train_args]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    began = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - began
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{proc.stderr[-3000:]}")
+    with open(out / "metrics.csv", newline="") as handle:
+        elapsed = [float(row["elapsed_s"]) for row in csv.DictReader(handle)]
+    timed = elapsed[-1] - elapsed[warmup - 1]
+    return {"device": device, "processes": processes, "threads_per_process": threads, "steps": steps,
+            "timed_steps": steps - warmup, "steps_per_s": round((steps - warmup) / timed, 3),
+            "images_per_s": round(batch_size * (steps - warmup) / timed, 1), "wall_s": round(wall, 1)}
+
+
+def checkpoint_cost(checkpoint: Path, repeats: int) -> dict:
+    """Median time of ``save_atomic`` (fsync included) and ``load_checkpoint`` of a real checkpoint."""
+    state = load_checkpoint(checkpoint)
+    saves, loads = [], []
+    with tempfile.TemporaryDirectory(dir=checkpoint.parent) as tmp:
+        path = Path(tmp) / "checkpoint.pt"
+        for _ in range(repeats):
+            began = time.perf_counter()
+            save_atomic(state, path)
+            saves.append(time.perf_counter() - began)
+            began = time.perf_counter()
+            load_checkpoint(path)
+            loads.append(time.perf_counter() - began)
+        size = path.stat().st_size
+    params = sum(v.numel() for v in state["model"].values())
+    return {"bytes": size, "parameters": params, "repeats": repeats,
+            "save_ms_median": round(1000 * statistics.median(saves), 2),
+            "save_ms_min": round(1000 * min(saves), 2), "save_ms_max": round(1000 * max(saves), 2),
+            "load_ms_median": round(1000 * statistics.median(loads), 2)}
+
+
+def add_arguments(group) -> None:
+    """The suite's own options."""
+    group.add_argument("--steps", type=int, default=None, help="training steps per layout (default 40; quick 8)")
+    group.add_argument("--warmup", type=int, default=None, help="steps left out of the timing (default 5; quick 2)")
+    group.add_argument("--batch-size", type=int, default=None, help="global batch (default 32)")
+    group.add_argument("--variant", default=None, help="slot-attention variant (default IN)")
+    group.add_argument("--repeats", type=int, default=None, help="checkpoint writes (default 7)")
+
+
+def run(ctx: RunContext, bar) -> SuiteResult:
+    """Train each layout through the CLI, then time the checkpoint; ``bar`` advances once per layout."""
+    o = ctx.overrides
+    steps = o.get("steps") or {"tiny": 3, "quick": 8}.get(ctx.size, 40)
+    warmup = o.get("warmup") or {"tiny": 1, "quick": 2}.get(ctx.size, 5)
+    batch = o.get("batch_size") or (4 if ctx.size == "tiny" else 32)
+    variant = o.get("variant") or "IN"
+    repeats = o.get("repeats") or (2 if ctx.size == "tiny" else 7)
+    if not 0 < warmup < steps:
+        raise UsageError("--warmup must be between 1 and --steps - 1")
+    if batch < 2 or repeats < 1:
+        raise UsageError("--batch-size must be >= 2 (two processes split it) and --repeats >= 1")
+    # tiny (the test suite's size) starts one process only: torchrun itself is tested in tests/deqslots
+    layouts = {"tiny": [(1, 1, "cpu")], "quick": [(1, 1, "cpu"), (2, 1, "cpu")]}.get(
+        ctx.size, [(1, 1, "cpu"), (1, 2, "cpu"), (2, 1, "cpu")])
+    if torch.cuda.is_available() and ctx.size != "tiny":
+        layouts.append((1, 1, "cuda"))
+        if torch.cuda.device_count() > 1:
+            layouts.append((torch.cuda.device_count(), 1, "cuda"))
+    result = SuiteResult("ddp", {"variant": variant, "batch_size": batch, "steps": steps, "warmup": warmup})
+    speed = result.tables["speed"] = Table(
+        f"`deqslots train` of cpu-small (variant {variant}, clevr-mirror 32x32, global batch {batch}), {steps} steps "
+        "of "
+        f"which the first {warmup} are left out: steps/s from metrics.csv's elapsed_s between the warm-up's end and "
+        "the last step (start-up, process-group set-up and the final evaluation excluded; data generation included, "
+        "each rank generating its share). Several processes: torchrun --standalone, gloo on the CPU, nccl on GPUs. "
+        "wall_s = the whole command.", SPEED_COLUMNS)
+    bar.reset(total=len(layouts) + 1)
+    base = None
+    for processes, threads, device in layouts:
+        bar.set_postfix_str(f"{device} {processes}x{threads}")
+        row = train_speed(ctx.out / f"run_{device}_{processes}x{threads}", processes, threads, device, steps, batch,
+                          variant, warmup)
+        base = base or row["steps_per_s"]
+        speed.add(**row, speedup_vs_1x1=row["steps_per_s"] / base)
+        bar.update()
+    result.tables["checkpoint"] = Table(
+        "The checkpoint of the 1-process run (model + Adam + RNG + config) written again with save_atomic (fsync "
+        "included) and read back with load_checkpoint; times over the repeats.", CHECKPOINT_COLUMNS)
+    result.tables["checkpoint"].add(**checkpoint_cost(ctx.out / "run_cpu_1x1" / "checkpoint.pt", repeats))
+    bar.update()
+    return result

@@ -1,0 +1,413 @@
+"""Suite ``profile``: where a training step of the slot-attention autoencoder spends its time, before and after
+``cpu-small`` changed.
+
+    python -m benchmarks profile [--steps N] [--threads T] [--profile-steps P] [--out DIR]
+
+Profiles the training step of ``deqslots train`` (batch from :class:`deqslots.batches.BatchStream`, forward,
+per-pixel MSE, ``zero_grad``, backward, gradient norm, Adam step) for two architectures, both variant IN on
+the procedural ``shapes`` data at 32x32:
+
+- ``before``: the previous ``cpu-small``, rebuilt here explicitly: 4 encoder convs 5x5 (the first of stride 2,
+  so a 16x16 grid), 5 slots of 32, T=3, a spatial-broadcast decoder from 8x8 upsampled by 5x5 transposed
+  convs to 32x32 plus one refine layer, masks = the decoder's alphas softmaxed over slots; batch 32;
+- ``after``: the current ``config_for("cpu-small", variant="IN")``: per-pixel (1x1) encoder at 32x32, 7 slots
+  of 32, T=7, a decoder to 16x16 resized bilinearly to 32x32, masks = slot attention's own attention; batch 16.
+
+Each step is split into phases: ``data`` (generating the batch), ``encoder`` (``model.encode``),
+``slot_attention``, ``decoder`` (``model.decode`` with the mixture of slots, plus the loss), the backward of
+each of those three, and ``optimizer`` (``zero_grad``, the gradient norm that training computes each step,
+and ``Adam.step``). The script reports the mean milliseconds per step and share of the step for every phase,
+steps/s, and the ten ops with the most self CPU time (torch.profiler ``key_averages``) for each architecture.
+
+Method. The forward phases are timed with ``time.perf_counter`` at their boundaries and wrapped in
+``torch.profiler.record_function`` regions of the same names. The backward is one ``loss.backward()`` call;
+it is split by tensor hooks that timestamp when the gradient reaches a component's inputs:
+
+- the decoder's inputs are fresh aliases (``view_as``) of the slots and of the attention made just before
+  ``model.decode``, so that their hooks fire once the decoder's (and the loss's) backward has delivered its
+  whole gradient to them; the decoder's backward ends when the last of them fires (the attention is an input
+  only when the masks come from it, ``mask_source="attention"``);
+- slot attention's backward ends when the hook on the encoder features (the output of ``model.encode``, whose
+  only consumer is slot attention) fires;
+- the encoder's backward is the rest, until ``backward()`` returns.
+
+This split is exact because on the CPU the autograd engine runs the whole graph on the calling thread (ops
+themselves may still use intra-op threads), one node at a time, always picking among the nodes whose
+gradients are ready the one created last in the forward pass (highest sequence number; gradient
+accumulation into parameters runs as soon as it is ready). Every node of slot attention needs gradient that
+flows through the decoder-input aliases and was created before any decoder node, so it cannot run before
+the decoder's backward is done; likewise for the encoder and slot attention. The hooks also close and open
+``record_function`` regions (``backward/decoder``, ``backward/slot_attention``, ``backward/encoder``), so the
+profiler's trace shows the same split. The forward computes exactly what ``SlotAutoencoder.forward``
+computes (``encode``, ``slot_attention(..., return_attn=True)``, ``decode``), the aliases being views.
+
+Timed steps run without the profiler, whose per-op bookkeeping would inflate the many small ops; both
+architectures are timed in interleaved rounds (one step of each per round, order alternating) so that load
+from other processes hits both alike, after warm-up steps. The top-ops tables come from separate profiled
+steps afterwards (``--profile-steps``). Writes DIR/results.json, DIR/report.md and DIR/profiler_tables.txt
+(torch.profiler's own key_averages tables), default DIR runs/bench/profile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import math
+import statistics
+import time
+from pathlib import Path
+from types import MappingProxyType
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch.profiler import ProfilerActivity, profile, record_function
+
+from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError, machine
+from deqslots.autoencoder import AutoencoderConfig, SlotAutoencoder, config_for
+from deqslots.batches import BatchStream
+from deqslots.metrics import mse_per_pixel
+
+__all__ = ["PHASES", "PHASE_LABELS", "before_config", "after_config", "describe", "build_arms", "Arm", "StepProfiler",
+           "profile_arms", "run", "add_arguments", "TABLES"]
+
+# Phases of one step, in the order they run (rows of the phases table).
+PHASES = ("data", "encoder", "slot_attention", "decoder", "backward_decoder", "backward_slot_attention",
+          "backward_encoder", "optimizer")
+PHASE_LABELS = MappingProxyType({
+    "data": "data (BatchStream.batch)",
+    "encoder": "encoder (model.encode)",
+    "slot_attention": "slot attention",
+    "decoder": "decoder (model.decode, mixture, loss)",
+    "backward_decoder": "backward: decoder + loss",
+    "backward_slot_attention": "backward: slot attention",
+    "backward_encoder": "backward: encoder",
+    "optimizer": "optimizer (zero_grad, grad norm, Adam)",
+})
+ARM_COLUMNS = ("arm", "description", "batch_size", "parameters", "steps", "step_ms", "step_ms_median", "steps_per_s",
+               "images_per_s", "loss_first", "loss_last")
+TABLES = MappingProxyType({
+    "phases": None,  # phase, label, then ms and % of each architecture
+    "arms": ARM_COLUMNS,
+    "top_ops": ("arm", "op", "self_cpu_ms", "self_cpu_pct", "cpu_total_ms", "calls"),
+    "regions": ("arm", "region", "cpu_ms"),
+})
+# record_function names; excluded from the top-ops tables (their self time is Python between ops).
+_REGIONS = ("data", "encoder", "slot_attention", "decoder", "optimizer", "backward", "backward/decoder",
+            "backward/slot_attention", "backward/encoder")
+DATA = "shapes"
+LR = 4e-4  # Slot Attention's peak rate (TrainConfig's default); the value does not change the cost
+
+
+def before_config(resolution: int = 32) -> AutoencoderConfig:
+    """The previous ``cpu-small`` (variant IN), spelled out since ``CONFIGS`` now holds the new one."""
+    return AutoencoderConfig(resolution=resolution, channels=32, encoder_strides=(2, 1, 1, 1), num_slots=5,
+                             slot_dim=32, mlp_hidden=64, iters=3, variant="IN")
+
+
+def after_config(resolution: int = 32) -> AutoencoderConfig:
+    """The current ``cpu-small`` (variant IN); another ``resolution`` scales its decoder's size alike."""
+    config = config_for("cpu-small", variant="IN")
+    if resolution == config.resolution:
+        return config
+    changes: dict = {"resolution": resolution}
+    if config.decoder_resolution is not None:  # keep the decoder's size relative to the image's
+        changes["decoder_resolution"] = max(config.broadcast, config.decoder_resolution * resolution
+                                            // config.resolution)
+    return config.replace(**changes)
+
+
+class _BackwardSplit:
+    """Timestamps where one ``backward()`` call crosses the decoder -> slot attention -> encoder boundaries.
+
+    The hooks also switch ``record_function`` regions so that the profiler trace shows the same split;
+    they run on the thread that called ``backward()`` (CPU autograd), so the regions nest properly in
+    the enclosing ``backward`` region.
+    """
+
+    def __init__(self, decoder_inputs: Sequence[torch.Tensor], features: torch.Tensor) -> None:
+        self.pending = len(decoder_inputs)
+        self.decoder_done: Optional[float] = None
+        self.slot_attention_done: Optional[float] = None
+        self._region: Optional[record_function] = None
+        for tensor in decoder_inputs:
+            tensor.register_hook(self._decoder_input_reached)
+        features.register_hook(self._features_reached)
+
+    def _switch(self, name: Optional[str]) -> None:
+        if self._region is not None:
+            self._region.__exit__(None, None, None)
+        self._region = record_function(name) if name else None
+        if self._region is not None:
+            self._region.__enter__()
+
+    def _decoder_input_reached(self, grad: torch.Tensor) -> None:
+        self.pending -= 1
+        if self.pending == 0:  # the decoder's last input got its whole gradient: its backward is over
+            self.decoder_done = time.perf_counter()
+            self._switch("backward/slot_attention")
+
+    def _features_reached(self, grad: torch.Tensor) -> None:
+        self.slot_attention_done = time.perf_counter()
+        self._switch("backward/encoder")
+
+    def backward(self, loss: torch.Tensor) -> tuple[float, float]:
+        """Runs ``loss.backward()``; returns the ``perf_counter`` times the decoder's and slot attention's ended."""
+        self._switch("backward/decoder")
+        loss.backward()
+        self._switch(None)
+        if self.decoder_done is None or self.slot_attention_done is None:
+            raise RuntimeError("a backward boundary hook did not fire: the model's graph is not "
+                               "encoder -> slot attention -> decoder")
+        return self.decoder_done, self.slot_attention_done
+
+
+@dataclasses.dataclass
+class Arm:
+    """One architecture under test: model, optimiser and data stream, advanced one training step at a time.
+
+    Attributes:
+        name: "before" or "after".
+        description: one line for the report.
+        config: the model's architecture.
+        batch_size: images per step.
+        data: procedural data set name.
+        seed: initialisation and data seed.
+    """
+
+    name: str
+    description: str
+    config: AutoencoderConfig
+    batch_size: int
+    data: str = DATA
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        torch.manual_seed(self.seed)
+        self.model = SlotAutoencoder(self.config)
+        self.model.train()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=LR)
+        self.stream = BatchStream(self.data, "train", self.config.resolution, self.batch_size, self.seed)
+        self.step_index = 0
+        self.losses: list[float] = []
+
+
+class StepProfiler:
+    """Runs training steps of an :class:`Arm` and records the seconds of each phase."""
+
+    def __init__(self, arm: Arm) -> None:
+        self.arm = arm
+        self.seconds: dict[str, list[float]] = {p: [] for p in PHASES}
+
+    def step(self, record: bool = True) -> dict[str, float]:
+        """One training step, as ``deqslots.train`` runs it; returns (and if ``record`` keeps) phase seconds."""
+        arm, model = self.arm, self.arm.model
+        t0 = time.perf_counter()
+        with record_function("data"):
+            images = arm.stream.batch(arm.step_index)["image"]
+        t1 = time.perf_counter()
+        with record_function("encoder"):
+            feats = model.encode(images)
+        t2 = time.perf_counter()
+        with record_function("slot_attention"):
+            slots, attn = model.slot_attention(feats, return_attn=True)
+        t3 = time.perf_counter()
+        with record_function("decoder"):
+            # Aliases: hooks on them fire when the decoder's gradient alone is complete (slots also get
+            # gradient from the attention, which is slot attention's own work).
+            dec_slots, dec_attn = slots.view_as(slots), attn.view_as(attn)
+            out = model.decode(dec_slots, dec_attn)
+            loss = mse_per_pixel(out["recon"], images)
+        t4 = time.perf_counter()
+        with record_function("optimizer"):
+            arm.optimizer.zero_grad(set_to_none=True)
+        # the attention feeds the decoder only when the masks come from it
+        decoder_inputs = [dec_slots] + ([dec_attn] if model.config.mask_source == "attention" else [])
+        split = _BackwardSplit(decoder_inputs, feats)
+        t5 = time.perf_counter()
+        with record_function("backward"):
+            decoder_done, slot_attention_done = split.backward(loss)
+        t6 = time.perf_counter()
+        with record_function("optimizer"):
+            # training computes the norm every step (for metrics.csv and the non-finite check), clipped or not
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), math.inf)
+            if torch.isfinite(grad_norm):
+                arm.optimizer.step()
+        t7 = time.perf_counter()
+        arm.step_index += 1
+        arm.losses.append(float(loss.detach()))
+        phases = {"data": t1 - t0, "encoder": t2 - t1, "slot_attention": t3 - t2, "decoder": t4 - t3,
+                  "backward_decoder": decoder_done - t5, "backward_slot_attention": slot_attention_done - decoder_done,
+                  "backward_encoder": t6 - slot_attention_done, "optimizer": t7 - t4 - (t6 - t5)}
+        # the phases tile the step [t0, t7] (hook set-up counts as optimizer time, a few microseconds)
+        if record:
+            for key in PHASES:
+                self.seconds[key].append(phases[key])
+        return phases
+
+    def summary(self) -> dict:
+        """Mean ms per step and share of the step per phase, and steps/s."""
+        step_ms = sum(statistics.fmean(self.seconds[p]) for p in PHASES) * 1e3
+        phases = {}
+        for p in PHASES:
+            ms = statistics.fmean(self.seconds[p]) * 1e3
+            phases[p] = {"ms": round(ms, 3), "pct": round(100.0 * ms / step_ms, 2)}
+        totals = [sum(self.seconds[p][i] for p in PHASES) for i in range(len(self.seconds["data"]))]
+        return {"steps": len(totals), "step_ms": round(step_ms, 3),
+                "step_ms_median": round(statistics.median(totals) * 1e3, 3),
+                "steps_per_s": round(1e3 / step_ms, 4), "phases": phases}
+
+
+def _top_ops(prof: profile, steps: int, count: int = 10) -> list[dict]:
+    """The ``count`` ops with the most self CPU time, per step; our own regions are left out."""
+    events = [e for e in prof.key_averages()
+              if e.key not in _REGIONS and not e.key.startswith("ProfilerStep")]
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+    return [{"op": e.key, "self_cpu_ms": round(e.self_cpu_time_total / 1e3 / steps, 3),
+             "self_cpu_pct": round(100.0 * e.self_cpu_time_total / total, 2),
+             "cpu_total_ms": round(e.cpu_time_total / 1e3 / steps, 3), "calls": round(e.count / steps, 2)}
+            for e in events[:count]]
+
+
+def _regions(prof: profile, steps: int) -> dict[str, float]:
+    """CPU ms per step of each record_function region as the profiler saw it (a cross-check of the timings)."""
+    return {e.key: round(e.cpu_time_total / 1e3 / steps, 3) for e in prof.key_averages() if e.key in _REGIONS}
+
+
+def _profile_arm(profiler: StepProfiler, steps: int) -> tuple[list[dict], dict[str, float], str]:
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            profiler.step(record=False)
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+    return _top_ops(prof, steps), _regions(prof, steps), table
+
+
+def describe(config: AutoencoderConfig) -> str:
+    """One line on an architecture's shape, for the report."""
+    c, grid = config, config.resolution // math.prod(config.encoder_strides)
+    k, dk, size = c.encoder_kernel, c.decoder_kernel, c.decoder_size
+    resize = f" + bilinear resize to {c.resolution}x{c.resolution}" if size < c.resolution else ""
+    return (f"{c.resolution}x{c.resolution} images, {len(c.encoder_strides)} {k}x{k} encoder convs "
+            f"(strides {','.join(map(str, c.encoder_strides))}) -> {grid}x{grid} grid, {c.num_slots} slots x "
+            f"{c.slot_dim}, T={c.iters}, decoder {c.broadcast}x{c.broadcast} -> {size}x{size} ({dk}x{dk} transposed "
+            f"convs, {c.decoder_refine} refine){resize}, masks from the {c.mask_source}")
+
+
+def build_arms(tiny: bool = False) -> list[Arm]:
+    """The two architectures; ``tiny`` shrinks images and batches so a run takes a second or two (tests)."""
+    res = 16 if tiny else 32
+    arms = []
+    for name, label, config, batch in (("before", "previous cpu-small", before_config(res), 32),
+                                       ("after", "current cpu-small", after_config(res), 16)):
+        arms.append(Arm(name, f"{label}: {describe(config)}", config, 2 if tiny else batch))
+    return arms
+
+
+def profile_arms(steps: int = 30, threads: Optional[int] = None, out: Optional[Path] = None, profile_steps: int = 5,
+                 warmup: int = 2, tiny: bool = False, command: str = "",
+                 progress: Callable[[str], None] = lambda line: print(line, flush=True)) -> dict:
+    """Profile both architectures; returns their summaries (and writes profiler_tables.txt to ``out``).
+
+    Args:
+        steps: timed steps per architecture.
+        threads: ``torch.set_num_threads`` (None: torch's default, as ``deqslots train`` uses).
+        out: output folder (None: write nothing).
+        profile_steps: steps per architecture under torch.profiler for the top-ops tables.
+        warmup: untimed steps per architecture first.
+        tiny: tiny images and batches (the test suite's size).
+        command: the command line, recorded in the document.
+        progress: called with a line of progress text.
+    """
+    if steps < 1 or profile_steps < 1 or warmup < 0:
+        raise ValueError("steps and profile_steps must be >= 1, warmup >= 0")
+    if threads:
+        torch.set_num_threads(threads)
+    info = machine()
+    arms = build_arms(tiny)
+    profilers = [StepProfiler(arm) for arm in arms]
+    for _ in range(warmup):
+        for p in profilers:
+            p.step(record=False)
+    gc.collect()
+    for round_ in range(steps):
+        # alternate the order so that neither architecture always runs right after the other
+        for p in (profilers if round_ % 2 == 0 else profilers[::-1]):
+            p.step()
+    doc: dict = {"command": command, "machine": info, "threads": torch.get_num_threads(), "tiny": tiny,
+                 "data": DATA, "warmup_steps": warmup, "profile_steps": profile_steps,
+                 "phases": list(PHASES), "phase_labels": dict(PHASE_LABELS), "configs": {}}
+    tables = {}
+    for p in profilers:
+        arm = p.arm
+        summary = p.summary()
+        progress(f"{arm.name}: {summary['steps_per_s']:.3f} steps/s ({summary['step_ms']:.1f} ms/step); "
+                 f"profiling {profile_steps} steps")
+        top, regions, tables[arm.name] = _profile_arm(p, profile_steps)
+        doc["configs"][arm.name] = {
+            "description": arm.description, "model_config": dataclasses.asdict(arm.config),
+            "batch_size": arm.batch_size, "parameters": sum(q.numel() for q in arm.model.parameters()),
+            **summary, "top_ops": top, "profiler_regions_ms": regions,
+            "loss_first": round(arm.losses[0], 6), "loss_last": round(arm.losses[-1], 6),
+        }
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "profiler_tables.txt").write_text("\n\n".join(f"## {k}\n{t}" for k, t in tables.items()))
+    return doc
+
+
+def add_arguments(group) -> None:
+    """The suite's own options."""
+    group.add_argument("--steps", type=int, default=None, help="timed steps per architecture (default 30; quick 5)")
+    group.add_argument("--profile-steps", type=int, default=None,
+                       help="steps per architecture under torch.profiler for the top-ops tables (default 5; quick 2)")
+    group.add_argument("--warmup", type=int, default=None, help="untimed steps per architecture first (default 2)")
+
+
+def run(ctx: RunContext, bar) -> SuiteResult:
+    """Profile both architectures at ``ctx.size``; ``bar`` advances once when done."""
+    o, tiny = ctx.overrides, ctx.size == "tiny"
+    steps = o.get("steps") or {"tiny": 2, "quick": 5}.get(ctx.size, 30)
+    profile_steps = o.get("profile_steps") or {"tiny": 1, "quick": 2}.get(ctx.size, 5)
+    warmup = o["warmup"] if o.get("warmup") is not None else (1 if tiny else 2)
+    if steps < 1 or profile_steps < 1 or warmup < 0:
+        raise UsageError("--steps and --profile-steps must be >= 1, --warmup >= 0")
+    bar.reset(total=1)
+    doc = profile_arms(steps, None, ctx.out, profile_steps, warmup, tiny, ctx.command, progress=bar.set_postfix_str)
+    bar.update()
+    names = list(doc["configs"])
+    cfg = doc["configs"]
+    result = SuiteResult("profile", {"data": doc["data"], "warmup_steps": warmup, "profile_steps": profile_steps,
+                                     "tiny": tiny, "model_configs": {n: cfg[n]["model_config"] for n in names}})
+    result.notes += [f"{n} (batch {cfg[n]['batch_size']}, {cfg[n]['parameters']:,} parameters): "
+                     f"{cfg[n]['description']}" for n in names]
+    columns = ("phase", "label", *(f"{n}_{unit}" for n in names for unit in ("ms", "pct")))
+    phases = result.tables["phases"] = Table(
+        f"Mean ms per training step and share of the step per phase, variant IN on {doc['data']}, over {steps} timed "
+        f"steps per architecture (after {warmup} warm-up steps; interleaved rounds, profiler off). The backward is "
+        "split by gradient hooks at the component boundaries (see benchmarks/suites/profile_suite.py); the phases "
+        "tile the step (last row).", columns)
+    for p in doc["phases"]:
+        phases.add(phase=p, label=doc["phase_labels"][p],
+                   **{f"{n}_{unit}": cfg[n]["phases"][p][unit] for n in names for unit in ("ms", "pct")})
+    phases.add(phase="step", label="step", **{f"{n}_{unit}": cfg[n]["step_ms"] if unit == "ms" else 100.0
+                                               for n in names for unit in ("ms", "pct")})
+    arms = result.tables["arms"] = Table("Per architecture: the model, steps/s (= 1000 / mean step ms) and the "
+                                         "training loss of the first and last profiled steps.", ARM_COLUMNS)
+    for n in names:
+        c = cfg[n]
+        arms.add(arm=n, description=c["description"], batch_size=c["batch_size"], parameters=c["parameters"],
+                 steps=c["steps"], step_ms=c["step_ms"], step_ms_median=c["step_ms_median"],
+                 steps_per_s=c["steps_per_s"], images_per_s=c["steps_per_s"] * c["batch_size"],
+                 loss_first=c["loss_first"], loss_last=c["loss_last"])
+    ops = result.tables["top_ops"] = Table(
+        f"Top 10 ops by self CPU time per architecture (torch.profiler key_averages over {profile_steps} profiled "
+        "steps, per step; our record_function regions left out).", TABLES["top_ops"])
+    regions = result.tables["regions"] = Table(
+        "CPU ms per step of each record_function region as torch.profiler saw it (a cross-check of the timings).",
+        TABLES["regions"], in_report=False)
+    for n in names:
+        for op in cfg[n]["top_ops"]:
+            ops.add(arm=n, **op)
+        for region, ms in cfg[n]["profiler_regions_ms"].items():
+            regions.add(arm=n, region=region, cpu_ms=ms)
+    return result

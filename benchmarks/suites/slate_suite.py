@@ -1,0 +1,223 @@
+"""Suite ``slate``: generation with and without the key/value cache, training speed per variant, and
+implicit (IN) against vanilla SLATE over several seeds at equal steps.
+
+    python -m benchmarks slate [--quick] [--out DIR] [--steps N] [--seed-list 0,1,2] [--threads N]
+
+Measures, on this machine's CPU, with the `cpu-small` SLATE (64x64 images -> 16x16 = 256 tokens,
+vocabulary 128, d_model 64, 2 blocks, 7 slots of 64):
+- time to reconstruct a batch through the slot bottleneck (generate 256 tokens from the slots, then decode)
+  with and without the cache (median of repeats; the paper-64 architecture too unless --quick);
+- training steps/s of each variant (median of timed steps after warm-up; data generation excluded);
+- the science at CPU scale: vanilla and IN trained with `deqslots.train` on clevr-mirror 64x64 with the
+  same seeds, data and steps; final token cross-entropy (training, last 10% of steps; validation, teacher
+  forcing) and reconstruction MSE through the slots on 64 validation images, per seed, with the paired
+  difference. Reported as measured, whichever way it comes out.
+Writes DIR/results.json, DIR/report.md and DIR/figure4.png (default runs/bench/slate). The default
+budget (800 steps x 3 seeds x 2 variants at batch 16) takes about 12 minutes on 2 idle cores. Timings
+suffer badly when other processes compete for the cores (the load average is recorded); the study's
+losses and MSEs do not depend on timing (same seeds, same numbers).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+import statistics
+import time
+from pathlib import Path
+from types import MappingProxyType
+from typing import Optional
+
+import torch
+
+from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError
+
+from deqslots import SLATE, slate_config_for
+from deqslots.batches import BatchStream
+from deqslots.checkpoint import load_checkpoint
+from deqslots.data import generate_batch
+from deqslots.slate.figures import plot_slate_grid
+from deqslots.train import TrainConfig, build_model, train
+
+VARIANTS = ("vanilla", "IN", "BN", "BB", "IB")
+# CPU-scale recipe of the seed study (the same for both variants): SLATE's optimiser and schedules with
+# larger learning rates than its 250k-step values, so a few hundred steps get somewhere.
+STUDY = MappingProxyType(dict(model="slate", config="cpu-small", data="clevr-mirror", batch_size=16, lr=4e-4,
+                              dvae_lr=1e-3, eval_batches=4))
+RUN_COLUMNS = ("seed", "variant", "steps", "train_ce_tail", "ce", "mse_sum", "mse", "dvae_mse_sum", "fg_ari")
+TABLES = MappingProxyType({
+    "generation": ("architecture", "images", "tokens", "cached_s", "uncached_s", "speedup"),
+    "speed": ("variant", "batch", "steps_per_s"),
+    "study": RUN_COLUMNS,
+    "study_summary": ("row", "train_ce_tail", "ce", "mse_sum", "lower_in_seeds"),
+})
+__all__ = ["run", "add_arguments", "TABLES", "generation_times", "steps_per_second", "seed_study", "figure"]
+
+
+def _median_seconds(run, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def generation_times(arch: str, batch: int, repeats: int) -> dict[str, float]:
+    """Seconds to reconstruct ``batch`` images through the slots, with and without the KV cache."""
+    torch.manual_seed(0)
+    model = SLATE(slate_config_for(arch, variant="IN")).eval()
+    images, _ = generate_batch("clevr-mirror", range(batch), "val", model.config.resolution, 0)
+    model.reconstruct(images[:2])  # one-off allocations
+    cached = _median_seconds(lambda: model.reconstruct(images, use_cache=True), repeats)
+    uncached = _median_seconds(lambda: model.reconstruct(images, use_cache=False), repeats)
+    return {"cached_s": cached, "uncached_s": uncached, "speedup": uncached / cached, "batch": batch,
+            "tokens": model.config.num_tokens}
+
+
+def steps_per_second(variant: str, batch: int, timed: int, config_name: Optional[str] = None) -> float:
+    """Median training steps/s of one SLATE variant after two untimed steps."""
+    torch.manual_seed(0)
+    config = TrainConfig(**{**STUDY, "variant": variant, "batch_size": batch,
+                            **({"config": config_name} if config_name else {})})
+    model = build_model(config)
+    groups = model.parameter_groups()
+    opt = torch.optim.Adam([{"params": groups["dvae"], "lr": 1e-3}, {"params": groups["main"], "lr": 1e-4}])
+    images, _ = generate_batch("clevr-mirror", range(batch), "train", 64, 0)
+    times = []
+    for i in range(timed + 2):
+        start = time.perf_counter()
+        loss = model(images, tau=1.0)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, math.inf)
+        opt.step()
+        if i >= 2:  # the first steps pay one-off allocation costs
+            times.append(time.perf_counter() - start)
+    return 1.0 / statistics.median(times)
+
+
+def _train_ce_tail(metrics: Path, fraction: float = 0.1) -> float:
+    with open(metrics, newline="") as handle:
+        ce = [float(r["ce"]) for r in csv.DictReader(handle)]
+    tail = ce[-max(1, int(len(ce) * fraction)):]
+    return sum(tail) / len(tail)
+
+
+def seed_study(out: Path, steps: int, seeds: list[int], eval_batches: Optional[int] = None) -> dict:
+    """vanilla vs IN, same seeds and data, ``steps`` each; per-run summaries."""
+    runs = {}
+    for seed in seeds:
+        for variant in ("vanilla", "IN"):
+            run_dir = out / f"{variant}_seed{seed}"
+            if run_dir.exists():
+                shutil.rmtree(run_dir)  # this script's own output from an earlier call
+            recipe = {**STUDY, **({"eval_batches": eval_batches} if eval_batches else {})}
+            config = TrainConfig(**recipe, variant=variant, seed=seed, steps=steps, eval_every=steps,
+                                 checkpoint_every=steps, out=str(run_dir), progress=False)
+            summary = train(config)
+            summary["train_ce_tail"] = _train_ce_tail(run_dir / "metrics.csv")
+            runs[f"{variant}/{seed}"] = summary
+            print(f"seed {seed} {variant:7s}: train CE(last 10%) {summary['train_ce_tail']:.1f}  val CE "
+                  f"{summary['ce']:.1f}  MSE through slots {summary['mse_sum']:.1f} (per pixel {summary['mse']:.5f})"
+                  f"  dVAE {summary['dvae_mse_sum']:.1f}  FG-ARI {summary['fg_ari']:.3f}  "
+                  f"{summary['steps_per_s']:.2f} steps/s", flush=True)
+    return runs
+
+
+def figure(out: Path, seed: int) -> Path:
+    """Figure 4 layout: ground truth, then IN and vanilla reconstructions through the slots with masks."""
+    panels, images = [], None
+    for variant, label in (("IN", "implicit (IN)"), ("vanilla", "vanilla")):
+        state = load_checkpoint(out / f"{variant}_seed{seed}" / "checkpoint.pt")
+        model = build_model(TrainConfig(**{**state["train_config"], "resume": True}))
+        model.load_state_dict(state["model"])
+        images = BatchStream("clevr-mirror", "test", 64, 6, seed).batch(0)["image"]
+        torch.manual_seed(seed)
+        result = model.reconstruct(images)
+        panels.append((label, result["recon"], result["masks"]))
+    return plot_slate_grid(images, panels, out / "figure4.png", rows=6)
+
+
+def _stats(values: list[float]) -> str:
+    if len(values) < 2:
+        return f"{values[0]:.4g}"
+    return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"
+
+
+def add_arguments(group) -> None:
+    """The suite's own options."""
+    group.add_argument("--steps", type=int, default=None, help="training steps per study run (default 800; quick 20)")
+    group.add_argument("--seed-list", default=None, help="comma-separated study seeds (default 0,1,2; quick 0); "
+                       "--seeds N means 0..N-1")
+
+
+def _seeds(ctx: RunContext) -> list[int]:
+    text = ctx.overrides.get("seed_list")
+    if text:
+        try:
+            return [int(s) for s in text.split(",")]
+        except ValueError as err:
+            raise UsageError(f"--seed-list takes comma-separated integers, e.g. 0,1,2; got {text!r}") from err
+    if ctx.seeds:
+        return list(range(ctx.seeds))
+    return [0] if ctx.size in ("tiny", "quick") else [0, 1, 2]
+
+
+def run(ctx: RunContext, bar) -> SuiteResult:
+    """Generation, speed, then the seed study; ``bar`` advances once per part."""
+    tiny, quick = ctx.size == "tiny", ctx.size == "quick"
+    steps = ctx.overrides.get("steps") or (2 if tiny else 20 if quick else 800)
+    if steps < 1:
+        raise UsageError("--steps must be >= 1")
+    seeds = _seeds(ctx)
+    bar.reset(total=3)
+    result = SuiteResult("slate", {"steps": steps, "seeds": seeds, "recipe": dict(STUDY)})
+    gen = result.tables["generation"] = Table(
+        "Seconds to reconstruct a batch through the slot bottleneck (generate the 256 tokens from the slots, then "
+        "decode) with and without the key/value cache (median of repeats), variant IN.", TABLES["generation"])
+    sizes = [("cpu-small", 2 if tiny else 16, 1 if tiny or quick else 3)]
+    if not (tiny or quick):
+        sizes.append(("paper-64", 4, 1))
+    for arch, batch, repeats in sizes:
+        g = generation_times(arch, batch, repeats)
+        gen.add(architecture=arch, images=g["batch"], tokens=g["tokens"], cached_s=g["cached_s"],
+                uncached_s=g["uncached_s"], speedup=g["speedup"])
+    bar.update()
+    batch = 2 if tiny else 16
+    speed = result.tables["speed"] = Table(
+        f"Training steps/s of cpu-small SLATE, batch {batch} (forward + backward + Adam, data excluded; median after "
+        "two untimed steps).", TABLES["speed"])
+    for variant in (("vanilla", "IN") if tiny else VARIANTS):
+        timed = 1 if tiny else 3 if quick else 10
+        speed.add(variant=variant, batch=batch, steps_per_s=steps_per_second(variant, batch, timed))
+    bar.update()
+    began = time.perf_counter()
+    runs = seed_study(ctx.out, steps, seeds, eval_batches=1 if tiny else None)
+    figure(ctx.out, seeds[0])
+    result.plots.append("figure4.png")
+    study = result.tables["study"] = Table(
+        f"vanilla vs IN trained with `deqslots train` on clevr-mirror 64x64, {steps} steps, same seeds, data and "
+        f"steps; batch {STUDY['batch_size']}, Adam lr {STUDY['lr']} (warm-up {max(1, steps // 10)} steps), dVAE lr "
+        f"{STUDY['dvae_lr']}, inf-norm clipping 1.0, temperature 1.0 -> 0.1 over {min(30000, steps // 2)} steps; 3 "
+        "slot-attention iterations. CE is summed over the 256 tokens (the paper's unit); train_ce_tail = mean over "
+        "the last 10% of steps, ce = teacher-forced on validation images, on which the MSE through the slots is "
+        "measured too (mse_sum per image, images in [0, 1]; mse per pixel). fg_ari from the attention masks. "
+        f"Whole study: {time.perf_counter() - began:.0f} s.", RUN_COLUMNS)
+    for seed in seeds:
+        for variant in ("vanilla", "IN"):
+            x = runs[f"{variant}/{seed}"]
+            study.add(seed=seed, variant=variant, steps=steps, **{k: x[k] for k in RUN_COLUMNS[3:]})
+    get = lambda v, k: [runs[f"{v}/{seed}"][k] for seed in seeds]  # noqa: E731
+    summary = result.tables["study_summary"] = Table(
+        "Mean ± sd over seeds, and the paired difference IN - vanilla with the number of seeds where IN is lower.",
+        TABLES["study_summary"])
+    keys = ("train_ce_tail", "ce", "mse_sum")
+    for v in ("vanilla", "IN"):
+        summary.add(row=v, **{k: _stats(get(v, k)) for k in keys}, lower_in_seeds=None)
+    diffs = {k: [a - b for a, b in zip(get("IN", k), get("vanilla", k))] for k in keys}
+    summary.add(row="IN - vanilla (paired)", **{k: _stats(diffs[k]) for k in keys},
+                lower_in_seeds=", ".join(f"{k} {sum(d < 0 for d in diffs[k])}/{len(seeds)}" for k in keys))
+    bar.update()
+    return result

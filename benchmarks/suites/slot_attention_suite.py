@@ -1,0 +1,143 @@
+"""Suite ``slot-attention``: training speed and memory per variant, data throughput against consumption.
+
+    python -m benchmarks slot-attention [--quick] [--out DIR] [--batch-size N]
+
+Measures, on this machine's CPU, for the object-discovery autoencoder at 64x64 (architecture `cpu-small`
+at resolution 64, and optionally Slot Attention's `paper-64`), batch 32:
+- training steps/s of each variant at 3 and 7 slot-attention iterations (median of timed steps after a
+  warm-up step; forward + backward + Adam step, data generation excluded);
+- bytes autograd saves during the forward pass, per variant, as the iteration count grows (1, 3, 7, 15);
+- generation throughput of clevr-mirror at 64x64 against what training consumes (batch x steps/s).
+Writes DIR/results.json and DIR/report.md (default runs/bench/slot-attention).
+"""
+
+from __future__ import annotations
+
+import time
+from types import MappingProxyType
+
+import torch
+
+from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError, step_rates
+from deqslots import SlotAutoencoder, config_for
+from deqslots.data import generate_batch
+from deqslots.metrics import mse_per_pixel
+
+__all__ = ["run", "add_arguments", "TABLES", "VARIANTS", "steps_per_second", "saved_bytes",
+           "slot_attention_saved_bytes", "data_throughput"]
+
+VARIANTS = ("vanilla", "IN", "BN", "BB", "IB")
+TABLES = MappingProxyType({"speed": ("architecture", "variant", "iters", "batch", "steps_per_s"),
+                           "slot_attention_memory": ("variant", "iters", "saved_bytes", "saved_mb"),
+                           "autoencoder_memory": ("variant", "iters", "saved_bytes", "saved_mb"),
+                           "data": ("generator", "images_per_s", "training_images_per_s_max", "ratio")})
+
+
+def _model(arch: str, variant: str, iters: int) -> SlotAutoencoder:
+    torch.manual_seed(0)
+    return SlotAutoencoder(config_for(arch, resolution=64, variant=variant, iters=iters))
+
+
+def steps_per_second(arch: str, variants, iters: int, images: torch.Tensor, timed: int) -> dict[str, float]:
+    """Median training steps/s of each variant, timed in interleaved rounds (the first a warm-up)."""
+    runs = {}
+    for variant in variants:
+        model = _model(arch, variant, iters)
+        runs[variant] = (model, torch.optim.Adam(model.parameters(), lr=1e-4))
+    return step_rates(runs, lambda m: mse_per_pixel(m(images)["recon"], images), timed, torch.device("cpu"))
+
+
+def _saved_during(run) -> int:
+    """Bytes autograd saves for backward while ``run()`` builds its graph (then backpropagates)."""
+    total = [0]
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        total[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = run()
+    out.sum().backward()
+    return total[0]
+
+
+def saved_bytes(arch: str, variant: str, iters: int, images: torch.Tensor) -> int:
+    model = _model(arch, variant, iters)
+    return _saved_during(lambda: model(images)["recon"])
+
+
+def slot_attention_saved_bytes(variant: str, iters: int, feats: torch.Tensor) -> int:
+    """Saved bytes of the slot-attention module alone (the encoder and decoder are the same for all)."""
+    from deqslots import SlotAttention
+
+    torch.manual_seed(0)
+    sa = SlotAttention(feats.shape[-1], 32, 5, iters, 64, variant)
+    return _saved_during(lambda: sa(feats))
+
+
+def data_throughput(seconds: float) -> float:
+    count, start, index = 0, time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        generate_batch("clevr-mirror", range(index, index + 32), "train", 64, 0)
+        index += 32
+        count += 32
+    return count / (time.perf_counter() - start)
+
+
+def add_arguments(group) -> None:
+    """The suite's own options."""
+    group.add_argument("--batch-size", type=int, default=None, help="training batch (default 32)")
+
+
+def run(ctx: RunContext, bar) -> SuiteResult:
+    """Speed, memory and data throughput at ``ctx.size``; ``bar`` advances once per measurement."""
+    tiny, quick = ctx.size == "tiny", ctx.size == "quick"
+    batch = ctx.overrides.get("batch_size") or (2 if tiny else 32)
+    if batch < 1:
+        raise UsageError("--batch-size must be >= 1")
+    timed = 1 if tiny else 2 if quick else 5
+    archs = ["cpu-small"] if tiny or quick else ["cpu-small", "paper-64"]
+    iter_counts = (1, 3) if tiny else (3, 7)
+    memory_iters = (1, 3) if tiny else (1, 3, 7, 15)
+    variants_small = ("vanilla", "IN") if tiny else VARIANTS
+    images, _ = generate_batch("clevr-mirror", range(batch), "train", 64, 0)
+    result = SuiteResult("slot-attention", {"batch_size": batch, "timed_rounds": timed, "architectures": archs})
+    bar.reset(total=len(archs) * len(iter_counts) + 3)
+    speed = result.tables["speed"] = Table(
+        f"Training steps/s at 64x64 on clevr-mirror images, batch {batch} (forward + backward + Adam step, data "
+        f"generation excluded), median of {timed} interleaved rounds after a warm-up round; iters = slot-attention "
+        "iterations T. paper-64 runs vanilla and IN only.", TABLES["speed"])
+    for arch in archs:
+        variants = variants_small if arch == "cpu-small" else ("vanilla", "IN")
+        for iters in iter_counts:
+            bar.set_postfix_str(f"{arch} T={iters}")
+            for variant, sps in steps_per_second(arch, variants, iters, images, timed).items():
+                speed.add(architecture=arch, variant=variant, iters=iters, batch=batch, steps_per_s=sps)
+            bar.update()
+    feats = torch.randn(2 if tiny else 8, 64 if tiny else 256, 32)
+    mem = result.tables["slot_attention_memory"] = Table(
+        f"Bytes autograd saves for backward in the slot-attention module alone (B={feats.shape[0]}, "
+        f"N={feats.shape[1]} inputs of 32, 5 slots of 32) as T grows: unrolled variants grow with T, implicit ones "
+        "do not.", TABLES["slot_attention_memory"])
+    for variant in variants_small:
+        for iters in memory_iters:
+            nbytes = slot_attention_saved_bytes(variant, iters, feats)
+            mem.add(variant=variant, iters=iters, saved_bytes=nbytes, saved_mb=nbytes / 1e6)
+    bar.update()
+    whole = result.tables["autoencoder_memory"] = Table(
+        f"Bytes autograd saves in the whole autoencoder (cpu-small at 64x64, B={min(8, batch)}).",
+        TABLES["autoencoder_memory"])
+    for variant in ("vanilla", "IN"):
+        for iters in iter_counts:
+            nbytes = saved_bytes("cpu-small", variant, iters, images[:8])
+            whole.add(variant=variant, iters=iters, saved_bytes=nbytes, saved_mb=nbytes / 1e6)
+    bar.update()
+    gen = data_throughput(0.2 if tiny else 2.0 if quick else 5.0)
+    fastest = max(r["steps_per_s"] for r in speed.rows if r["architecture"] == "cpu-small") * batch
+    result.tables["data"] = Table(
+        "clevr-mirror 64x64 generated on one process (images/s) against what the fastest cpu-small variant "
+        "consumes in training (batch x steps/s).", TABLES["data"])
+    result.tables["data"].add(generator="clevr-mirror 64x64", images_per_s=gen, training_images_per_s_max=fastest,
+                              ratio=gen / fastest)
+    bar.update()
+    return result
