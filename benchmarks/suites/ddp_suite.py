@@ -92,7 +92,7 @@ def checkpoint_cost(checkpoint: Path, repeats: int) -> dict:
 
 def add_arguments(group) -> None:
     """The suite's own options."""
-    group.add_argument("--steps", type=int, default=None, help="training steps per layout (default 40; quick 8)")
+    group.add_argument("--steps", type=int, default=None, help="training steps per layout (default 40; quick 6)")
     group.add_argument("--warmup", type=int, default=None, help="steps left out of the timing (default 5; quick 2)")
     group.add_argument("--batch-size", type=int, default=None, help="global batch (default 32)")
     group.add_argument("--variant", default=None, help="slot-attention variant (default IN)")
@@ -102,7 +102,7 @@ def add_arguments(group) -> None:
 def run(ctx: RunContext, bar) -> SuiteResult:
     """Train each layout through the CLI, then time the checkpoint; ``bar`` advances once per layout."""
     o = ctx.overrides
-    steps = o.get("steps") or {"tiny": 3, "quick": 8}.get(ctx.size, 40)
+    steps = o.get("steps") or {"tiny": 3, "quick": 6}.get(ctx.size, 40)
     warmup = o.get("warmup") or {"tiny": 1, "quick": 2}.get(ctx.size, 5)
     batch = o.get("batch_size") or (4 if ctx.size == "tiny" else 32)
     variant = o.get("variant") or "IN"

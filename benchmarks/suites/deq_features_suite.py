@@ -138,16 +138,16 @@ def _caching_row(kind: str, batch: int, dim: int, iters: int, repeats: int) -> d
 
 def add_arguments(group) -> None:
     """The suite's own options."""
-    group.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default 15; quick 7; tiny 2)")
+    group.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default 15; quick 5; tiny 2)")
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:
     """Both sections at ``ctx.size``; ``bar`` advances once per section."""
-    repeats = ctx.overrides.get("repeats") or {"tiny": 2, "quick": 7}.get(ctx.size, 15)
+    repeats = ctx.overrides.get("repeats") or {"tiny": 2, "quick": 5}.get(ctx.size, 15)
     if repeats < 1:
         raise UsageError("--repeats must be >= 1")
     tiny = ctx.size == "tiny"
-    dim = 32 if tiny else 512
+    dim = 32 if tiny else 256 if ctx.size == "quick" else 512
     result = SuiteResult("deq-features", {"repeats": repeats, "dim": dim})
     bar.reset(total=2)
     result.tables["compaction"] = rows_table(

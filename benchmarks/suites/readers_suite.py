@@ -107,7 +107,7 @@ def add_arguments(group) -> None:
     """The suite's own options."""
     group.add_argument("--readers", nargs="+", default=None, choices=READERS, help="default: all")
     group.add_argument("--items", type=int, default=None,
-                       help="items written per format (and read, in epochs); default 200, quick 20, tiny 8")
+                       help="items written per format (and read, in epochs); default 200, quick 12, tiny 8")
     group.add_argument("--reads", type=int, default=None, help="items timed (default: --items)")
     group.add_argument("--resolution", type=int, default=None, help="default 128 (quick 64, tiny 16)")
     group.add_argument("--workdir", default=None, help="where the files go (default: a temporary folder)")
@@ -116,7 +116,7 @@ def add_arguments(group) -> None:
 def run(ctx: RunContext, bar) -> SuiteResult:
     """Write each format's files, then time reading them; ``bar`` advances once per reader."""
     o = ctx.overrides
-    items = o.get("items") or {"tiny": 8, "quick": 20}.get(ctx.size, 200)
+    items = o.get("items") or {"tiny": 8, "quick": 12}.get(ctx.size, 200)
     reads = o.get("reads") or items
     resolution = o.get("resolution") or {"tiny": 16, "quick": 64}.get(ctx.size, 128)
     if min(items, reads, resolution) < 1:

@@ -148,7 +148,7 @@ def _stats(values: list[float]) -> str:
 
 def add_arguments(group) -> None:
     """The suite's own options."""
-    group.add_argument("--steps", type=int, default=None, help="training steps per study run (default 800; quick 20)")
+    group.add_argument("--steps", type=int, default=None, help="training steps per study run (default 800; quick 10)")
     group.add_argument("--seed-list", default=None, help="comma-separated study seeds (default 0,1,2; quick 0); "
                        "--seeds N means 0..N-1")
 
@@ -168,7 +168,7 @@ def _seeds(ctx: RunContext) -> list[int]:
 def run(ctx: RunContext, bar) -> SuiteResult:
     """Generation, speed, then the seed study; ``bar`` advances once per part."""
     tiny, quick = ctx.size == "tiny", ctx.size == "quick"
-    steps = ctx.overrides.get("steps") or (2 if tiny else 20 if quick else 800)
+    steps = ctx.overrides.get("steps") or (2 if tiny else 10 if quick else 800)
     if steps < 1:
         raise UsageError("--steps must be >= 1")
     seeds = _seeds(ctx)
@@ -177,7 +177,7 @@ def run(ctx: RunContext, bar) -> SuiteResult:
     gen = result.tables["generation"] = Table(
         "Seconds to reconstruct a batch through the slot bottleneck (generate the 256 tokens from the slots, then "
         "decode) with and without the key/value cache (median of repeats), variant IN.", TABLES["generation"])
-    sizes = [("cpu-small", 2 if tiny else 16, 1 if tiny or quick else 3)]
+    sizes = [("cpu-small", 2 if tiny else 4 if quick else 16, 1 if tiny or quick else 3)]
     if not (tiny or quick):
         sizes.append(("paper-64", 4, 1))
     for arch, batch, repeats in sizes:
@@ -190,11 +190,11 @@ def run(ctx: RunContext, bar) -> SuiteResult:
         f"Training steps/s of cpu-small SLATE, batch {batch} (forward + backward + Adam, data excluded; median after "
         "two untimed steps).", TABLES["speed"])
     for variant in (("vanilla", "IN") if tiny else VARIANTS):
-        timed = 1 if tiny else 3 if quick else 10
+        timed = 1 if tiny else 2 if quick else 10
         speed.add(variant=variant, batch=batch, steps_per_s=steps_per_second(variant, batch, timed))
     bar.update()
     began = time.perf_counter()
-    runs = seed_study(ctx.out, steps, seeds, eval_batches=1 if tiny else None)
+    runs = seed_study(ctx.out, steps, seeds, eval_batches=1 if tiny or quick else None)
     figure(ctx.out, seeds[0])
     result.plots.append("figure4.png")
     study = result.tables["study"] = Table(

@@ -86,13 +86,13 @@ def data_throughput(seconds: float) -> float:
 
 def add_arguments(group) -> None:
     """The suite's own options."""
-    group.add_argument("--batch-size", type=int, default=None, help="training batch (default 32)")
+    group.add_argument("--batch-size", type=int, default=None, help="training batch (default 32; quick 16)")
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:
     """Speed, memory and data throughput at ``ctx.size``; ``bar`` advances once per measurement."""
     tiny, quick = ctx.size == "tiny", ctx.size == "quick"
-    batch = ctx.overrides.get("batch_size") or (2 if tiny else 32)
+    batch = ctx.overrides.get("batch_size") or (2 if tiny else 16 if quick else 32)
     if batch < 1:
         raise UsageError("--batch-size must be >= 1")
     timed = 1 if tiny else 2 if quick else 5
