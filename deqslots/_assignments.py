@@ -10,7 +10,8 @@ __all__ = ["parse_assignments"]
 
 def parse_assignments(text: str, example: str) -> dict[str, Any]:
     """Parse ``KEY=VALUE,KEY=VALUE``; values are Python literals where they parse (``3``, ``0.5``, ``'x'``),
-    else bare strings. An empty text is an empty dict.
+    ``true`` / ``false`` in any case are booleans (as a shell user writes them), anything else a bare string.
+    An empty text is an empty dict.
 
     Args:
         text: the settings.
@@ -20,14 +21,17 @@ def parse_assignments(text: str, example: str) -> dict[str, Any]:
         ValueError: a part without ``=`` or with an empty key.
 
     Examples:
-        >>> parse_assignments("iters=7,mask_source=decoder", "x")
-        {'iters': 7, 'mask_source': 'decoder'}
+        >>> parse_assignments("iters=7,mask_source=decoder,one_colour=true", "x")
+        {'iters': 7, 'mask_source': 'decoder', 'one_colour': True}
     """
     settings: dict[str, Any] = {}
     for part in text.split(",") if text else ():
         key, eq, value = part.partition("=")
         if not eq or not key.strip():
             raise ValueError(f"settings must read KEY=VALUE,KEY=VALUE (e.g. {example}); got {part!r} in {text!r}")
+        if value.strip().lower() in ("true", "false"):
+            settings[key.strip()] = value.strip().lower() == "true"
+            continue
         try:
             settings[key.strip()] = ast.literal_eval(value.strip())
         except (ValueError, SyntaxError):
