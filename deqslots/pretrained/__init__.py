@@ -7,7 +7,7 @@ are those of :func:`evaluate_pretrained` on a fixed batch of test scenes, which 
 Examples:
     >>> from deqslots.pretrained import PRETRAINED, load_pretrained
     >>> sorted(PRETRAINED)
-    ['clevr-mirror-IN', 'same-hue-IN', 'same-hue-vanilla', 'shapes-IN', 'shapes-vanilla']
+    ['clevr-mirror-IN', 'clevr-mirror-vanilla', 'same-hue-IN', 'same-hue-vanilla', 'shapes-IN', 'shapes-vanilla']
     >>> model = load_pretrained("shapes-IN")
     >>> model.config.variant, model.training
     ('IN', False)
@@ -82,7 +82,7 @@ PRETRAINED = MappingProxyType({
                                       steps=12000, seconds=884, command=_command("vanilla", 12000)),
     # Where colour fails (issue #11): decoder masks (`cpu-objects`); the colour-only control scores about 0.005
     # on same-hue and 0.38 on clevr-mirror (BENCHMARKS.md, "Objects, not colours"). Seconds: 1 torch thread
-    # with another run beside it.
+    # with another run beside it (clevr-mirror-vanilla: with five other jobs on the 2 cores).
     "same-hue-IN": PretrainedModel("same-hue-IN", "same-hue-IN.pt", "IN", "same-hue", fg_ari=0.4620,
                                    mse=8.598e-03, steps=8000, seconds=1079,
                                    command=_objects_command("same-hue", "IN")),
@@ -92,6 +92,9 @@ PRETRAINED = MappingProxyType({
     "clevr-mirror-IN": PretrainedModel("clevr-mirror-IN", "clevr-mirror-IN.pt", "IN", "clevr-mirror",
                                        fg_ari=0.2140, mse=4.670e-03, steps=8000, seconds=1151,
                                        command=_objects_command("clevr-mirror", "IN")),
+    "clevr-mirror-vanilla": PretrainedModel("clevr-mirror-vanilla", "clevr-mirror-vanilla.pt", "vanilla",
+                                            "clevr-mirror", fg_ari=0.2641, mse=5.982e-03, steps=8000, seconds=2637,
+                                            command=_objects_command("clevr-mirror", "vanilla")),
 })
 
 
