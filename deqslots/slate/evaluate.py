@@ -6,14 +6,15 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+from torch.nn import functional as F
 
 from ..batches import BatchStream
 from ..eval_mode import seeded_eval
 from ..metrics import fg_ari, mean_fg_ari, mse_per_image_sum, mse_per_pixel
 from .fid import FIDScore
-from .model import SLATE
+from .model import SLATE, UPSAMPLING
 
-__all__ = ["evaluate_slate", "mean_colour_mse"]
+__all__ = ["evaluate_slate", "mean_colour_mse", "token_oracle_fg_ari"]
 
 
 @torch.no_grad()
@@ -38,7 +39,8 @@ def evaluate_slate(model: SLATE, stream: BatchStream, batches: int = 4, seed: in
         decoded) per pixel and as the per-image sum (the paper's Table 3); ``dvae_mse`` / ``dvae_mse_sum``:
         the image's own tokens decoded (the dVAE's limit); ``ce`` / ``ce_per_token``: token cross-entropy
         (teacher forcing); ``fg_ari``: of the slots' attention masks (NaN without ground-truth masks);
-        ``fid`` when ``fid`` is given; ``mse_other``: the same generations against the batch's next image
+        ``fid`` when ``fid`` is given; ``fg_ari_token_oracle``: :func:`token_oracle_fg_ari`, what masks on
+        this token grid can reach; ``mse_other``: the same generations against the batch's next image
         (close to ``mse`` when generation ignores the input); ``mean_colour_mse``: each image's mean colour
         (the best constant image); ``token_accuracy``: generated tokens equal to the image's own. Images are
         in [0, 1]. A model in stage "dvae" gives only ``dvae_mse``, ``dvae_mse_sum`` and ``mean_colour_mse``.
@@ -49,6 +51,7 @@ def evaluate_slate(model: SLATE, stream: BatchStream, batches: int = 4, seed: in
     totals = dict.fromkeys(("mse", "mse_sum", "dvae_mse", "dvae_mse_sum", "ce", "ce_per_token", "mse_other",
                             "mean_colour_mse", "token_accuracy"), 0.0)
     aris: list[torch.Tensor] = []
+    oracles: list[torch.Tensor] = []
     with seeded_eval(model, seed):
         for b in range(batches):
             batch = stream.batch(b)
@@ -68,13 +71,49 @@ def evaluate_slate(model: SLATE, stream: BatchStream, batches: int = 4, seed: in
             totals["token_accuracy"] += float((out["generated"] == out["tokens"]).float().mean())
             if batch["mask"] is not None:
                 aris.append(fg_ari(batch["mask"], out["masks"].argmax(dim=1).cpu()))
+                oracles.append(token_oracle_fg_ari(batch["mask"], model.config.grid, model.config.mask_upsample))
             if fid is not None:
                 fid.update(images.cpu(), out["recon"].cpu())
     result = {key: value / batches for key, value in totals.items()}
     result["fg_ari"] = mean_fg_ari(aris)
+    result["fg_ari_token_oracle"] = mean_fg_ari(oracles)
     if fid is not None:
         result["fid"] = fid.compute()
     return result
+
+
+def token_oracle_fg_ari(true_ids: torch.Tensor, grid: int, upsample: str = "nearest") -> torch.Tensor:
+    """FG-ARI of an oracle that draws masks the way SLATE's attention does: on the ``grid x grid`` token grid,
+    each token's share of every true object, upsampled to pixels as ``upsample`` says, then the argmax.
+
+    What the attention masks can reach at this token size: small objects that share a token with the
+    background or a neighbour cost FG-ARI however well the slots bind (on ``shapes`` at 32x32 with 8x8
+    tokens, about 0.5; BENCHMARKS.md "SLATE on a CPU").
+
+    Args:
+        true_ids: ground-truth ids ``[B, H, W]``, 0 = background.
+        grid: side of the token grid (``H`` must be a multiple of it).
+        upsample: ``"nearest"`` or ``"bilinear"`` (the config's ``mask_upsample``).
+
+    Returns:
+        ``float64 [B]`` FG-ARI per image (NaN without foreground), as :func:`deqslots.metrics.fg_ari`.
+
+    Examples:
+        >>> ids = torch.zeros(1, 8, 8, dtype=torch.long)
+        >>> ids[0, :4, :4] = 1  # an object that fills whole tokens is found exactly
+        >>> token_oracle_fg_ari(ids, grid=2).tolist()
+        [1.0]
+        >>> ids[0, :1, :1] = 2  # a one-pixel object inside a token is not
+        >>> token_oracle_fg_ari(ids, grid=2).tolist()[0] < 1.0
+        True
+    """
+    height, width = true_ids.shape[-2:]
+    if height % grid or width % grid:
+        raise ValueError(f"the {height}x{width} masks do not split into a {grid}x{grid} token grid")
+    shares = F.one_hot(true_ids, int(true_ids.max()) + 1).permute(0, 3, 1, 2).float()
+    shares = F.avg_pool2d(shares, (height // grid, width // grid))
+    up = F.interpolate(shares, size=(height, width), **UPSAMPLING[upsample])
+    return fg_ari(true_ids, up.argmax(dim=1))
 
 
 def mean_colour_mse(images: torch.Tensor) -> torch.Tensor:

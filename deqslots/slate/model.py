@@ -17,11 +17,12 @@ from .embedding import TokenEmbedding
 from .generate import generate_tokens
 from .transformer import ImageGPTDecoder
 
-__all__ = ["SLATE", "STAGES"]
+__all__ = ["SLATE", "STAGES", "UPSAMPLING"]
 
 # What a training step trains (SLATE.set_stage): everything, the dVAE alone, or the rest on frozen dVAE tokens.
 STAGES = ("joint", "dvae", "slots")
-_UPSAMPLING = {"nearest": dict(mode="nearest"), "bilinear": dict(mode="bilinear", align_corners=False)}
+# How attention over the token grid becomes pixel masks (the config's mask_upsample): F.interpolate's arguments.
+UPSAMPLING = {"nearest": dict(mode="nearest"), "bilinear": dict(mode="bilinear", align_corners=False)}
 
 
 class SLATE(nn.Module):
@@ -208,7 +209,7 @@ class SLATE(nn.Module):
             generated, _ = generate_tokens(self.embedding, self.decoder, self.head, self.slot_proj(slots),
                                            c.num_tokens, use_cache=use_cache)
             masks = F.interpolate(attn.reshape(-1, c.num_slots, c.grid, c.grid), size=(c.resolution, c.resolution),
-                                  **_UPSAMPLING[c.mask_upsample])
+                                  **UPSAMPLING[c.mask_upsample])
             return {"recon": self.dvae.decode_tokens(generated, c.grid).clamp(0, 1),
                     "recon_dvae": self.dvae.decode_tokens(tokens, c.grid).clamp(0, 1),
                     "tokens": tokens, "generated": generated, "attn": attn, "masks": masks, "slots": slots}
