@@ -1,0 +1,54 @@
+"""Properties the figures of the smaller suites must have at their test size (the all_tiny run; no timing)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from benchmarks.suites.deq_classifier_suite import MODES, TORCHDEQ, get_deq
+
+
+def tables(all_tiny, suite: str) -> dict:
+    out, _ = all_tiny
+    return json.loads((out / suite / "results.json").read_text())["tables"]
+
+
+def test_slot_attention_memory_grows_with_iterations_only_when_unrolled(all_tiny):
+    rows = tables(all_tiny, "slot-attention")["slot_attention_memory"]["rows"]
+    saved = {(r["variant"], r["iters"]): r["saved_bytes"] for r in rows}
+    assert saved[("vanilla", 3)] > 1.5 * saved[("vanilla", 1)]
+    assert saved[("IN", 3)] == pytest.approx(saved[("IN", 1)], rel=0.01)
+    data = tables(all_tiny, "slot-attention")["data"]["rows"][0]
+    assert data["ratio"] == pytest.approx(data["images_per_s"] / data["training_images_per_s_max"])
+
+
+def test_deq_classifier_rows_per_backward_mode(all_tiny):
+    rows = {r["mode"]: r for r in tables(all_tiny, "deq-classifier")["modes"]["rows"]}
+    assert list(rows) == [*MODES, *([TORCHDEQ] if get_deq is not None else [])]
+    # the exact gradient's own mode agrees with it; one step of the adjoint series is an approximation of it
+    assert rows["implicit (gmres adjoint)"]["grad_cosine_step0"] > 0.999
+    assert rows["onestep"]["grad_cosine_step0"] <= rows["implicit (gmres adjoint)"]["grad_cosine_step0"]
+    assert rows["unrolled"]["vjps_per_step"] == 0 and rows["onestep"]["vjps_per_step"] == 0
+    assert rows["neumann(5)"]["vjps_per_step"] == 4  # terms - 1 products beyond the first term
+    assert all(0.0 <= r["test_accuracy"] <= 1.0 and math.isfinite(r["test_loss"]) for r in rows.values())
+
+
+def test_slate_study_pairs_the_variants(all_tiny):
+    t = tables(all_tiny, "slate")
+    assert {(r["seed"], r["variant"]) for r in t["study"]["rows"]} == {(0, "vanilla"), (0, "IN")}
+    assert all(math.isfinite(r["ce"]) and r["mse_sum"] > 0 for r in t["study"]["rows"])
+    assert [r["row"] for r in t["study_summary"]["rows"]] == ["vanilla", "IN", "IN - vanilla (paired)"]
+    assert all(r["cached_s"] > 0 and r["uncached_s"] > 0 for r in t["generation"]["rows"])
+
+
+def test_ddp_and_data_rows(all_tiny):
+    t = tables(all_tiny, "ddp")
+    assert [(r["device"], r["processes"]) for r in t["speed"]["rows"]] == [("cpu", 1)]
+    assert t["speed"]["rows"][0]["speedup_vs_1x1"] == 1.0 and t["speed"]["rows"][0]["timed_steps"] == 2
+    assert t["checkpoint"]["rows"][0]["bytes"] > 0 and t["checkpoint"]["rows"][0]["parameters"] > 0
+    generators = [r["generator"] for r in tables(all_tiny, "data")["generators"]["rows"]]
+    from deqslots.data import DATASETS
+
+    assert generators == list(DATASETS)
