@@ -208,7 +208,7 @@ def run(ctx: RunContext, bar) -> SuiteResult:
     for mode, runs in per_mode.items():
         acc = [r["test_accuracy"] for r in runs]
 
-        def mean(key: str) -> float:
+        def mean(key: str, runs: list[dict] = runs) -> float:
             return statistics.fmean(r[key] for r in runs)
 
         tab.add(mode=mode, seeds=len(runs), steps=steps, ms_per_step=mean("ms"), f_evals_per_step=mean("f_evals"),

@@ -180,7 +180,7 @@ def _solver_overhead(ctx: RunContext, budget: Budget, dry: bool, result: SuiteRe
                 return
             solver = {"iterate": solvers.Iterate, "anderson": solvers.Anderson, "broyden": solvers.Broyden}[name]()
 
-            def solve() -> solvers.SolveInfo:
+            def solve(solver: solvers.ForwardSolver = solver, tol: Optional[float] = tol) -> solvers.SolveInfo:
                 with torch.no_grad():
                     return solvers.fixed_point(f, z0, forward=solver, backward="onestep", tol=tol, max_iter=30,
                                                on_fail="ignore")[1]
@@ -229,7 +229,7 @@ def _slot_attention_speed(ctx: RunContext, budget: Budget, dry: bool, result: Su
         images = _images(resolution, batch, ctx.device)
         model, opt = _slot_runs(config, resolution, variant, ctx.device)
 
-        def loss(m: torch.nn.Module, p: str = precision) -> torch.Tensor:
+        def loss(m: torch.nn.Module, p: str = precision, images: torch.Tensor = images) -> torch.Tensor:
             with _autocast(ctx.device, p):
                 return mse_per_pixel(m(images)["recon"].float(), images)
 
@@ -258,7 +258,8 @@ def _compile(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResult, ba
         if compiled:
             try:
                 net = torch.compile(model, backend=backend)
-                compile_s, _ = time_call(lambda: mse_per_pixel(net(images)["recon"], images).backward(), ctx.device)
+                compile_s, _ = time_call(lambda net=net: mse_per_pixel(net(images)["recon"], images).backward(),
+                                         ctx.device)
             except Exception as err:  # a backend missing on this machine is a finding, not a crash
                 result.notes.append(f"compile: torch.compile failed: {type(err).__name__}: {str(err)[:300]}")
                 return
@@ -287,7 +288,7 @@ def _slate_speed(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResult
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
         images = _images(config.resolution, batch, ctx.device)
 
-        def loss(m: torch.nn.Module, p: str = precision) -> torch.Tensor:
+        def loss(m: torch.nn.Module, p: str = precision, images: torch.Tensor = images) -> torch.Tensor:
             with _autocast(ctx.device, p):
                 return m(images, tau=1.0)["loss"].float()
 
@@ -323,7 +324,7 @@ def _peak_memory(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResult
                 sync(ctx.device)
                 nbytes = torch.cuda.max_memory_allocated(ctx.device) - base
             else:
-                nbytes = saved_bytes(lambda: mse_per_pixel(model(images)["recon"], images).reshape(1),
+                nbytes = saved_bytes(lambda model=model: mse_per_pixel(model(images)["recon"], images).reshape(1),
                                      exclude=tuple(model.parameters()) + (images,))[0]
             tab.add(architecture="paper-64", variant=variant, iters=iters, batch=batch,
                     measure="cuda peak" if cuda else "autograd saved", bytes=nbytes, mib=nbytes / 2**20)

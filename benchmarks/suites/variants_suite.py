@@ -47,8 +47,8 @@ import torch
 import solvers
 from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError
 
-__all__ = ["run", "add_arguments", "TABLES", "Plan", "PLANS", "DEFAULT_SIZE", "plan_for", "RUN_COLUMNS", "TRAJECTORY_COLUMNS",
-           "CURVE_COLUMNS", "SUMMARY_COLUMNS"]
+__all__ = ["run", "add_arguments", "TABLES", "Plan", "PLANS", "DEFAULT_SIZE", "plan_for", "RUN_COLUMNS",
+           "TRAJECTORY_COLUMNS", "CURVE_COLUMNS", "SUMMARY_COLUMNS"]
 
 RUN_COLUMNS = ("run", "model", "groups", "variant", "iters", "seed", "grad_clip", "warmup_steps", "steps",
                "steps_done", "diverged", "diverged_at", "final_loss", "final_val_mse", "final_val_mse_sum",
