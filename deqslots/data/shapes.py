@@ -12,13 +12,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
 from deqslots.data._raster import box_slices, check_count_range, pixel_centres, renumber
 
-__all__ = ["SHAPE_KINDS", "BACKGROUNDS", "ShapesOptions", "render_shapes", "unit_shape", "shape_patch", "ShapePatch"]
+__all__ = ["SHAPE_KINDS", "BACKGROUNDS", "ShapesOptions", "render_shapes", "unit_shape", "shape_patch", "ShapePatch",
+           "ShapeObject", "sample_shapes", "draw_shapes"]
 
 SHAPE_KINDS: tuple[str, ...] = ("square", "ellipse", "triangle", "heart")
 BACKGROUNDS: tuple[str, ...] = ("random", "black")
@@ -135,6 +136,29 @@ def render_shapes(
         >>> image.shape, ids.shape, int(ids.min())
         ((3, 32, 32), (32, 32), 0)
     """
+    background, objects = sample_shapes(rng, options)
+    image, ids, _ = draw_shapes(background, objects, resolution)
+    return image, ids
+
+
+class ShapeObject(NamedTuple):
+    """One shape of a ``shapes`` scene: its kind, centre (x, y in image units), radius, rotation, aspect and
+    ``float32 [3]`` colour."""
+
+    kind: str
+    centre: np.ndarray
+    radius: float
+    angle: float
+    aspect: float
+    colour: np.ndarray
+
+
+def sample_shapes(rng: np.random.Generator, options: ShapesOptions) -> tuple[np.ndarray, list[ShapeObject]]:
+    """The scene :func:`render_shapes` draws, as data: ``(background float32 [3], objects in drawing order)``.
+
+    Scenes can then be edited (an object removed, one from another scene added) and drawn with
+    :func:`draw_shapes`, e.g. the true composites of :mod:`deqslots.slate.compose`.
+    """
     count = int(rng.integers(options.min_objects, options.max_objects + 1))
     if options.background == "random":
         background = rng.random(3, dtype=np.float32)
@@ -146,15 +170,32 @@ def render_shapes(
     centres = rng.uniform(0.1, 0.9, (count, 2))
     angles = rng.uniform(0.0, 2.0 * math.pi, count)
     aspects = rng.uniform(0.6, 1.0, count)
+    return background, [ShapeObject(options.kinds[kinds[k]], centres[k], float(radii[k]), float(angles[k]),
+                                    float(aspects[k]), colours[k]) for k in range(count)]
 
+
+def draw_shapes(background: np.ndarray, objects: Sequence[ShapeObject], resolution: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw ``objects`` in order (later ones occlude earlier ones) on ``background``.
+
+    Returns:
+        ``(image float32 [3, H, W], ids int64 [H, W], kept)``: ids 0 = background and ``1..K`` the visible
+        objects; ``kept[k - 1]`` is the index in ``objects`` of the object with id ``k``.
+
+    Examples:
+        >>> background, objects = sample_shapes(np.random.default_rng(0), ShapesOptions())
+        >>> image, ids, kept = draw_shapes(background, objects, 32)
+        >>> same_image, same_ids = render_shapes(np.random.default_rng(0), 32, ShapesOptions())
+        >>> bool((image == same_image).all() and (ids == same_ids).all()), len(kept) == int(ids.max())
+        (True, True)
+    """
     grid = pixel_centres(resolution)
     ids = np.zeros((resolution, resolution), dtype=np.int64)
-    for k in range(count):
-        patch = shape_patch(options.kinds[kinds[k]], centres[k], radii[k], angles[k], float(aspects[k]), grid,
-                            resolution)
+    for k, obj in enumerate(objects):
+        patch = shape_patch(obj.kind, obj.centre, obj.radius, obj.angle, obj.aspect, grid, resolution)
         if patch is not None:
             ids[patch.r0:patch.r1, patch.c0:patch.c1][patch.inside] = k + 1
-
-    ids, kept = renumber(ids, count)
+    ids, kept = renumber(ids, len(objects))
+    colours = np.stack([obj.colour for obj in objects]) if objects else np.zeros((0, 3), dtype=np.float32)
     palette = np.concatenate([background[:, None], colours[kept].T], axis=1)
-    return np.take(palette, ids, axis=1), ids
+    return np.take(palette, ids, axis=1), ids, kept
