@@ -49,7 +49,8 @@ def test_unrolled_memory_grows_with_iterations_and_implicit_does_not(dry):
     _, doc = dry
     rows = doc["tables"]["peak_memory"]["rows"]
     saved = {(r["variant"], r["iters"]): r["bytes"] for r in rows}
-    assert saved[("vanilla", 3)] > saved[("vanilla", 1)] * 1.1
+    # the encoder and decoder are the same at every T: the growth is slot attention's two extra iterations
+    assert saved[("vanilla", 3)] > saved[("vanilla", 1)] * 1.05
     assert saved[("IN", 3)] == pytest.approx(saved[("IN", 1)], rel=0.01)
 
 
