@@ -214,6 +214,7 @@ def test_dataset_options_lists_defaults():
         "max_objects": 6,
         "mirror_fraction": 0.4,
         "reflections": True,
+        "one_colour": False,
     }
     opts = dataset_options("shapes")
     opts["max_objects"] = 99  # a fresh dict each call: no shared mutable state
