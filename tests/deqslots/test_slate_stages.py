@@ -2,7 +2,6 @@
 rest on its tokens (and resumes / evaluates without the dVAE run), bad stage settings are refused with the fix,
 and the cpu-slate config and the new architecture options are checked."""
 
-import csv
 import json
 import math
 import shutil
@@ -17,18 +16,15 @@ from deqslots.slate.evaluate import mean_colour_mse
 from deqslots.slate.stages import load_dvae
 from deqslots.train import TrainConfig, build_model, train
 
+from .slate_runs import metrics_rows, tiny_slate_config
+
 
 def tiny(out, **kw):
-    base = dict(model="slate", data="shapes", config="cpu-slate", resolution=16, num_slots=3, vocab_size=16,
-                batch_size=4, steps=3, eval_every=3, eval_batches=1, checkpoint_every=3, out=str(out), progress=False,
-                lr=1e-3, dvae_lr=1e-3, warmup_steps=0)
-    base.update(kw)
-    return TrainConfig(**base)
+    defaults = dict(config="cpu-slate", batch_size=4, steps=3, eval_every=3, checkpoint_every=3)
+    return tiny_slate_config(out, **{**defaults, **kw})
 
 
-def rows(out):
-    with open(out / "metrics.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
+rows = metrics_rows
 
 
 def weights(out):

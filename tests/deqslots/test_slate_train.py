@@ -1,7 +1,6 @@
 """SLATE training: the cross-entropy goes down (vanilla and IN), resume is exact, the recipe's switches,
 metrics.csv columns, figures, and the CLI train / eval (with and without FID)."""
 
-import csv
 import json
 
 import pytest
@@ -12,18 +11,15 @@ from deqslots.checkpoint import load_checkpoint
 from deqslots.cli import main
 from deqslots.train import SLATE_METRIC_COLUMNS, TrainConfig, build_model, train
 
+from .slate_runs import metrics_rows, tiny_slate_config
+
 
 def tiny(out, **kw):
-    base = dict(model="slate", data="shapes", config="cpu-small", resolution=16, num_slots=3, vocab_size=16,
-                batch_size=8, steps=8, eval_every=4, eval_batches=1, checkpoint_every=4, out=str(out), progress=False,
-                lr=1e-3, dvae_lr=1e-3, warmup_steps=0)
-    base.update(kw)
-    return TrainConfig(**base)
+    defaults = dict(config="cpu-small", batch_size=8, steps=8, eval_every=4, checkpoint_every=4)
+    return tiny_slate_config(out, **{**defaults, **kw})
 
 
-def rows(out):
-    with open(out / "metrics.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
+rows = metrics_rows
 
 
 @pytest.mark.parametrize("variant", ["vanilla", "IN"])
