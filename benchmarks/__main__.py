@@ -3,7 +3,7 @@
 Each suite writes ``DIR/results.json`` (every raw figure with the machine, library versions, date and the
 command; schema-checked) and ``DIR/report.md`` (its tables, the same text ``render`` prints from the
 results file), plus any plots. ``all`` runs every suite into ``DIR/<suite>/`` and writes a combined
-``DIR/results.json`` and ``DIR/report.md``; ``all --quick`` takes a few minutes on a 2-core CPU (most of it the
+``DIR/results.json`` and ``DIR/report.md``; ``all --quick`` takes about three minutes on a 2-core CPU (most of it the
 variants suite's short study).
 ``render RESULTS.json...`` prints the markdown tables of results files, each headed by the command and file it
 came from (how BENCHMARKS.md's tables are made). ``python -m benchmarks SUITE --help`` lists a suite's own
@@ -33,7 +33,7 @@ __all__ = ["main", "build_parser", "render", "forward"]
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="small sizes (all suites together: a few minutes)")
+    size.add_argument("--quick", action="store_true", help="small sizes (all suites together: about three minutes on 2 cores)")
     size.add_argument("--full", action="store_true",
                       help="largest sizes (variants: the clevr-mirror plan, batch 32, 3000 steps; the other suites "
                            "run this size by default)")

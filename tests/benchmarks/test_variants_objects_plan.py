@@ -31,6 +31,16 @@ def test_objects_plan_trains_cpu_objects_on_same_hue_with_an_uncapped_adjoint(tm
     assert (other.data, other.config, other.config_set) == ("clevr-mirror", "cpu-objects", "backward_max_iter=20")
 
 
+def test_objects_iterations_plan_is_the_objects_study_at_other_iteration_counts(tmp_path):
+    suite, objects = plan(tmp_path, plan="objects")
+    _, iters = plan(tmp_path, plan="objects-iterations")
+    same = ("resolution", "batch_size", "steps", "lr", "data", "config", "config_set", "warmup_steps", "pilot_steps")
+    assert all(getattr(iters, f) == getattr(objects, f) for f in same)
+    runs = suite._specs(iters)
+    assert len(runs) == 18 and {s.iters for s in runs} == {1, 7, 15} and {s.variant for s in runs} == {"vanilla", "IN"}
+    assert all(s.clip and s.warmup for s in runs)
+
+
 def test_backward_max_iter_is_an_architecture_field():
     assert config_for("cpu-objects").backward_max_iter == 7  # the paper's cap stays the default
     with pytest.raises(ValueError, match="backward_max_iter must be a positive int"):
