@@ -79,6 +79,8 @@ class ModelKind(abc.ABC):
             ``decay_steps``, ``eval_every``, ...): the recipe a named config was measured with, so that
             ``deqslots train --config NAME --data ...`` needs no further flags.
         fid: :meth:`evaluate` takes a :class:`deqslots.slate.fid.FIDScore` (``deqslots eval --fid-weights``).
+        composes: the model generates from slots and :meth:`composition` measures slot swaps
+            (``deqslots eval --composition N``).
     """
 
     name: ClassVar[str]
@@ -91,6 +93,7 @@ class ModelKind(abc.ABC):
     tensorboard_keys: ClassVar[tuple[str, ...]] = ("loss", "lr", "grad_norm", "val_mse", "val_fg_ari")
     recipes: ClassVar[Mapping[str, Mapping[str, Any]]] = MappingProxyType({})
     fid: ClassVar[bool] = False
+    composes: ClassVar[bool] = False
 
     @abc.abstractmethod
     def model_config(self, config: "TrainConfig") -> Any:
@@ -143,6 +146,16 @@ class ModelKind(abc.ABC):
     def figures(self, model: torch.nn.Module, stream: "BatchStream", metrics_path: Path, out: Path, seed: int
                 ) -> None:
         """Write the run's figures besides loss_curve.png (e.g. slots.png) into ``out``."""
+
+    def composes_now(self, model: torch.nn.Module) -> bool:
+        """Whether :meth:`composition` applies to this trained model (e.g. not before its slots are trained)."""
+        return self.composes
+
+    def composition(self, model: torch.nn.Module, pairs: int, out: Path, seed: int) -> dict[str, float]:
+        """Composition measured on ``pairs`` generated scene pairs (metrics keyed ``composition_*``), and its
+        figure written into ``out``; only kinds with ``composes`` implement it."""
+        raise ValueError(f"composition is measured for models that generate from their slots; a {self.title} "
+                         "run does not (drop --composition)")
 
     def progress(self, loss: float, metrics: dict[str, float], last_eval: dict[str, float]) -> dict[str, str]:
         """What the progress bar shows after a step."""

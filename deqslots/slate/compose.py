@@ -15,9 +15,9 @@ from ..data.shapes import ShapesOptions, draw_shapes, sample_shapes
 from ..eval_mode import seeded_eval
 from ..metrics import fg_ari, mean_fg_ari, mse_per_pixel
 from .generate import generate_tokens
-from .model import SLATE
+from .model import SLATE, UPSAMPLING
 
-__all__ = ["CompositionPairs", "composition_pairs", "composition_scores"]
+__all__ = ["CompositionPairs", "Compositions", "composition_pairs", "compose", "composition_scores"]
 
 # the contrast the shapes generator keeps between an object and its background (deqslots.data.shapes)
 _MIN_CONTRAST = 0.15
@@ -98,10 +98,32 @@ def composition_pairs(count: int, resolution: int, seed: int = 0,
                             tensor["removed"], tensor["added"])
 
 
+@dataclass(frozen=True)
+class Compositions:
+    """What :func:`compose` generated for each pair (images in [0, 1]).
+
+    Attributes:
+        swap: ``[P, 3, R, R]`` generated from A's slots with the slot holding A's removed object replaced by
+            the slot holding B's added object.
+        random: the same with a random slot of A replaced by a random slot of B.
+        unswapped: A's own slots, generated (what ignoring the swap gives).
+        masks_a: ``[P, K, R, R]`` A's attention masks (token grid upsampled as the model's ``mask_upsample``).
+        slot_a, slot_b: ``int64 [P]`` the slots swapped (A's slot holding the removed object, B's holding the
+            added one).
+    """
+
+    swap: torch.Tensor
+    random: torch.Tensor
+    unswapped: torch.Tensor
+    masks_a: torch.Tensor
+    slot_a: torch.Tensor
+    slot_b: torch.Tensor
+
+
 @torch.no_grad()
-def composition_scores(model: SLATE, pairs: CompositionPairs, seed: int = 0) -> dict[str, float]:
-    """Swap the slot that holds A's removed object for the slot that holds B's added object, generate, and
-    score against the true composite; the same with a random slot of A and a random slot of B.
+def compose(model: SLATE, pairs: CompositionPairs, seed: int = 0) -> Compositions:
+    """Swap the slot that holds A's removed object for the slot that holds B's added object and generate; the
+    same with a random slot of A and a random slot of B, and A's own slots unchanged.
 
     The slot that holds an object is the one whose attention covers the object's tokens most (attention
     weighted by each token's share of the object's pixels).
@@ -112,15 +134,15 @@ def composition_scores(model: SLATE, pairs: CompositionPairs, seed: int = 0) -> 
         seed: seed of the slot noise and of the random swap.
 
     Returns:
-        ``mse_swap`` / ``mse_random``: per-pixel MSE of the generation against the composite;
-        ``fg_ari_swap`` / ``fg_ari_random``: FG-ARI of the generation's own attention masks (the model
-        re-encodes what it generated) against the composite's objects; ``mse_unswapped``: A's own
-        generation against the composite (what ignoring the swap scores).
+        :class:`Compositions` (on the CPU).
     """
     c = model.config
     if pairs.images_a.shape[-1] != c.resolution:
         raise ValueError(f"pairs are {pairs.images_a.shape[-1]}x{pairs.images_a.shape[-1]}; the model takes "
                          f"{c.resolution}x{c.resolution}: composition_pairs(count, {c.resolution})")
+    if model.stage == "dvae":
+        raise ValueError("composition needs slots: this SLATE is at stage 'dvae' (only the dVAE is trained); "
+                         "train --stage slots (or joint) first")
     device = next(model.parameters()).device
     with seeded_eval(model, seed):
         slots_a, attn_a = _slots(model, pairs.images_a.to(device))
@@ -131,16 +153,51 @@ def composition_scores(model: SLATE, pairs: CompositionPairs, seed: int = 0) -> 
         rand_a = torch.randint(c.num_slots, (len(k_a),), generator=draw)
         rand_b = torch.randint(c.num_slots, (len(k_a),), generator=draw)
         rows = torch.arange(len(k_a))
-        results: dict[str, float] = {}
-        composite = pairs.composite.to(device)
+        generated = {}
         for name, (ka, kb) in (("swap", (k_a, k_b)), ("random", (rand_a, rand_b))):
             swapped = slots_a.clone()
             swapped[rows, ka] = slots_b[rows, kb]
-            images = _generate(model, swapped)
-            results[f"mse_{name}"] = float(mse_per_pixel(images, composite))
-            masks = model.reconstruct(images)["masks"]
+            generated[name] = _generate(model, swapped).cpu()
+        generated["unswapped"] = _generate(model, slots_a).cpu()
+        masks = F.interpolate(attn_a.reshape(-1, c.num_slots, c.grid, c.grid), size=(c.resolution, c.resolution),
+                              **UPSAMPLING[c.mask_upsample]).cpu()
+    return Compositions(generated["swap"], generated["random"], generated["unswapped"], masks, k_a, k_b)
+
+
+@torch.no_grad()
+def composition_scores(model: SLATE, pairs: CompositionPairs, seed: int = 0,
+                       compositions: Optional[Compositions] = None) -> dict[str, float]:
+    """Score :func:`compose`'s generations against the true composite.
+
+    Args:
+        model: a trained SLATE (evaluated in eval mode; its mode is restored).
+        pairs: from :func:`composition_pairs`, at the model's resolution.
+        seed: seed of the slot noise and of the random swap.
+        compositions: :func:`compose`'s result for these pairs and seed, if already made (else made here).
+
+    Returns:
+        ``mse_swap`` / ``mse_random``: per-pixel MSE of the generation against the composite;
+        ``fg_ari_swap`` / ``fg_ari_random``: FG-ARI of the generation's own attention masks (the model
+        re-encodes what it generated) against the composite's objects; ``mse_unswapped``: A's own
+        generation against the composite (what ignoring the swap scores).
+
+    Examples:
+        >>> import torch
+        >>> from deqslots import SLATE, slate_config_for
+        >>> _ = torch.manual_seed(0)
+        >>> model = SLATE(slate_config_for("cpu-slate", resolution=16, num_slots=3, vocab_size=8))
+        >>> sorted(composition_scores(model, composition_pairs(2, 16)))
+        ['fg_ari_random', 'fg_ari_swap', 'mse_random', 'mse_swap', 'mse_unswapped']
+    """
+    made = compositions if compositions is not None else compose(model, pairs, seed)
+    device = next(model.parameters()).device
+    results: dict[str, float] = {}
+    with seeded_eval(model, seed):
+        for name, images in (("swap", made.swap), ("random", made.random)):
+            results[f"mse_{name}"] = float(mse_per_pixel(images, pairs.composite))
+            masks = model.reconstruct(images.to(device))["masks"]
             results[f"fg_ari_{name}"] = mean_fg_ari([fg_ari(pairs.ids_composite, masks.argmax(dim=1).cpu())])
-        results["mse_unswapped"] = float(mse_per_pixel(_generate(model, slots_a), composite))
+    results["mse_unswapped"] = float(mse_per_pixel(made.unswapped, pairs.composite))
     return results
 
 

@@ -14,7 +14,7 @@ import torch  # noqa: E402
 
 from ..figures import save_grid  # noqa: E402
 
-__all__ = ["plot_slate_grid"]
+__all__ = ["plot_slate_grid", "plot_composition_grid"]
 
 Panel = tuple[str, torch.Tensor, Optional[torch.Tensor]]
 
@@ -63,4 +63,31 @@ def plot_slate_grid(images: torch.Tensor, panels: Sequence[Panel], out: Union[st
                     m = masks[r, j].unsqueeze(0)
                     show(axes[r, col], m * images[r] + (1 - m))
                     col += 1
+    return save_grid(fig, axes, header, out, fontsize=7)
+
+
+def plot_composition_grid(pairs, compositions, out: Union[str, Path], rows: int = 4) -> Path:
+    """The paper's Figure 4 for composition, with the truth beside it: per pair, scene A, the slot of A that is
+    swapped out (its attention mask on white), scene B, A generated from its own slots, A with the slot swapped
+    for B's object's slot, the true composite, and a random swap.
+
+    Args:
+        pairs: :class:`deqslots.slate.compose.CompositionPairs`.
+        compositions: :func:`deqslots.slate.compose.compose`'s result for ``pairs``.
+        out: the PNG to write.
+        rows: pairs shown (at most P).
+
+    Returns:
+        ``out`` as a Path.
+    """
+    rows = min(rows, pairs.images_a.shape[0])
+    header = ["scene A", "A's slot out", "scene B", "A generated", "slot swapped", "true composite",
+              "random swap"]
+    fig, axes = plt.subplots(rows, len(header), figsize=(1.3 * len(header), 1.4 * rows), squeeze=False)
+    for r in range(rows):
+        mask = compositions.masks_a[r, int(compositions.slot_a[r])].unsqueeze(0)
+        panels = (pairs.images_a[r], mask * pairs.images_a[r] + (1 - mask), pairs.images_b[r],
+                  compositions.unswapped[r], compositions.swap[r], pairs.composite[r], compositions.random[r])
+        for col, img in enumerate(panels):
+            axes[r, col].imshow(img.permute(1, 2, 0).clamp(0, 1).cpu().numpy())
     return save_grid(fig, axes, header, out, fontsize=7)

@@ -16,7 +16,8 @@ from ..protocol import ModelKind, config_changes
 from ..schedule import learning_rate
 from .config import SLATEConfig, slate_config_for
 from .evaluate import evaluate_slate
-from .figures import plot_slate_grid
+from .compose import compose, composition_pairs, composition_scores
+from .figures import plot_composition_grid, plot_slate_grid
 from .model import SLATE, STAGES
 from .stages import load_dvae
 
@@ -45,6 +46,7 @@ class SLATEKind(ModelKind):
                                      decay=0, stage="joint"))
     tensorboard_keys = ("loss", "lr", "grad_norm", "val_mse", "val_fg_ari", "ce", "dvae_mse", "tau", "val_ce")
     fid = True
+    composes = True
 
     def model_config(self, config) -> SLATEConfig:
         return slate_config_for(config.config, **config_changes(config, ("vocab_size",)))
@@ -118,6 +120,22 @@ class SLATEKind(ModelKind):
                          title="token cross-entropy (sum over tokens)")
         plot_slate_grid(images, [("dVAE", result["recon_dvae"], None),
                                  (model.config.variant, result["recon"], result["masks"])], out / "slots.png")
+
+    def composes_now(self, model: SLATE) -> bool:
+        return model.stage != "dvae"
+
+    def composition(self, model: SLATE, pairs: int, out: Path, seed: int) -> dict[str, float]:
+        """:func:`deqslots.slate.compose.composition_scores` on ``pairs`` ``shapes`` scene pairs at the model's
+        resolution (keys prefixed ``composition_``), and composition.png (scene A, the slot swapped out, scene
+        B, A generated, the swap, the true composite, a random swap)."""
+        if not self.composes_now(model):
+            raise ValueError("composition needs trained slots; this run is at --stage dvae (train --stage slots "
+                             "on it first)")
+        set_of = composition_pairs(pairs, model.config.resolution, seed=seed)
+        made = compose(model, set_of, seed=seed)
+        scores = composition_scores(model, set_of, seed=seed, compositions=made)
+        plot_composition_grid(set_of, made, out / "composition.png")
+        return {f"composition_{key}": value for key, value in scores.items()}
 
     def progress(self, loss, metrics, last_eval):
         if last_eval.get("mse") is None:  # stage dvae, or before the first evaluation

@@ -65,3 +65,28 @@ def test_composition_scores_run_end_to_end():
     assert model.training  # the mode is restored
     with pytest.raises(ValueError, match=r"composition_pairs\(count, 16\)"):
         composition_scores(model, composition_pairs(1, 32))
+
+
+def test_compose_swaps_exactly_the_holding_slots_and_eval_refuses_what_cannot_compose(tmp_path, capsys):
+    from deqslots.cli import main
+    from deqslots.slate.compose import compose
+
+    torch.manual_seed(0)
+    model = SLATE(slate_config_for("cpu-slate", resolution=16, num_slots=3, vocab_size=8))
+    pairs = composition_pairs(3, 16, seed=1)
+    made = compose(model, pairs, seed=1)
+    assert made.swap.shape == made.random.shape == made.unswapped.shape == (3, 3, 16, 16)
+    assert made.masks_a.shape == (3, 3, 16, 16) and torch.allclose(made.masks_a.sum(1), torch.ones(3, 16, 16))
+    assert compose(model, pairs, seed=1).swap.equal(made.swap)  # deterministic for a seed
+    assert composition_scores(model, pairs, seed=1, compositions=made) == composition_scores(model, pairs, seed=1)
+    with pytest.raises(ValueError, match="stage 'dvae'"):
+        compose(model.set_stage("dvae"), pairs)
+    # a slot-attention run does not generate from slots: --composition is refused with what to do
+    run = tmp_path / "sa"
+    assert main(["train", "--data", "shapes", "--resolution", "16", "--num-slots", "3", "--batch-size", "2",
+                 "--steps", "1", "--eval-every", "1", "--eval-batches", "1", "--no-progress", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--batches", "1", "--composition", "2"]) == 2
+    assert "drop --composition" in capsys.readouterr().err
+    assert main(["eval", str(run), "--batches", "1", "--composition", "-1"]) == 2
+    assert "--composition takes a number of scene pairs >= 0" in capsys.readouterr().err

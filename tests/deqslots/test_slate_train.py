@@ -98,6 +98,9 @@ def test_cli_train_and_eval_with_and_without_fid(tmp_path, capsys):
     result = json.loads((out / "eval_test.json").read_text())
     assert result["fid"] is None and result["iters"] == 5 and result["step"] == 2
     assert {"mse", "mse_sum", "dvae_mse_sum", "ce", "ce_per_token", "fg_ari"} <= set(result)
+    # composition is measured by default on 16 shapes pairs, with its figure
+    assert result["composition_pairs"] == 16 and (out / "composition.png").exists()
+    assert all(0 <= result[f"composition_mse_{k}"] <= 1 for k in ("swap", "random", "unswapped"))
     pytest.importorskip("ignite")
     net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     torch.jit.save(torch.jit.script(net), str(tmp_path / "features.pt"))
