@@ -52,6 +52,9 @@ class SlotAttention(nn.Module):
         backward_max_iter: cap of the adjoint Broyden solve for BB / IB (the paper caps both at 7).
         init: ``"gaussian"`` (Slot Attention: shared learned Gaussian, sampled) or ``"learned"`` (one learned
             vector per slot, deterministic; the slot count is then fixed by the weights).
+        compile: ``torch.compile`` the solve (``solvers.fixed_point``'s ``compile``: True or a
+            ``solvers.Compile``); vanilla / IN / IB iterate a fixed number of times, so their whole loop is
+            one graph. A run-time choice (the attribute ``compile``), not part of the weights.
 
     Examples:
         >>> import torch
@@ -64,7 +67,8 @@ class SlotAttention(nn.Module):
 
     def __init__(self, in_dim: int, slot_dim: int = 64, num_slots: int = 7, iters: int = 3,
                  mlp_hidden: int = 128, variant: str = "vanilla", eps: float = 1e-8,
-                 eval_iters: Optional[int] = None, backward_max_iter: int = 7, init: str = "gaussian") -> None:
+                 eval_iters: Optional[int] = None, backward_max_iter: int = 7, init: str = "gaussian",
+                 compile: Union[bool, solvers.Compile] = False) -> None:
         super().__init__()
         for name, value in (("in_dim", in_dim), ("slot_dim", slot_dim), ("num_slots", num_slots),
                             ("iters", iters), ("mlp_hidden", mlp_hidden), ("backward_max_iter", backward_max_iter)):
@@ -79,6 +83,8 @@ class SlotAttention(nn.Module):
         self.in_dim, self.slot_dim, self.num_slots = in_dim, slot_dim, num_slots
         self.iters, self.eval_iters, self.variant, self.eps = iters, eval_iters, variant, eps
         self.backward_max_iter, self.init = backward_max_iter, init
+        # torch.compile of the solve (solvers.Compile); a run-time choice, not saved with the weights
+        self.compile = compile
         # (start, global batch) in multi-process training: see initial_slots. Not saved with the weights.
         self.noise_shard: Optional[tuple[int, int]] = None
         self.norm_inputs = nn.LayerNorm(in_dim)
@@ -107,7 +113,7 @@ class SlotAttention(nn.Module):
         if iters is None:
             iters = self.iters if self.training or self.eval_iters is None else self.eval_iters
         # A fixed iteration count, as in Slot Attention and the paper (tol=None never warns).
-        return dict(forward=forward, backward=backward, tol=None, max_iter=iters)
+        return dict(forward=forward, backward=backward, tol=None, max_iter=iters, compile=self.compile)
 
     def initial_slots(self, batch: int, generator: Optional[torch.Generator] = None,
                       shard: Optional[tuple[int, int]] = None) -> torch.Tensor:

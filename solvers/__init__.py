@@ -4,6 +4,7 @@ Knows nothing of slots. The face of the library is :func:`fixed_point` and the :
 decorator; solvers and backward modes are small immutable objects, strings are shorthands for them.
 """
 
+from .compile import Compile
 from .backward import ADJOINT_SOLVERS, BackwardMode, Implicit, Neumann, OneStep, Phantom, Unrolled
 from .decorator import ImplicitFunction, SolveOptions, implicit
 from .dropout import SolveDropout
@@ -22,5 +23,5 @@ __all__ = [
     "SolveInfo", "BackwardInfo", "ConvergenceWarning", "ConvergenceError", "NonFiniteError",
     "spectral_radius", "jacobian_frobenius_sq", "gradient_fidelity",
     "variant", "VARIANTS", "FORWARD_SOLVERS", "BACKWARD_MODES", "ADJOINT_SOLVERS",
-    "as_forward", "as_backward", "SolveDropout",
+    "as_forward", "as_backward", "SolveDropout", "Compile",
 ]

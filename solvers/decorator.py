@@ -7,6 +7,7 @@ import functools
 from typing import Any, Callable, Optional, Sequence, Union
 
 from .backward import BackwardMode
+from .compile import Compile, as_compile
 from .fixed_point import check_flag, check_options, check_states, fixed_point
 from .forward import ForwardSolver
 
@@ -28,6 +29,7 @@ class SolveOptions:
     compact: bool = True
     states: Sequence[int] = ()
     cache_weights: bool = True
+    compile: Union[bool, Compile] = False
 
     def __post_init__(self) -> None:
         check_options(self.forward, self.backward, self.tol, self.max_iter, self.stop_mode, self.on_fail,
@@ -36,6 +38,7 @@ class SolveOptions:
         check_flag("compact", self.compact)
         check_flag("cache_weights", self.cache_weights)
         object.__setattr__(self, "states", check_states(self.states, self.max_iter))
+        as_compile(self.compile)  # refuses what is neither a flag nor a Compile
 
 
 class ImplicitFunction:
@@ -84,7 +87,7 @@ class ImplicitFunction:
         z, info = fixed_point(one_step, z0, args=context + tuple(kw_context.values()), forward=o.forward,
                               backward=o.backward, tol=o.tol, max_iter=o.max_iter, stop_mode=o.stop_mode,
                               on_fail=o.on_fail, nonfinite=o.nonfinite, compact=o.compact, states=o.states,
-                              cache_weights=o.cache_weights)
+                              cache_weights=o.cache_weights, compile=o.compile)
         return (z, info) if o.return_info else z
 
 
@@ -102,6 +105,7 @@ def implicit(
     compact: bool = True,
     states: Sequence[int] = (),
     cache_weights: bool = True,
+    compile: Union[bool, Compile] = False,
 ) -> Any:
     """Decorate a function or method written as ONE step; calling it returns the fixed point.
 
@@ -127,7 +131,7 @@ def implicit(
         torch.Size([3, 4])
     """
     options = SolveOptions(forward, backward, tol, max_iter, stop_mode, on_fail, nonfinite, return_info, compact,
-                           states, cache_weights)
+                           states, cache_weights, compile)
 
     def wrap(fn: Callable[..., Any]) -> ImplicitFunction:
         if not callable(fn):

@@ -11,12 +11,14 @@ import torch
 from torch.nn.utils import parametrize
 
 from ._compact import CompactMap
+from .compile import Compile, as_compile
 from ._options import check_choice, check_positive_int, check_tolerance
 from ._scope import solve_scope
 from ._state import State, StateSpec
 from .backward import BackwardMode, Implicit, Neumann, OneStep, Phantom, Unrolled
 from .errors import ConvergenceError, ConvergenceWarning, NonFiniteError
 from .forward import Anderson, Broyden, ForwardSolver, Iterate
+from .forward._progress import residual_from_step
 from .info import SolveInfo
 
 __all__ = ["fixed_point", "check_options", "check_states", "check_flag", "as_forward", "as_backward",
@@ -98,6 +100,7 @@ def fixed_point(
     compact: Optional[bool] = None,
     states: Sequence[int] = (),
     cache_weights: bool = True,
+    compile: Union[bool, Compile] = False,
 ) -> tuple[State, SolveInfo]:
     """Find z* = f(z*) for a batch and make z* differentiable with the chosen backward mode.
 
@@ -128,6 +131,10 @@ def fixed_point(
         cache_weights: compute parametrized weights (``torch.nn.utils.parametrize``: weight or spectral
             normalisation) once per solve instead of once per call of ``f``: once for the forward solve and
             once for the backward mode's application(s) of ``f``.
+        compile: ``torch.compile`` the solve: True (inductor) or a :class:`Compile` with its options. Every
+            evaluation of ``f`` runs compiled and, where the loop's length is fixed (``Iterate(keep="last")``,
+            ``tol=None``, no ``states``, ``nonfinite="raise"``), the whole ``max_iter``-step loop is one graph
+            without breaks (see :class:`Compile`). Same results as eager to rounding.
 
     Returns:
         ``(z, info)``: the fixed point with the structure of ``z0`` and a :class:`SolveInfo`. Modes other
@@ -168,9 +175,10 @@ def fixed_point(
     check_flag("compact", compact, allow_none=True)
     check_flag("cache_weights", cache_weights)
     snapshots = check_states(states, max_iter)
+    compiling = as_compile(compile)
     extra = tuple(args)
     options = _Run(fwd, bwd, tol, max_iter, stop_mode, on_fail, nonfinite,
-                   bool(extra) if compact is None else compact, snapshots, cache_weights)
+                   bool(extra) if compact is None else compact, snapshots, cache_weights, compiling)
 
     spec = StateSpec.of(z0)
     device_type = spec.device.type
@@ -179,6 +187,10 @@ def fixed_point(
         f = _autocast_map(f, device_type, torch.get_autocast_dtype(device_type), spec.dtype)
         exact = torch.autocast(device_type, enabled=False)
     with exact:
+        if compiling is not None and compiling.loop and _fixed_length(options):
+            return _solve_loop(f, extra, z0, spec, options, compiling)
+        if compiling is not None:
+            f = compiling.wrap(f)
         return _solve(f, extra, z0, spec, options)
 
 
@@ -196,6 +208,7 @@ class _Run:
     compact: bool
     snapshots: tuple[int, ...]
     cache_weights: bool
+    compile: Optional[Compile] = None
 
 
 def _autocast_map(f: Callable[..., State], device_type: str, dtype: torch.dtype,
@@ -255,6 +268,62 @@ def _solve(f: Callable[..., State], args: tuple[Any, ...], z0: State, spec: Stat
                 snapshots = [_finite_or_fallback(bwd.attach(flat_f, s.detach(), info, run.on_fail), s.detach(), bwd,
                                                  run.nonfinite) for s in snapshots]
     info.states = [spec.unflatten(s) for s in snapshots]
+    return spec.unflatten(z_flat), info
+
+
+def _fixed_length(run: _Run) -> bool:
+    """Whether the solve is exactly ``max_iter`` plain steps, so the whole loop can be one compiled graph."""
+    return (isinstance(run.fwd, Iterate) and run.fwd.keep == "last" and run.tol is None and not run.snapshots
+            and run.nonfinite == "raise")
+
+
+def _solve_loop(f: Callable[..., State], args: tuple[Any, ...], z0: State, spec: StateSpec, run: _Run,
+                compiling: Compile) -> tuple[State, SolveInfo]:
+    """``for _ in range(max_iter): z = f(z)`` as one compiled graph, per-step residuals computed inside it (no
+    host synchronisation per step), then the backward mode's application(s) of the compiled ``f``."""
+    assert isinstance(run.fwd, Iterate)
+    damping, steps, stop_mode = float(run.fwd.damping), run.max_iter, run.stop_mode
+
+    def loop(z: torch.Tensor, *extra: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        one = spec.flat_map(f if not extra else (lambda state: f(state, *extra)))
+        residuals = []
+        for _ in range(steps):
+            fz = one(z)
+            g = fz - z
+            residuals.append(residual_from_step(g, fz, stop_mode))
+            z = fz if damping == 1.0 else z + damping * g
+        return z, torch.stack(residuals)
+
+    compiled_loop, compiled_f = compiling.wrap(loop), compiling.wrap(f)
+    flat_f = spec.flat_map(compiled_f if not args else (lambda z: compiled_f(z, *args)))
+    z0_flat = spec.flatten(z0)
+    _check_finite_start(z0_flat)
+    track = torch.is_grad_enabled()
+    with solve_scope(spec.batch_size):
+        with _weights_cached(run.cache_weights):
+            if track and run.bwd.differentiates_solver:
+                z_flat, trace = compiled_loop(z0_flat, *args)
+            else:
+                with torch.no_grad():
+                    z_flat, trace = compiled_loop(z0_flat.detach(), *args)
+        bad = ~torch.isfinite(trace)
+        if bool(bad.any()):  # the one host synchronisation of the solve
+            step = int(bad.any(dim=1).nonzero()[0]) + 1
+            rows = bad[step - 1].nonzero().flatten().tolist()
+            raise NonFiniteError(
+                f"the map returned NaN/Inf at step {step} for batch sample(s) {rows[:10]}"
+                f"{' ...' if len(rows) > 10 else ''}; lower the step size (damping), check the map for overflow, "
+                "or pass nonfinite='best' to return the best finite iterate flagged not converged")
+        batch = trace.shape[1]
+        info = SolveInfo(solver=run.fwd.name, nfe=steps, steps=steps, residual=trace[-1].detach(),
+                         converged=torch.ones(batch, dtype=torch.bool, device=trace.device), trace=trace.detach(),
+                         stop_mode=stop_mode, tol=None,
+                         nonfinite=torch.zeros(batch, dtype=torch.bool, device=trace.device))
+        if track and not run.bwd.differentiates_solver:
+            with _weights_cached(run.cache_weights):
+                z_star = z_flat.detach()
+                z_flat = _finite_or_fallback(run.bwd.attach(flat_f, z_star, info, run.on_fail), z_star, run.bwd,
+                                             run.nonfinite)
     return spec.unflatten(z_flat), info
 
 

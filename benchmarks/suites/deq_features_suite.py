@@ -9,7 +9,11 @@ machine. Sections:
     forward ``iterate`` and ``anderson``, no autograd (the forward solve is what compaction changes);
 (b) weights once per solve: a DEQ step whose weight is ``spectral_norm``- or ``weight_norm``-parametrized,
     time per evaluation of f (solve time / nfe) with ``cache_weights=True`` and ``False``, training step
-    (forward + onestep backward) and no-grad solve.
+    (forward + onestep backward) and no-grad solve;
+(c) ``compile=``: the slot-attention solve of the ``cpu-small`` autoencoder (vanilla and IN: a fixed number of
+    plain steps, so the whole loop is one graph) eager vs ``solvers.Compile`` (inductor at the full size;
+    ``--compile-backend``), the slot-attention step alone (forward + backward on fixed encoder features) and a
+    full training step (forward + backward + Adam), with the one-off compilation time.
 
 Times are medians over interleaved repeats with ``torch.set_num_threads`` fixed. The tables go to
 ``DIR/report.md`` and with the raw numbers to ``DIR/results.json`` (default ``runs/bench/deq-features``).
@@ -27,9 +31,9 @@ import torch
 import solvers
 from benchmarks.suites.common import RunContext, SuiteResult, UsageError, rows_table
 
-__all__ = ["run", "add_arguments", "TABLES", "mixed_batch", "compaction", "weight_caching"]
+__all__ = ["run", "add_arguments", "TABLES", "mixed_batch", "compaction", "weight_caching", "compile_speedup"]
 
-TABLES = MappingProxyType({"compaction": None, "weight_caching": None})
+TABLES = MappingProxyType({"compaction": None, "weight_caching": None, "compile": None})
 
 
 def _interleaved(cases: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
@@ -136,9 +140,53 @@ def _caching_row(kind: str, batch: int, dim: int, iters: int, repeats: int) -> d
     }
 
 
+def compile_speedup(variant: str, batch: int, resolution: int, repeats: int, backend: str) -> list[dict]:
+    """(c): eager vs compiled slot-attention solve, for the slot-attention step alone and a full training step."""
+    from deqslots.autoencoder import SlotAutoencoder, config_for
+
+    torch.manual_seed(0)
+    model = SlotAutoencoder(config_for("cpu-small", variant=variant, resolution=resolution))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    images = torch.rand(batch, 3, resolution, resolution)
+    with torch.no_grad():
+        feats = model.encode(images)
+    sa = model.slot_attention
+    noise = sa.initial_slots(batch).detach()
+    compiled = solvers.Compile(backend=backend)
+
+    def slot_step(option) -> None:
+        sa.compile = option
+        sa.zero_grad(set_to_none=True)
+        slots = sa(feats, slots=noise.clone().requires_grad_(variant == "vanilla"))
+        slots.pow(2).mean().backward()
+
+    def train_step(option) -> None:
+        sa.compile = option
+        optimizer.zero_grad(set_to_none=True)
+        model.loss(images, step=10_000).backward()  # past any guidance: the plain reconstruction loss
+        optimizer.step()
+
+    rows = []
+    for name, step in (("slot-attention step", slot_step), ("training step", train_step)):
+        torch._dynamo.reset()
+        began = time.perf_counter()
+        step(compiled)  # the first call compiles
+        compile_s = time.perf_counter() - began
+        ms = _interleaved({"eager": lambda: step(False), "compiled": lambda: step(compiled)}, repeats)
+        rows.append({"what": name, "variant": variant, "iters": sa.iters, "batch": batch, "resolution": resolution,
+                     "backend": backend, "compile_s": compile_s, "ms_eager": ms["eager"],
+                     "ms_compiled": ms["compiled"], "speedup": ms["eager"] / ms["compiled"]})
+    sa.compile = False
+    torch._dynamo.reset()
+    return rows
+
+
 def add_arguments(group) -> None:
     """The suite's own options."""
     group.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default 15; quick 5; tiny 2)")
+    group.add_argument("--compile-backend", default=None,
+                       help="torch.compile backend of section (c) (default inductor; quick and tiny: aot_eager, "
+                            "which only traces, to stay fast)")
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:
@@ -149,7 +197,7 @@ def run(ctx: RunContext, bar) -> SuiteResult:
     tiny = ctx.size == "tiny"
     dim = 32 if tiny else 256 if ctx.size == "quick" else 512
     result = SuiteResult("deq-features", {"repeats": repeats, "dim": dim})
-    bar.reset(total=2)
+    bar.reset(total=3)
     result.tables["compaction"] = rows_table(
         "(a) compaction: B=32, 16 samples fast (c=0.03, about 3 steps) and 16 slow (c=0.86, about 60); ms per "
         "no-grad solve (tol 1e-4) with every sample evaluated at every step (ms_all), with compact=True "
@@ -160,5 +208,17 @@ def run(ctx: RunContext, bar) -> SuiteResult:
         "(b) parametrized weight (spectral_norm / weight_norm) computed once per solve (cache_weights=True) vs at "
         "every call of f: ms per evaluation of f in a no-grad solve, ms of a training step (forward + onestep "
         "backward), and the speed-ups.", weight_caching(8 if tiny else 32, dim, 5 if tiny else 30, repeats))
+    bar.update()
+    backend = ctx.overrides.get("compile_backend") or ("inductor" if ctx.size not in ("tiny", "quick") else "aot_eager")
+    batch, resolution = (2, 16) if tiny else (16, 32)
+    rows = [row for variant in (("IN",) if tiny else ("vanilla", "IN"))
+            for row in compile_speedup(variant, batch, resolution, repeats, backend)]
+    result.tables["compile"] = rows_table(
+        f"(c) fixed_point(..., compile=solvers.Compile(backend={backend!r})) in the slot attention of the cpu-small "
+        f"autoencoder (batch {batch}, {resolution}x{resolution}, T = its iterations; vanilla and IN iterate a fixed "
+        "number of times, so the whole loop is one graph): ms of the slot-attention step alone (forward + backward "
+        "from fixed encoder features and initial slots) and of a full training step (forward + backward + Adam), "
+        "eager vs compiled, medians of interleaved repeats after the first compiled call (compile_s, which includes "
+        "that call).", rows)
     bar.update()
     return result
