@@ -11,7 +11,6 @@ occlude the mirror. Ids are renumbered ``1..K`` over the visible objects.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 

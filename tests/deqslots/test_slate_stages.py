@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from deqslots import SLATE, SLATEConfig, slate_config_for
+from deqslots import SLATE, slate_config_for
 from deqslots.checkpoint import load_checkpoint
 from deqslots.cli import main
 from deqslots.slate.evaluate import mean_colour_mse

@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-import solvers
 from deqslots import SlotAttention
 
 
