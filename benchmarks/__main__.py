@@ -33,7 +33,8 @@ __all__ = ["main", "build_parser", "render", "forward"]
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="small sizes (all suites together: about three minutes on 2 cores)")
+    size.add_argument("--quick", action="store_true",
+                      help="small sizes (all suites together: about three minutes on 2 cores)")
     size.add_argument("--full", action="store_true",
                       help="largest sizes (variants: the clevr-mirror plan, batch 32, 3000 steps; the other suites "
                            "run this size by default)")

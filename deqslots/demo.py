@@ -129,11 +129,16 @@ def _report(s: dict, steps: int, pretrained: dict[str, dict[str, float]]) -> str
                          for name, score in pretrained.items())
     colour = s["IN"]["colour_fg_ari"]
     figures = "\n\n".join(f"![{name}](pretrained_{name}.png)" for name in pretrained)
+    # the tables' header rows, each one line of the report
+    shipped_header = ("| model | training steps | FG-ARI, fixed test batch (documented) | FG-ARI, the 6 scenes below "
+                      "| colour-only control, the same 6 scenes |")
+    rows_header = ("| variant | val MSE (per pixel) | val MSE (per-image sum) | val FG-ARI | colour-only FG-ARI "
+                   "| margin | train seconds | steps/s |")
     return f"""# deqslots demo: implicit slot attention on a CPU
 
 ## 1. Shipped models on fresh scenes
 
-| model | training steps | FG-ARI, fixed test batch (documented) | FG-ARI, the 6 scenes below | colour-only control, the same 6 scenes |
+{shipped_header}
 |---|---|---|---|---|
 {shipped}
 
@@ -153,7 +158,7 @@ reconstruction, then each slot's masked colour.
 Shapes (generated), 32x32, architecture `cpu-small` (7 slots, T=7), batch 16, Adam 6e-4 with a 200-step
 warm-up, seed 0, {steps} steps each, on this machine's CPU.
 
-| variant | val MSE (per pixel) | val MSE (per-image sum) | val FG-ARI | colour-only FG-ARI | margin | train seconds | steps/s |
+{rows_header}
 |---|---|---|---|---|---|---|---|
 {rows}
 

@@ -99,7 +99,7 @@ class ModelKind(abc.ABC):
     def model_config(self, config: "TrainConfig") -> Any:
         """The architecture (a frozen dataclass with a ``resolution``) that ``config`` describes."""
 
-    def validate(self, config: "TrainConfig") -> None:
+    def validate(self, config: "TrainConfig") -> None:  # noqa: B027 (an optional hook; by default a no-op)
         """Refuse settings this kind cannot train with a ``ValueError`` saying what to pass instead (called
         when the ``TrainConfig`` is made, before anything is written); by default nothing more to check."""
 
@@ -107,7 +107,7 @@ class ModelKind(abc.ABC):
         """A freshly initialised model (the caller seeds torch first)."""
         return self.model_class(self.model_config(config))
 
-    def initialise(self, model: torch.nn.Module, config: "TrainConfig") -> None:
+    def initialise(self, model: torch.nn.Module, config: "TrainConfig") -> None:  # noqa: B027 (optional hook, no-op)
         """Prepare the model of a run that starts (not a resumed one: its checkpoint holds every weight), e.g.
         load weights trained by another run; called on rank 0 only (DistributedDataParallel then copies rank 0's
         weights to the other ranks). By default nothing."""

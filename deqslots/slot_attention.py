@@ -188,7 +188,8 @@ class SlotAttention(nn.Module):
             slots = self.initial_slots(inputs.shape[0], shard=self.noise_shard if self.training else None)
         elif slots.shape != (inputs.shape[0], self.num_slots, self.slot_dim):
             raise ValueError(
-                f"initial slots must be [{inputs.shape[0]}, {self.num_slots}, {self.slot_dim}]; got {tuple(slots.shape)}"
+                f"initial slots must be [{inputs.shape[0]}, {self.num_slots}, {self.slot_dim}]; "
+                f"got {tuple(slots.shape)}"
             )
         start = slots if sampled else None
         slots, info = solvers.fixed_point(lambda s: self.step(s, k, v), slots, **self.solve_options(iters))

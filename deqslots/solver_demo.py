@@ -46,8 +46,8 @@ def forward_table(batch: int = 32, dim: int = 256, contraction: float = 0.9, tol
     with torch.no_grad():
         for name in solvers.FORWARD_SOLVERS:
             _, info = solvers.fixed_point(f, z0, forward=name, backward="onestep", tol=tol, max_iter=100)
-            t = _median_time(lambda: solvers.fixed_point(f, z0, forward=name, backward="onestep", tol=tol,
-                                                         max_iter=100), repeats)
+            t = _median_time(lambda name=name: solvers.fixed_point(f, z0, forward=name, backward="onestep", tol=tol,
+                                                                   max_iter=100), repeats)
             rows.append([f"deqslots {name}", str(info.nfe), f"{t * 1e3:.2f}", f"{info.residual.max():.2e}",
                          str(bool(info.converged.all()))])
         rows += _torchdeq_rows(f, z0, tol, repeats)
@@ -64,14 +64,14 @@ def _torchdeq_rows(f, z0, tol: float, repeats: int) -> list[list[str]]:
         solver = get_solver(key)
         calls = [0]
 
-        def counted(z):
+        def counted(z, calls=calls):
             calls[0] += 1
             return f(z)
 
         z, _, _ = solver(counted, z0, max_iter=100, tol=tol, stop_mode="abs")
         nfe = calls[0]
         res = torch.linalg.vector_norm(f(z) - z, dim=1).max()
-        t = _median_time(lambda: solver(f, z0, max_iter=100, tol=tol, stop_mode="abs"), repeats)
+        t = _median_time(lambda solver=solver: solver(f, z0, max_iter=100, tol=tol, stop_mode="abs"), repeats)
         rows.append([f"torchdeq {name}", str(nfe), f"{t * 1e3:.2f}", f"{res:.2e}", str(bool(res <= tol))])
     return rows
 
@@ -85,13 +85,13 @@ def backward_table(batch: int = 32, dim: int = 256, contraction: float = 0.9) ->
              ("onestep", solvers.OneStep()), ("phantom(5, 0.5)", solvers.Phantom())]
     rows = []
     for label, mode in modes:
-        def step():
-            z, _ = solvers.fixed_point(f, z0, forward="broyden" if label != "unrolled" else "iterate",
-                                       backward=mode, tol=1e-5, max_iter=100)
+        forward = "iterate" if label == "unrolled" else "broyden"
+
+        def step(forward=forward, mode=mode):
+            z, _ = solvers.fixed_point(f, z0, forward=forward, backward=mode, tol=1e-5, max_iter=100)
             torch.autograd.grad(loss(z), [w])
 
-        cosine = solvers.gradient_fidelity(f, z0, [w], loss, mode, forward="iterate" if label == "unrolled" else "broyden",
-                                           tol=1e-5)
+        cosine = solvers.gradient_fidelity(f, z0, [w], loss, mode, forward=forward, tol=1e-5)
         rows.append([label, f"{_median_time(step, 3) * 1e3:.1f}", f"{cosine:.6f}"])
     return _table(["backward mode", "step ms", "cosine to exact gradient"], rows)
 

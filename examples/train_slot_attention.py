@@ -43,7 +43,8 @@ torch.manual_seed(cfg.seed)
 model = SlotAutoencoder(config_for("cpu-small", variant=cfg.variant, iters=cfg.iters))
 resolution = model.config.resolution
 optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-print(f"{cfg.variant} slot attention, {sum(p.numel() for p in model.parameters()):,} parameters, {resolution}x{resolution}")
+n_params = sum(p.numel() for p in model.parameters())
+print(f"{cfg.variant} slot attention, {n_params:,} parameters, {resolution}x{resolution}")
 
 # --- fixed validation batch: generated scenes are deterministic in (seed, split, index)
 val_images, val_masks = generate_batch(cfg.data, range(64), "val", resolution, cfg.seed)

@@ -104,7 +104,7 @@ def _cost(built: Built, sizes: Sizes, ctx: RunContext, tab: Table) -> None:
                 for p in params:
                     p.grad = None
                 sec_f, (z, info) = time_call(forward, ctx.device)
-                sec_b, _ = time_call(lambda: z.square().sum().backward(), ctx.device)
+                sec_b, _ = time_call(lambda z=z: z.square().sum().backward(), ctx.device)  # this repeat's z
                 totals.append(sec_f + sec_b)
                 backs.append(sec_b)
                 nfe = info.backward.nfe if info.backward is not None else 0
@@ -164,7 +164,8 @@ def _plot(result: SuiteResult, path) -> None:
     problems = list(dict.fromkeys(r["problem"] for r in cost))
     fid_problems = list(dict.fromkeys(r["problem"] for r in fid))
     fig, axes = plt.subplots(2, max(2, len(fid_problems)), figsize=(4 * max(2, len(fid_problems)), 7), squeeze=False)
-    for j, (key, label) in enumerate((("saved_bytes", "KiB saved for backward"), ("ms_total", "ms forward + backward"))):
+    panels = (("saved_bytes", "KiB saved for backward"), ("ms_total", "ms forward + backward"))
+    for j, (key, label) in enumerate(panels):
         ax = axes[0][j]
         for prob, style in zip(problems, ("-", "--")):
             for mode, _ in MODES:

@@ -32,8 +32,8 @@ __all__ = ["SCHEMA_VERSION", "SIZES", "RunContext", "Table", "SuiteResult", "res
            "Budget", "UsageError", "source_line", "step_rates"]
 
 SCHEMA_VERSION = 1
-# tiny: the test suite's size; quick: ~3 minutes for all suites; cpu: the variants study at CPU scale (that suite's default);
-# full: the largest sizes (every other suite's default)
+# tiny: the test suite's size; quick: ~3 minutes for all suites; cpu: the variants study at CPU scale (that suite's
+# default); full: the largest sizes (every other suite's default)
 SIZES = ("tiny", "quick", "cpu", "full")
 TOP_KEYS = ("schema", "suite", "command", "machine", "settings", "wall_s", "tables", "plots", "notes")
 # what a reader needs to judge a figure: the hardware, the library versions and when it was measured

@@ -172,7 +172,8 @@ def compile_speedup(variant: str, batch: int, resolution: int, repeats: int, bac
         began = time.perf_counter()
         step(compiled)  # the first call compiles
         compile_s = time.perf_counter() - began
-        ms = _interleaved({"eager": lambda: step(False), "compiled": lambda: step(compiled)}, repeats)
+        cases = {"eager": lambda step=step: step(False), "compiled": lambda step=step: step(compiled)}
+        ms = _interleaved(cases, repeats)
         rows.append({"what": name, "variant": variant, "iters": sa.iters, "batch": batch, "resolution": resolution,
                      "backend": backend, "compile_s": compile_s, "ms_eager": ms["eager"],
                      "ms_compiled": ms["compiled"], "speedup": ms["eager"] / ms["compiled"]})

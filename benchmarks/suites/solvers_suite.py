@@ -77,8 +77,9 @@ def cases(size: str) -> tuple[list[Case], int]:
         return [Case(tanh_deq(256, 0.5), 32, f32, 1e-4, 100), Case(tanh_deq(256, 0.9), 32, f32, 1e-4, 100),
                 mixed, sa, *classic], 3
     tanh = [Case(tanh_deq(d, c), 32, f32, 1e-4, 100) for d in (64, 256, 1024) for c in (0.5, 0.9, 0.97)]
-    return [*tanh, mixed, Case(tanh_deq(256, 0.9), 1, f32, 1e-4, 100), sa, Case(slot_attention_step(), 1, f32, 1e-3, 100),
-            *classic, Case(h_equation(), 8, f64, 1e-8, 100), Case(bratu(lam=[0.5, 1.0, 2.0, 3.0]), 8, f64, 1e-8, 100)], 11
+    return [*tanh, mixed, Case(tanh_deq(256, 0.9), 1, f32, 1e-4, 100), sa,
+            Case(slot_attention_step(), 1, f32, 1e-3, 100), *classic, Case(h_equation(), 8, f64, 1e-8, 100),
+            Case(bratu(lam=[0.5, 1.0, 2.0, 3.0]), 8, f64, 1e-8, 100)], 11
 
 
 def _ours(family: str) -> Callable:
@@ -156,7 +157,7 @@ def _bench_case(case: Case, family: str, repeats: int, ctx: RunContext) -> dict:
     order = list(answers)
     for r in range(repeats):
         for lib in order[r % len(order):] + order[:r % len(order)]:  # rotate who goes first
-            seconds, _ = time_call(lambda: live[lib](f, z0, case.tol, case.max_iter), ctx.device)
+            seconds, _ = time_call(lambda lib=lib: live[lib](f, z0, case.tol, case.max_iter), ctx.device)
             times[lib].append(seconds)
     for lib, z in answers.items():
         res = _residual(f, z)
@@ -186,7 +187,8 @@ def _plot(rows: list[dict], path) -> None:
     labels = [f"{r['problem']} B={r['B']} [{r['family'][:3]}]" for r in rows]
     y = np.arange(len(rows))
     fig, axes = plt.subplots(1, 2, figsize=(13, 0.28 * len(rows) + 1.5), sharey=True)
-    for ax, key, title in ((axes[0], "time_ratio", "time ours / peer (log)"), (axes[1], "nfe_ratio", "nfe ours / peer (log)")):
+    for ax, key, title in ((axes[0], "time_ratio", "time ours / peer (log)"),
+                           (axes[1], "nfe_ratio", "nfe ours / peer (log)")):
         for i, (lib, colour) in enumerate((("torchdeq", "tab:blue"), ("scipy", "tab:orange"))):
             vals = [r[f"{key}_{lib}"] or np.nan for r in rows]
             ax.barh(y + (i - 0.5) * 0.4, vals, height=0.4, color=colour, label=f"vs {lib}")

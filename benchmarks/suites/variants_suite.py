@@ -342,7 +342,8 @@ def _train_run(spec: Spec, groups: list[str], plan: Plan, clip_value: float, out
         final_val_fg_ari=_num(final.get("val_fg_ari")), grad_norm_median=float(np.nanmedian(norms)),
         grad_norm_max=float(np.nanmax(norms)),
         clipped_frac=float(np.mean(norms > clip_value)) if spec.clip else 0.0,
-        rho_T_final=traj[-1]["rho_T_median"] if traj else None, rho_fp_final=traj[-1]["rho_fp_median"] if traj else None,
+        rho_T_final=traj[-1]["rho_T_median"] if traj else None,
+        rho_fp_final=traj[-1]["rho_fp_median"] if traj else None,
         seconds=seconds)
     return {"runs": [summary], "trajectory": traj, "curves": curves}
 
@@ -524,7 +525,8 @@ def _plots(result: SuiteResult, specs: dict[Spec, list[str]], plan: Plan, clip_v
             _band(axes[0], result, group_names, "loss", f"{v} {tricks}", window)
             _band(axes[1], result, group_names, "grad_norm", f"{v} {tricks}", window)
     for v in plan.iter_variants:
-        rows = sorted((r for r in summary if r["group"] == "iterations" and r["variant"] == v), key=lambda r: r["iters"])
+        rows = sorted((r for r in summary if r["group"] == "iterations" and r["variant"] == v),
+                      key=lambda r: r["iters"])
         axes[2].errorbar([r["iters"] for r in rows], [r["val_mse_mean"] or np.nan for r in rows],
                          yerr=[r["val_mse_std"] or 0 for r in rows], marker="o", capsize=3, label=v)
     axes[0].set_yscale("log")

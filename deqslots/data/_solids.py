@@ -81,8 +81,8 @@ class Sphere:
         d2 = nx * nx + ny * ny
         inside = d2 <= 1.0
         nz = np.sqrt(np.maximum(1.0 - d2, 0.0))
-        l, h = light.direction, light.halfway
-        lambert = nx * l[0] + ny * l[1] + nz * l[2]
+        to_light, h = light.direction, light.halfway
+        lambert = nx * to_light[0] + ny * to_light[1] + nz * to_light[2]
         cos_half = nx * h[0] + ny * h[1] + nz * h[2]
         return inside, _intensity(lambert), _specular(cos_half)
 
@@ -113,7 +113,7 @@ class Box:
 
     def shade(self, xs: np.ndarray, ys: np.ndarray, light: Light) -> tuple[np.ndarray, ...]:
         """Coverage, diffuse intensity and specular term on the grid ``ys x xs``."""
-        l, h = light.direction, light.halfway
+        to_light, h = light.direction, light.halfway
         in_x = (xs >= self.left) & (xs <= self.right)
         front = in_x & (ys >= self.top) & (ys <= self.bottom)
         # Top face: walk back along the receding edge by t = (top - y) / depth_y.
@@ -126,7 +126,7 @@ class Box:
         side = (t_side > 0.0) & (t_side <= 1.0) & (y_back >= self.top) & (y_back <= self.bottom)
         side_sign = 1.0 if self.depth_x > 0 else -1.0
         face = np.where(top, 1, np.where(side & ~front, 2, 0))
-        lambert = np.array([l[2], l[1], side_sign * l[0]], dtype=np.float32)
+        lambert = np.array([to_light[2], to_light[1], side_sign * to_light[0]], dtype=np.float32)
         cos_half = np.array([h[2], h[1], side_sign * h[0]], dtype=np.float32)
         intensity = np.asarray(_intensity(lambert), dtype=np.float32)
         specular = np.asarray(_specular(cos_half), dtype=np.float32)
@@ -153,7 +153,7 @@ class Cylinder:
 
     def shade(self, xs: np.ndarray, ys: np.ndarray, light: Light) -> tuple[np.ndarray, ...]:
         """Coverage, diffuse intensity and specular term on the grid ``ys x xs``."""
-        l, h = light.direction, light.halfway
+        to_light, h = light.direction, light.halfway
         nx = (xs - self.cx) * (1.0 / self.radius)
         nz2 = 1.0 - nx * nx
         nz = np.sqrt(np.maximum(nz2, 0.0))
@@ -161,7 +161,7 @@ class Cylinder:
         cap_top = nz2 >= dy_top * dy_top
         # The body's lower edge is the front half of the bottom cap ellipse.
         body = (nz2 >= 0.0) & (ys >= self.top) & (ys <= self.bottom + self.cap * nz)
-        intensity = np.where(cap_top, _intensity(l[1]), _intensity(nx * l[0] + nz * l[2]))
+        intensity = np.where(cap_top, _intensity(to_light[1]), _intensity(nx * to_light[0] + nz * to_light[2]))
         specular = np.where(cap_top, _specular(h[1]), _specular(nx * h[0] + nz * h[2]))
         return body | cap_top, intensity.astype(np.float32), specular.astype(np.float32)
 

@@ -406,7 +406,10 @@ class MultiObjectTFRecord:
             if len(value[1]) != size:
                 raise DataError(f"{where}: feature {field!r} holds {len(value[1])} bytes; {spec.name} needs {size}")
             arrays[field] = np.frombuffer(value[1], np.uint8)
-        masks = arrays["mask"].reshape(h, w, k).transpose(2, 0, 1) if spec.pixel_major else arrays["mask"].reshape(k, h, w)
+        if spec.pixel_major:
+            masks = arrays["mask"].reshape(h, w, k).transpose(2, 0, 1)
+        else:
+            masks = arrays["mask"].reshape(k, h, w)
         if self.max_objects is not None and int(masks[1:].any(axis=(1, 2)).sum()) > self.max_objects:
             return None
         ids = masks.argmax(axis=0)  # entity 0 (the background) where no mask covers a pixel
@@ -429,5 +432,5 @@ class MultiObjectTFRecord:
                 yield item
 
     def __repr__(self) -> str:
-        return (f"MultiObjectTFRecord(path={str(self.path)!r}, name={self.spec.name!r}, entities={self.spec.entities[0]}, "
-                f"resolution={self.resolution}, max_objects={self.max_objects})")
+        return (f"MultiObjectTFRecord(path={str(self.path)!r}, name={self.spec.name!r}, "
+                f"entities={self.spec.entities[0]}, resolution={self.resolution}, max_objects={self.max_objects})")

@@ -86,7 +86,8 @@ def multi_object_example(image: np.ndarray, masks: np.ndarray, floats: dict[str,
     return ex.SerializeToString()
 
 
-def write_coco(root: Path, images: list[np.ndarray], annotations: list[dict], with_annotations: bool = True) -> tuple[Path, Path]:
+def write_coco(root: Path, images: list[np.ndarray], annotations: list[dict],
+               with_annotations: bool = True) -> tuple[Path, Path]:
     """``root/annotations.json`` (COCO instances format) and ``root/images/*.jpg``-like PNG files."""
     folder = root / "images"
     folder.mkdir(parents=True, exist_ok=True)

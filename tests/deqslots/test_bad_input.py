@@ -338,7 +338,8 @@ def test_resume_refuses_another_model_or_config(finished_run, tmp_path, capsys):
     run = copy_run(finished_run, tmp_path)
     before = (run / "checkpoint.pt").read_bytes()
     err = cli_error(capsys, tiny_args(run, "--resume", "--model", "slate"))
-    assert "--resume with different settings than the checkpoint: model: checkpoint 'slot-attention' vs now 'slate'" in err
+    assert ("--resume with different settings than the checkpoint: model: checkpoint 'slot-attention' "
+            "vs now 'slate'") in err
     err = cli_error(capsys, tiny_args(run, "--resume", "--num-slots", "4"))
     assert "num_slots: checkpoint 3 vs now 4" in err
     assert "pass --resume" in cli_error(capsys, tiny_args(run))  # never overwritten without --resume

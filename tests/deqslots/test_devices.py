@@ -47,8 +47,8 @@ def test_bf16_autocast_training_step_of_every_variant_is_finite_on_cpu(variant):
     assert loss.item() == pytest.approx(reference.item(), rel=0.05)  # bf16 rounding, not a different model
 
 
-@pytest.mark.parametrize("forward, backward", [("broyden", solvers.Implicit(tol=None, max_iter=8)), ("anderson", "onestep"),
-                                               ("iterate", "unrolled")])
+@pytest.mark.parametrize("forward, backward", [("broyden", solvers.Implicit(tol=None, max_iter=8)),
+                                               ("anderson", "onestep"), ("iterate", "unrolled")])
 def test_under_autocast_only_the_map_runs_in_bf16(forward, backward):
     torch.manual_seed(0)
     lin = torch.nn.Linear(16, 16)

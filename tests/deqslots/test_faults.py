@@ -75,7 +75,8 @@ def test_sigkill_and_sigint_never_corrupt_the_checkpoint_and_resume_is_exact(tmp
         logged = logged_steps(run)
         proc = start(run)
         try:
-            assert wait_for(lambda: logged_steps(run) > logged, proc), proc.stderr.read() if proc.poll() else ""
+            started = wait_for(lambda logged=logged: logged_steps(run) > logged, proc)
+            assert started, proc.stderr.read() if proc.poll() else ""
             if how == "kill-mid-write":
                 # save_atomic writes checkpoint.pt.XXXX.tmp, fsyncs and renames it: kill while that file exists
                 caught = wait_for(lambda: any(p.suffix == ".tmp" for p in run.iterdir()), proc)

@@ -36,7 +36,8 @@ def test_eval_pretrained_cli_prints_and_writes_segmentations(tmp_path, capsys):
 
 def test_eval_pretrained_bad_input(capsys):
     assert main(["eval", "--pretrained", "shapes-XX"]) == 2
-    assert "unknown pretrained model 'shapes-XX'; choose one of clevr-mirror-IN, clevr-mirror-vanilla, same-hue-IN, same-hue-vanilla, shapes-IN, shapes-vanilla" in capsys.readouterr().err
+    assert ("unknown pretrained model 'shapes-XX'; choose one of clevr-mirror-IN, clevr-mirror-vanilla, "
+            "same-hue-IN, same-hue-vanilla, shapes-IN, shapes-vanilla") in capsys.readouterr().err
     assert main(["eval", "some/run", "--pretrained", "shapes-IN"]) == 2
     assert "not both" in capsys.readouterr().err
     assert main(["eval"]) == 2

@@ -38,7 +38,8 @@ def test_shapestacks_splits_and_instance_maps(tmp_path):
 
 def test_shapestacks_missing_parts_are_named(tmp_path):
     write_shapestacks(tmp_path, SCENARIOS)
-    (tmp_path / "recordings" / "env_blocks-hard-h=3-vcom=0-vpsf=1-v=3" / "iseg-w=0-f=0-l=0-c=original-cam_2-mono-0.map").unlink()
+    recording = tmp_path / "recordings" / "env_blocks-hard-h=3-vcom=0-vpsf=1-v=3"
+    (recording / "iseg-w=0-f=0-l=0-c=original-cam_2-mono-0.map").unlink()
     with pytest.raises(DataError, match=r"rgb-w=0-f=0-l=0-c=original-cam_2-mono-0.png: no instance map \(expected "
                                         r".*iseg-w=0-f=0-l=0-c=original-cam_2-mono-0.map\)"):
         ShapeStacksDataset(tmp_path, "val")

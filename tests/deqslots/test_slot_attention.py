@@ -8,7 +8,8 @@ from deqslots import SlotAttention
 
 def make(variant="vanilla", iters=3, dtype=torch.float64, **kw):
     torch.manual_seed(0)
-    return SlotAttention(in_dim=12, slot_dim=8, num_slots=4, iters=iters, mlp_hidden=16, variant=variant, **kw).to(dtype)
+    model = SlotAttention(in_dim=12, slot_dim=8, num_slots=4, iters=iters, mlp_hidden=16, variant=variant, **kw)
+    return model.to(dtype)
 
 
 def inputs(batch=3, n=20, dtype=torch.float64):

@@ -129,7 +129,8 @@ def test_the_byte_feature_trap_is_reported_not_read_as_one_byte(tmp_path):
     good = multi_object_example(image, masks)
     bad = multi_object_example(image, masks[:, :30])
     path = write_tfrecord(tmp_path / "short.tfrecords", [good, bad])
-    with pytest.raises(DataError, match=r"short.tfrecords: record 1: feature 'mask' holds 4200 bytes; tetrominoes needs 4900"):
+    with pytest.raises(DataError,
+                       match=r"short.tfrecords: record 1: feature 'mask' holds 4200 bytes; tetrominoes needs 4900"):
         list(MultiObjectTFRecord(path))
 
 

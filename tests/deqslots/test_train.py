@@ -103,7 +103,8 @@ def test_cli_train_eval_and_errors(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", "--model", "slot-attention", "--variant", "IN", "--data", "stacks", "--steps", "3",
             "--batch-size", "4", "--resolution", "16", "--num-slots", "3", "--seed", "1", "--out", str(out),
-            "--checkpoint-every", "2", "--eval-every", "3", "--eval-batches", "1", "--no-progress", "--grad-clip", "1.0"]
+            "--checkpoint-every", "2", "--eval-every", "3", "--eval-batches", "1", "--no-progress",
+            "--grad-clip", "1.0"]
     assert main(args) == 0
     assert main(["eval", str(out), "--batches", "1", "--iters", "5"]) == 0
     result = json.loads((out / "eval_test.json").read_text())
