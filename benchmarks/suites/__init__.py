@@ -32,6 +32,9 @@ SUITES = MappingProxyType({
                        "slot-attention autoencoder: training steps/s per variant, saved bytes, data vs consumption"),
     "slate": ("benchmarks.suites.slate_suite",
               "SLATE: generation with/without the KV cache, steps/s per variant, IN vs vanilla over seeds"),
+    "slate-variants": ("benchmarks.suites.slate_variants_suite",
+                       "Figure 3b at CPU scale: token CE against step per SLATE variant, slots trained on one "
+                       "frozen dVAE, over seeds"),
     "profile": ("benchmarks.suites.profile_suite",
                 "where a training step spends its time, phase by phase, with torch.profiler's top ops"),
     "ddp": ("benchmarks.suites.ddp_suite",

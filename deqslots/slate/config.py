@@ -28,8 +28,9 @@ class SLATEConfig:
         d_model: token-embedding and transformer width.
         num_blocks, num_heads: image-GPT decoder depth and attention heads.
         dropout: dropout of the token embedding and the decoder.
-        num_slots, slot_dim, mlp_hidden, iters, variant, eval_iters: passed to
-            :class:`deqslots.SlotAttention` ("vanilla" | "IN" | "BN" | "BB" | "IB").
+        num_slots, slot_dim, mlp_hidden, iters, variant, eval_iters, backward_max_iter: passed to
+            :class:`deqslots.SlotAttention` ("vanilla" | "IN" | "BN" | "BB" | "IB"; backward_max_iter caps BB /
+            IB's adjoint Broyden solve, 7 as in the paper).
         slot_input: what slot attention groups: ``"embedding"`` (SLATE: the decoder's learned token
             dictionary plus learned positions) or ``"dvae"`` (the dVAE encoder's hidden features at each token,
             detached, projected, plus the same learned positions: features that already describe the patch
@@ -60,6 +61,7 @@ class SLATEConfig:
     iters: int = 3
     variant: str = "vanilla"
     eval_iters: Optional[int] = None
+    backward_max_iter: int = 7
     slot_input: str = "embedding"
     token_dropout: float = 0.0
     mask_upsample: str = "nearest"
@@ -70,7 +72,7 @@ class SLATEConfig:
             raise ValueError(f"SLATE resolution must be a positive multiple of 4 (tokens on an H/4 grid); "
                              f"got {self.resolution!r}")
         for name in ("vocab_size", "dvae_channels", "d_model", "num_blocks", "num_heads", "num_slots", "slot_dim",
-                     "mlp_hidden", "iters"):
+                     "mlp_hidden", "iters", "backward_max_iter"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"SLATE {name} must be a positive int; got {value!r}")

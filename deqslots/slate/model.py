@@ -66,7 +66,7 @@ class SLATE(nn.Module):
         self.slot_input = nn.Sequential(nn.LayerNorm(c.d_model), nn.Linear(c.d_model, c.mlp_hidden), nn.ReLU(),
                                         nn.Linear(c.mlp_hidden, c.d_model))
         self.slot_attention = SlotAttention(c.d_model, c.slot_dim, c.num_slots, c.iters, c.mlp_hidden, c.variant,
-                                            eval_iters=c.eval_iters)
+                                            eval_iters=c.eval_iters, backward_max_iter=c.backward_max_iter)
         self.slot_proj = nn.Linear(c.slot_dim, c.d_model, bias=False)
         self.decoder = ImageGPTDecoder(c.d_model, c.num_blocks, c.num_heads, c.dropout)
         self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)

@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from benchmarks.suites.deq_classifier_suite import MODES, TORCHDEQ, get_deq
 
@@ -52,3 +53,31 @@ def test_ddp_and_data_rows(all_tiny):
     from deqslots.data import DATASETS
 
     assert generators == list(DATASETS)
+
+
+def test_slate_variants_trains_every_variant_on_one_frozen_dvae(all_tiny):
+    out, _ = all_tiny
+    doc = json.loads((out / "slate-variants" / "results.json").read_text())
+    runs = doc["tables"]["runs"]["rows"]
+    assert [r["variant"] for r in runs] == ["vanilla", "IN", "BN", "BB", "IB"] and all(r["steps"] == 3 for r in runs)
+    assert doc["settings"]["config_set"] == "backward_max_iter=50" and doc["settings"]["clip_warmup"] is True
+    # one dVAE, trained by the suite, loaded frozen by every run
+    assert doc["settings"]["dvae"].endswith("dvae") and (out / "slate-variants" / "dvae" / "checkpoint.pt").exists()
+    assert len({r["mean_colour_mse"] for r in runs}) == 1  # the same validation images
+    assert all(0 < r["mse"] < 1 and r["mean_colour_mse"] > 0 and 0 <= r["token_accuracy"] <= 1 for r in runs)
+    summary = {r["variant"]: r for r in doc["tables"]["summary"]["rows"]}
+    assert summary["IN"]["ce_over_IN"] == 1.0 and (out / "slate-variants" / "fig3b.png").exists()
+
+
+def test_slate_variants_refuses_a_missing_dvae_and_unknown_variants(tmp_path, capsys):
+    from benchmarks.__main__ import main
+
+    threads = torch.get_num_threads()
+    try:
+        for args, message in ((["--dvae", str(tmp_path / "none")], "no checkpoint.pt there; train one with deqslots"),
+                              (["--variants", "IN,XX"], "--variants takes vanilla, IN, BN, BB, IB; got XX")):
+            with pytest.raises(SystemExit) as exit_:
+                main(["slate-variants", "--tiny", "--out", str(tmp_path), *args])
+            assert exit_.value.code == 2 and message in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(threads)

@@ -1,0 +1,261 @@
+"""Suite ``slate-variants``: the paper's Figure 3b at CPU scale: token cross-entropy against step for SLATE's
+slot-attention variants, trained in stages on one frozen dVAE.
+
+    python -m benchmarks slate-variants [--quick] [--out DIR] [--dvae RUN] [--variants vanilla,IN,...]
+        [--steps N] [--seed-list 0,1,2] [--set FIELD=VALUE,...] [--no-clip-warmup] [--jobs N]
+
+Every run is ``deqslots train --model slate --config cpu-slate --stage slots --dvae RUN``: slot attention and the
+image-GPT decoder learn to predict the tokens of one trained, frozen dVAE, so every variant and seed has the
+same, stationary target and the curves differ only by how slot attention is solved and differentiated
+(vanilla: backprop through the T iterations; IN / BN: one step at the fixed point; BB / IB: the exact implicit
+gradient by a Broyden adjoint solve, capped at ``backward_max_iter``: 50 here unless ``--set`` says otherwise,
+so that their result is not the cap's). Without ``--dvae`` the suite first trains the dVAE itself
+(``--dvae-steps``). Per run: the training CE over the steps (curves table and ``fig3b.png``: mean over seeds, band
+= min-max), its last 10%, and at the end the validation CE (teacher forcing), the MSE of the reconstruction
+through the slots beside the mean-colour bar, ``mse_other`` (the same generations against other images), token
+accuracy, attention FG-ARI beside the token-grid oracle, and the gradient norm (median, max) with the fraction
+of steps clipped. The summary gives each variant's mean ± sd over seeds and its CE relative to IN's.
+
+The recipe is the lever study's (BENCHMARKS.md "SLATE on a CPU"): batch 32, Adam 4e-4 with 200 warm-up steps,
+SLATE's inf-norm clipping at 1.0, 3 iterations; ``--no-clip-warmup`` removes both clipping and warm-up (the
+paper's claim is that vanilla needs them and the implicit variants do not), ``--set iters=7`` raises T.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from types import MappingProxyType
+from typing import Optional
+
+import numpy as np
+import torch
+
+from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError
+
+__all__ = ["run", "add_arguments", "TABLES", "staged_config", "train_one"]
+
+VARIANTS = ("vanilla", "IN", "BN", "BB", "IB")
+RUN_COLUMNS = ("variant", "seed", "steps", "clip_warmup", "train_ce_tail", "ce", "mse", "mean_colour_mse",
+               "mse_other", "token_accuracy", "fg_ari", "fg_ari_token_oracle", "colour_fg_ari", "grad_norm_median",
+               "grad_norm_max", "clipped_frac", "diverged", "seconds")
+SUMMARY_COLUMNS = ("variant", "seeds", "train_ce_tail", "ce", "ce_over_IN", "mse", "mse_over_mean_colour",
+                   "fg_ari", "grad_norm_max", "clipped_frac")
+TABLES = MappingProxyType({"runs": RUN_COLUMNS, "summary": SUMMARY_COLUMNS,
+                           "curves": ("variant", "seed", "step", "ce", "grad_norm")})
+# The lever study's recipe for the slots stage on cpu-slate (BENCHMARKS.md "SLATE on a CPU").
+RECIPE = MappingProxyType(dict(model="slate", config="cpu-slate", data="shapes", batch_size=32, lr=4e-4,
+                               warmup_steps=200, grad_clip=1.0, grad_clip_type="inf", eval_batches=4))
+SIZES = MappingProxyType({  # steps per run, dVAE steps, batch, eval batches, resolution, vocabulary
+    "tiny": (3, 2, 2, 1, 16, 16), "quick": (30, 30, 8, 1, 32, 64), "full": (3000, 4000, 32, 4, 32, 256)})
+
+
+def add_arguments(group) -> None:
+    """The suite's own options."""
+    group.add_argument("--dvae", default=None, metavar="RUN",
+                       help="a trained dVAE run (deqslots train --model slate --config cpu-slate --stage dvae); "
+                            "default: train one first")
+    group.add_argument("--dvae-steps", type=int, default=None, help="steps of the dVAE the suite trains "
+                       "without --dvae (default 4000)")
+    group.add_argument("--variants", default=None, help="comma-separated (default vanilla,IN,BN,BB,IB)")
+    group.add_argument("--steps", type=int, default=None, help="training steps per run (default 3000)")
+    group.add_argument("--seed-list", default=None, help="comma-separated seeds (default 0,1,2; quick/tiny 0)")
+    group.add_argument("--set", dest="config_set", default=None, metavar="FIELD=VALUE,...",
+                       help="SLATE architecture fields of every run (default backward_max_iter=50), e.g. iters=7")
+    group.add_argument("--no-clip-warmup", action="store_true", default=None,
+                       help="train without gradient clipping and without warm-up")
+    group.add_argument("--jobs", type=int, default=None, help="runs at a time, each in its own process (default 1)")
+
+
+def staged_config(variant: str, seed: int, steps: int, dvae: str, out: Path, size: tuple, config_set: str,
+                  clip_warmup: bool):
+    """The ``TrainConfig`` of one slots-stage run."""
+    from deqslots.train import TrainConfig
+
+    _, _, batch, eval_batches, resolution, vocab = size
+    recipe = {**RECIPE, "batch_size": batch, "eval_batches": eval_batches}
+    if not clip_warmup:
+        recipe.update(grad_clip=0.0, warmup_steps=0)
+    return TrainConfig(**recipe, variant=variant, seed=seed, steps=steps, stage="slots", dvae=dvae,
+                       resolution=resolution, vocab_size=vocab, config_set=config_set, eval_every=steps,
+                       checkpoint_every=steps, out=str(out), progress=False, threads=1)
+
+
+def train_one(config) -> dict:
+    """Train one run (in a worker process when ``--jobs`` > 1) and return its summary."""
+    from deqslots.train import train
+
+    began = time.perf_counter()
+    summary = train(config)
+    summary["seconds"] = time.perf_counter() - began
+    return summary
+
+
+def _read_curve(metrics: Path) -> list[dict]:
+    with open(metrics, newline="") as handle:
+        return [{"step": int(r["step"]), "ce": float(r["ce"]), "grad_norm": float(r["grad_norm"])}
+                for r in csv.DictReader(handle)]
+
+
+def _mean_sd(values: list[float]) -> str:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return "n/a"
+    if len(finite) == 1:
+        return f"{finite[0]:.4g}"
+    return f"{statistics.mean(finite):.4g} ± {statistics.stdev(finite):.2g}"
+
+
+def _list(text: Optional[str], default: tuple, cast, name: str) -> list:
+    if not text:
+        return list(default)
+    try:
+        return [cast(part) for part in text.split(",") if part]
+    except ValueError as err:
+        raise UsageError(f"--{name} takes a comma-separated list; got {text!r}") from err
+
+
+def _plot(curves: dict[tuple[str, int], list[dict]], variants: list[str], out: Path, window: int) -> str:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for variant in variants:
+        runs = [c for (v, _), c in curves.items() if v == variant]
+        if not runs:
+            continue
+        length = min(len(c) for c in runs)
+        steps = np.array([r["step"] for r in runs[0][:length]])
+        for ax, key in zip(axes, ("ce", "grad_norm")):
+            values = np.array([[r[key] for r in c[:length]] for c in runs])
+            kernel = np.ones(min(window, length)) / min(window, length)
+            smooth = np.array([np.convolve(v, kernel, mode="valid") for v in values])
+            x = steps[len(steps) - smooth.shape[1]:]
+            ax.plot(x, smooth.mean(axis=0), label=variant)
+            ax.fill_between(x, smooth.min(axis=0), smooth.max(axis=0), alpha=0.2)
+    axes[0].set_title(f"training token CE (sum over tokens; moving average {window}; band = min-max over seeds)",
+                      fontsize=8)
+    axes[0].set_yscale("log")
+    axes[1].set_title("gradient norm before clipping", fontsize=8)
+    axes[1].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "fig3b.png", dpi=110)
+    plt.close(fig)
+    return "fig3b.png"
+
+
+def run(ctx: RunContext, bar) -> SuiteResult:
+    """The dVAE (unless given), then every (variant, seed) run; ``bar`` advances once per run."""
+    from deqslots.train import TrainConfig
+
+    size = SIZES["tiny" if ctx.size == "tiny" else "quick" if ctx.size == "quick" else "full"]
+    o = ctx.overrides
+    steps = o.get("steps") or size[0]
+    dvae_steps = o.get("dvae_steps") or size[1]
+    if steps < 1 or dvae_steps < 1:
+        raise UsageError("--steps and --dvae-steps must be >= 1")
+    variants = _list(o.get("variants"), VARIANTS, str, "variants")
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad:
+        raise UsageError(f"--variants takes {', '.join(VARIANTS)}; got {', '.join(bad)}")
+    seeds = _list(o.get("seed_list"), tuple(range(ctx.seeds)) if ctx.seeds else
+                  ((0,) if ctx.size in ("tiny", "quick") else (0, 1, 2)), int, "seed-list")
+    config_set = o.get("config_set")
+    config_set = "backward_max_iter=50" if config_set is None else config_set
+    clip_warmup = not o.get("no_clip_warmup")
+    jobs = o.get("jobs") or 1
+    if jobs < 1:
+        raise UsageError("--jobs must be >= 1")
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    bar.reset(total=len(variants) * len(seeds) + 1)
+    dvae = o.get("dvae")
+    if dvae is None:
+        dvae = str(ctx.out / "dvae")
+        _, _, batch, eval_batches, resolution, vocab = size
+        if not (Path(dvae) / "summary.json").exists():
+            train_one(TrainConfig(**{**RECIPE, "batch_size": batch, "eval_batches": eval_batches}, stage="dvae",
+                                  steps=dvae_steps, dvae_lr=1e-3, resolution=resolution, vocab_size=vocab,
+                                  eval_every=dvae_steps, checkpoint_every=dvae_steps, out=dvae, progress=False,
+                                  threads=1))
+    elif not (Path(dvae) / "checkpoint.pt").is_file():
+        raise UsageError(f"--dvae {dvae}: no checkpoint.pt there; train one with deqslots train --model slate "
+                         "--config cpu-slate --stage dvae --out RUN")
+    bar.update()
+    specs = {(v, s): staged_config(v, s, steps, dvae, ctx.out / f"{v}_seed{s}", size, config_set, clip_warmup)
+             for s in seeds for v in variants}
+    for config in specs.values():  # this suite's own output from an earlier call: start afresh
+        if Path(config.out).exists():
+            import shutil
+            shutil.rmtree(config.out)
+    summaries: dict = {}
+    if jobs == 1:
+        for key, config in specs.items():
+            summaries[key] = train_one(config)
+            bar.update()
+    else:
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+            futures = {key: pool.submit(train_one, config) for key, config in specs.items()}
+            for key, future in futures.items():
+                summaries[key] = future.result()
+                bar.update()
+    result = SuiteResult("slate-variants", {"steps": steps, "seeds": seeds, "variants": variants, "dvae": dvae,
+                                            "config_set": config_set, "clip_warmup": clip_warmup,
+                                            "recipe": dict(RECIPE), "size": list(size)})
+    runs = result.tables["runs"] = Table(
+        f"Slots stage of cpu-slate on the frozen dVAE {dvae}: {steps} steps per run, batch {size[2]}, Adam "
+        f"{RECIPE['lr']}, " + ("warm-up 200 steps, inf-norm clipping 1.0" if clip_warmup else
+                               "no warm-up, no clipping") + f", --set {config_set or '(none)'}. CE summed over the "
+        "tokens; train_ce_tail = mean of the last 10% of steps, ce = validation (teacher forcing). mse = per-pixel "
+        "MSE of the reconstruction through the slots (tokens generated greedily from the slots, then the dVAE), "
+        "beside each image's mean colour (mean_colour_mse) and the same generations against other images "
+        "(mse_other). fg_ari of the attention masks beside the token-grid oracle and the colour-only control.",
+        RUN_COLUMNS)
+    curves: dict[tuple[str, int], list[dict]] = {}
+    curve_table = result.tables["curves"] = Table("Training CE and gradient norm at every step of every run.",
+                                                  TABLES["curves"], in_report=False)
+    for (variant, seed), summary in summaries.items():
+        out = Path(specs[(variant, seed)].out)
+        curve = _read_curve(out / "metrics.csv")
+        curves[(variant, seed)] = curve
+        for r in curve:
+            curve_table.add(variant=variant, seed=seed, **r)
+        ce = [r["ce"] for r in curve]
+        norms = [r["grad_norm"] for r in curve]
+        tail = ce[-max(1, len(ce) // 10):]
+        runs.add(variant=variant, seed=seed, steps=len(curve), clip_warmup=clip_warmup,
+                 train_ce_tail=sum(tail) / len(tail), ce=summary.get("ce"), mse=summary.get("mse"),
+                 mean_colour_mse=summary.get("mean_colour_mse"), mse_other=summary.get("mse_other"),
+                 token_accuracy=summary.get("token_accuracy"), fg_ari=summary.get("fg_ari"),
+                 fg_ari_token_oracle=summary.get("fg_ari_token_oracle"), colour_fg_ari=summary.get("colour_fg_ari"),
+                 grad_norm_median=statistics.median(norms), grad_norm_max=max(norms),
+                 clipped_frac=(sum(n > 1.0 for n in norms) / len(norms)) if clip_warmup else 0.0,
+                 diverged=len(curve) < steps or not all(math.isfinite(c) for c in ce),
+                 seconds=summary.get("seconds"))
+    rows = {v: [r for r in runs.rows if r["variant"] == v] for v in variants}
+    reference = statistics.mean(r["train_ce_tail"] for r in rows["IN"]) if rows.get("IN") else None
+    summary_table = result.tables["summary"] = Table(
+        "Mean ± sd over seeds; ce_over_IN = mean train_ce_tail / IN's (the paper: vanilla about 10x IN at its "
+        "scale); mse_over_mean_colour = mean MSE through the slots / mean-colour MSE (the target is <= 0.3).",
+        SUMMARY_COLUMNS)
+    for v, rs in rows.items():
+        get = lambda key, rs=rs: [r[key] for r in rs]  # noqa: E731
+        summary_table.add(variant=v, seeds=len(rs), train_ce_tail=_mean_sd(get("train_ce_tail")),
+                          ce=_mean_sd(get("ce")),
+                          ce_over_IN=(statistics.mean(get("train_ce_tail")) / reference) if reference else None,
+                          mse=_mean_sd(get("mse")),
+                          mse_over_mean_colour=statistics.mean(get("mse")) / statistics.mean(get("mean_colour_mse")),
+                          fg_ari=_mean_sd(get("fg_ari")), grad_norm_max=_mean_sd(get("grad_norm_max")),
+                          clipped_frac=_mean_sd(get("clipped_frac")))
+    result.plots.append(_plot(curves, variants, ctx.out, max(1, steps // 30)))
+    if torch.get_num_threads() != 1:
+        result.notes.append(f"the runs used 1 torch thread each; this process had {torch.get_num_threads()}")
+    return result
