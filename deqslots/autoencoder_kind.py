@@ -12,7 +12,7 @@ import torch
 from .autoencoder import RECIPES, AutoencoderConfig, SlotAutoencoder, config_for
 from .batches import BatchStream
 from .eval_mode import seeded_eval
-from .figures import plot_slot_grid
+from .figures import plot_segmentation_grid, plot_slot_grid
 from .metrics import fg_ari, mean_fg_ari, mse_per_image_sum, mse_per_pixel
 from .protocol import ModelKind, config_changes
 
@@ -32,6 +32,7 @@ class SlotAttentionKind(ModelKind):
     defaults = MappingProxyType(dict(lr=4e-4, grad_clip=None, grad_clip_type="l2", warmup_cap=10_000,
                                      decay=100_000))
     recipes = RECIPES
+    scene_figure_name = "segmentations.png"
 
     def model_config(self, config) -> AutoencoderConfig:
         return config_for(config.config, **config_changes(config))
@@ -70,3 +71,9 @@ class SlotAttentionKind(ModelKind):
             images = stream.batch(0)["image"][:4]
             result = model(images.to(device))
         plot_slot_grid(images, result["recon"].cpu(), result["masks"].cpu(), result["rgb"].cpu(), out / "slots.png")
+
+    def scene_figure(self, model: SlotAutoencoder, data: str, out: Path, split: str = "test", seed: int = 0,
+                     rows: int = 6) -> dict[str, float]:
+        """:func:`deqslots.figures.plot_segmentation_grid`: input, true objects, the model's segmentation, the
+        colour-only control's, the reconstruction and each slot; returns both FG-ARIs on these scenes."""
+        return plot_segmentation_grid(model, data, out, split=split, rows=rows, seed=seed)

@@ -102,9 +102,11 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_eval_pretrained(args: argparse.Namespace) -> int:
+    import tempfile
+
     from .batches import BatchStream
     from .evaluate import colour_control
-    from .figures import plot_segmentation_grid
+    from .models import kind_of
     from .pretrained import FIXED_TEST_BATCH, PRETRAINED, evaluate_pretrained, load_pretrained
 
     if args.run is not None:
@@ -115,20 +117,27 @@ def _run_eval_pretrained(args: argparse.Namespace) -> int:
         raise ValueError("--data applies to run folders; a --pretrained model is evaluated on generated scenes "
                          "of the data it was trained on")
     batches = FIXED_TEST_BATCH["batches"] if args.batches is None else args.batches
-    model = load_pretrained(args.pretrained)  # loaded once for the metrics and the figure
+    model = load_pretrained(args.pretrained)  # loaded once for the metrics and the figures
+    entry, kind, seed = PRETRAINED[args.pretrained], kind_of(model), FIXED_TEST_BATCH["seed"]
+    if args.composition and not kind.composes_now(model):
+        raise ValueError(f"--composition applies to models that generate from their slots; {entry.name} is a "
+                         f"{kind.title} model, which does not (drop --composition)")
     result = evaluate_pretrained(args.pretrained, split=args.split, batches=batches, model=model)
-    entry = PRETRAINED[args.pretrained]
     # the colour-only control on the same test images evaluate_pretrained scored
-    images = BatchStream(entry.data, args.split, model.config.resolution, FIXED_TEST_BATCH["batch_size"],
-                         FIXED_TEST_BATCH["seed"])
-    result.update(colour_control(images, batches, FIXED_TEST_BATCH["seed"], result["fg_ari"]))
-    result.update(pretrained=entry.name, variant=entry.variant, data=entry.data, split=args.split, batches=batches,
-                  images=batches * FIXED_TEST_BATCH["batch_size"], documented_fg_ari=entry.fg_ari,
-                  documented_mse=entry.mse, trained_steps=entry.steps, command=entry.command)
-    if args.out is not None:
-        out = Path(args.out)
+    images = BatchStream(entry.data, args.split, model.config.resolution, FIXED_TEST_BATCH["batch_size"], seed)
+    result.update(colour_control(images, batches, seed, result["fg_ari"]))
+    out = Path(args.out) if args.out is not None else None
+    if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        plot_segmentation_grid(model, entry.data, out / "segmentations.png", split=args.split)
+    pairs = args.composition if args.composition is not None else (16 if kind.composes_now(model) else 0)
+    if pairs:  # SLATE: generate from A's slots with one swapped for B's object's, against the true composite
+        with tempfile.TemporaryDirectory() as scratch:  # composition.png goes to --out, or nowhere
+            result.update(kind.composition(model, pairs, out or Path(scratch), seed), composition_pairs=pairs)
+    result.update(pretrained=entry.name, model=entry.model, variant=entry.variant, data=entry.data, split=args.split,
+                  batches=batches, images=batches * FIXED_TEST_BATCH["batch_size"], documented_fg_ari=entry.fg_ari,
+                  documented_mse=entry.mse, trained_steps=entry.steps, command=entry.command)
+    if out is not None:  # slot attention: segmentations.png; SLATE: slots.png (+ composition.png above)
+        kind.scene_figure(model, entry.data, out / kind.scene_figure_name, split=args.split, seed=seed)
         (out / f"eval_{args.split}.json").write_text(strict_json(result, indent=2))
     print(strict_json(result, indent=2))
     return 0
@@ -138,9 +147,6 @@ def _run_eval(args: argparse.Namespace) -> int:
     if args.composition is not None and args.composition < 0:
         raise ValueError(f"--composition takes a number of scene pairs >= 0 (0 skips it); got {args.composition}")
     if args.pretrained is not None:
-        if args.composition:
-            raise ValueError("--composition applies to SLATE runs; the shipped models are slot-attention "
-                             "autoencoders, which do not generate from slots")
         return _run_eval_pretrained(args)
     if args.run is None:
         raise ValueError("name the run folder to evaluate (the --out of deqslots train) or pass --pretrained NAME")
@@ -245,12 +251,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ev = commands.add_parser("eval", help="evaluate a trained run: MSE and FG-ARI (slate: through the slots, "
                              "CE, FID); writes DIR/eval_SPLIT.json")
     ev.add_argument("run", nargs="?", default=None, help="the run folder given to train --out")
+    from .models import model_kind
     from .pretrained import PRETRAINED
 
-    shipped = ", ".join(f"{name} ({entry.data}, FG-ARI {entry.fg_ari:.2f})" for name, entry in PRETRAINED.items())
+    shipped = ", ".join(f"{name} ({model_kind(entry.model).title}, {entry.data}, FG-ARI {entry.fg_ari:.2f})"
+                        for name, entry in PRETRAINED.items())
     ev.add_argument("--pretrained", default=None, metavar="NAME",
-                    help=f"evaluate a shipped model instead of a run: {shipped}")
-    ev.add_argument("--out", default=None, help="--pretrained: also write segmentations.png and eval_SPLIT.json here")
+                    help=f"evaluate a shipped model instead of a run (its metrics beside the colour-only control; "
+                    f"SLATE: MSE through the slots, FG-ARI of the attention masks, composition): {shipped}")
+    ev.add_argument("--out", default=None, help="--pretrained: also write eval_SPLIT.json and the model's figure "
+                    "here (slot attention: segmentations.png; SLATE: slots.png and composition.png)")
     ev.add_argument("--split", default="test", choices=["train", "val", "test"])
     ev.add_argument("--data", default=None, help="evaluate on this data (any --data form of train) instead of "
                     "the run's own; the split and the image size are the run's")
@@ -267,7 +277,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ev.add_argument("--composition", type=int, default=None, metavar="PAIRS",
                     help="slate: shapes scene pairs (A, B) on which to swap the slot of one of A's objects for the "
                     "slot of one of B's, generate, and score against the true composite (MSE, FG-ARI; beside a "
-                    "random swap); writes composition.png (default 16 for slate runs past --stage dvae; 0 skips)")
+                    "random swap); writes composition.png (default 16 for slate runs past --stage dvae and "
+                    "shipped SLATE models; 0 skips)")
     _data_parser(commands)
     args = parser.parse_args(argv)
     try:

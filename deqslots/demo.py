@@ -1,5 +1,6 @@
-"""``deqslots demo``: a shipped implicit slot attention segmenting fresh scenes, the solver tour, then
-vanilla vs implicit (IN) slot attention trained from scratch on ``shapes``."""
+"""``deqslots demo``: a shipped implicit slot attention segmenting fresh scenes (and the shipped SLATE models
+reconstructing through their slots, when the package has some), the solver tour, then vanilla vs implicit (IN)
+slot attention trained from scratch on ``shapes``."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from .solver_demo import run_solver_demo
 from .train import TrainConfig, build_model, train
 from .batches import BatchStream
 from .checkpoint import load_checkpoint, load_model_state
-from .models import model_kind
+from .evaluate import colour_control, evaluate
+from .models import kind_of, model_kind
 from .pretrained import FIXED_TEST_BATCH, PRETRAINED, load_pretrained
 
 __all__ = ["run_demo"]
@@ -24,6 +26,8 @@ __all__ = ["run_demo"]
 VARIANTS = ("vanilla", "IN")
 # The cpu-small recipe (README, "Object discovery on a CPU"): small batches, a short warm-up.
 RECIPE = dict(data="shapes", config="cpu-small", batch_size=16, lr=6e-4, warmup_steps=200, seed=0)
+# The SLATE section's one small batch of test scenes: seconds, not minutes (generation is token by token).
+SLATE_IMAGES = 16
 
 
 def _seconds_per_step(config: TrainConfig, probes: int = 10) -> float:
@@ -46,7 +50,7 @@ def _seconds_per_step(config: TrainConfig, probes: int = 10) -> float:
 
 def _pretrained_section(out: Path) -> dict[str, dict[str, float]]:
     scores = {}
-    for name in PRETRAINED:
+    for name in (name for name, entry in PRETRAINED.items() if entry.model == "slot-attention"):
         started = time.perf_counter()
         entry = PRETRAINED[name]
         scores[name] = plot_segmentation_grid(load_pretrained(name), entry.data, out / f"pretrained_{name}.png",
@@ -57,6 +61,56 @@ def _pretrained_section(out: Path) -> dict[str, dict[str, float]]:
               f"(colour-only control {scores[name]['colour_fg_ari']:.3f} on the same scenes; "
               f"{time.perf_counter() - started:.1f} s)")
     return scores
+
+
+def _slate_section(out: Path) -> dict[str, dict[str, float]]:
+    """The shipped SLATE models (none: nothing) on one small batch of fresh test scenes, and a figure each."""
+    scores = {}
+    for name in (name for name, entry in PRETRAINED.items() if entry.model == "slate"):
+        started = time.perf_counter()
+        entry, model = PRETRAINED[name], load_pretrained(name)
+        stream = BatchStream(entry.data, "test", model.config.resolution, SLATE_IMAGES, FIXED_TEST_BATCH["seed"])
+        result = evaluate(model, stream, 1, seed=FIXED_TEST_BATCH["seed"])
+        result.update(colour_control(stream, 1, FIXED_TEST_BATCH["seed"], result["fg_ari"]))
+        figure = out / f"pretrained_{name}.png"
+        kind_of(model).scene_figure(model, entry.data, figure, split="test", seed=FIXED_TEST_BATCH["seed"], rows=4)
+        scores[name] = result
+        print(f"{name} (SLATE {entry.variant}, {entry.data}): on {SLATE_IMAGES} fresh test scenes attention FG-ARI "
+              f"{result['fg_ari']:.3f} (colour-only control {result['colour_fg_ari']:.3f}; documented "
+              f"{entry.fg_ari:.3f}), MSE through the slots {result['mse']:.4f} against {result['mean_colour_mse']:.4f} "
+              f"for each image's mean colour and {result['dvae_mse']:.4f} for the dVAE alone; {figure} "
+              f"({time.perf_counter() - started:.1f} s)")
+    return scores
+
+
+def _slate_report(scores: dict[str, dict[str, float]]) -> str:
+    """The report's SLATE part ("" without shipped SLATE models)."""
+    if not scores:
+        return ""
+    entries = {name: PRETRAINED[name] for name in scores}
+    rows = "\n".join(f"| {name} | {entries[name].variant} | {entries[name].data} | {entries[name].fg_ari:.3f} "
+                     f"| {r['fg_ari']:.3f} | {r['colour_fg_ari']:.3f} | {r['mse']:.4f} | {r['mean_colour_mse']:.4f} "
+                     f"| {r['dvae_mse']:.4f} |" for name, r in scores.items())
+    figures = "\n\n".join(f"![{name}](pretrained_{name}.png)" for name in scores)
+    header = ("| model | variant | data | FG-ARI, fixed test batch (documented) | FG-ARI | colour-only control "
+              "| MSE through the slots | mean-colour MSE | dVAE MSE |")
+    return f"""
+### Shipped SLATE models
+
+SLATE reconstructs an image by generating its dVAE tokens from the slots alone; FG-ARI is that of the slots'
+attention masks. Measured on {SLATE_IMAGES} fresh test scenes; the mean-colour MSE is each image's best
+constant colour (the bar the reconstruction through the slots has to clear), the dVAE MSE the image's own tokens
+decoded (the best the slots can reach).
+
+{header}
+|---|---|---|---|---|---|---|---|---|
+{rows}
+
+Columns of the figures: input, the dVAE's reconstruction, the reconstruction through the slots, each slot's
+attention mask. `deqslots eval --pretrained NAME --out DIR` adds the composition metrics (slot swaps).
+
+{figures}
+"""
 
 
 def run_demo(out: Path, steps: Optional[int] = None, minutes: float = 6.0) -> Path:
@@ -70,6 +124,9 @@ def run_demo(out: Path, steps: Optional[int] = None, minutes: float = 6.0) -> Pa
     out.mkdir(parents=True, exist_ok=True)
     print("== 1. Shipped implicit (IN) and vanilla slot attention segment fresh scenes ==\n")
     pretrained = _pretrained_section(out)
+    if any(entry.model == "slate" for entry in PRETRAINED.values()):
+        print("\n== 1b. Shipped SLATE models generate fresh scenes from their slots ==\n")
+    slate = _slate_section(out)
     print("\n== 2. The solvers library ==\n")
     run_solver_demo()
     print("\n== 3. Vanilla vs implicit (IN) slot attention trained from scratch on shapes, 32x32, CPU ==\n")
@@ -100,12 +157,13 @@ def run_demo(out: Path, steps: Optional[int] = None, minutes: float = 6.0) -> Pa
     plot_loss_curves({v: out / v / "metrics.csv" for v in VARIANTS}, out / "val_fg_ari.png", key="val_fg_ari",
                      smooth=1, title="validation FG-ARI", log=False)
     report = out / "report.md"
-    report.write_text(_report(summaries, steps, pretrained))
+    report.write_text(_report(summaries, steps, pretrained, slate))
     print(f"\nwrote {report}")
     return report
 
 
-def _report(s: dict, steps: int, pretrained: dict[str, dict[str, float]]) -> str:
+def _report(s: dict, steps: int, pretrained: dict[str, dict[str, float]],
+            slate: Optional[dict[str, dict[str, float]]] = None) -> str:
     v, i = s["vanilla"], s["IN"]
     mse_ratio = i["mse"] / v["mse"] if v["mse"] else math.nan
     ari_diff = i["fg_ari"] - v["fg_ari"]
@@ -152,7 +210,7 @@ On `clevr-mirror` the shipped model still scores below its control (BENCHMARKS.m
 Columns: input, true objects, the model's segmentation (argmax of its masks, FG-ARI in the corner), the
 colour-only control's segmentation (k-means on pixel RGB with k = objects + 1, its FG-ARI in the corner),
 reconstruction, then each slot's masked colour.
-
+{_slate_report(slate or {})}
 ## 2. Vanilla vs IN from scratch
 
 Shapes (generated), 32x32, architecture `cpu-small` (7 slots, T=7), batch 16, Adam 6e-4 with a 200-step

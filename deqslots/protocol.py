@@ -81,6 +81,7 @@ class ModelKind(abc.ABC):
         fid: :meth:`evaluate` takes a :class:`deqslots.slate.fid.FIDScore` (``deqslots eval --fid-weights``).
         composes: the model generates from slots and :meth:`composition` measures slot swaps
             (``deqslots eval --composition N``).
+        scene_figure_name: the file ``deqslots eval --pretrained NAME --out DIR`` writes :meth:`scene_figure` to.
     """
 
     name: ClassVar[str]
@@ -94,6 +95,7 @@ class ModelKind(abc.ABC):
     recipes: ClassVar[Mapping[str, Mapping[str, Any]]] = MappingProxyType({})
     fid: ClassVar[bool] = False
     composes: ClassVar[bool] = False
+    scene_figure_name: ClassVar[str] = "scenes.png"
 
     @abc.abstractmethod
     def model_config(self, config: "TrainConfig") -> Any:
@@ -146,6 +148,15 @@ class ModelKind(abc.ABC):
     def figures(self, model: torch.nn.Module, stream: "BatchStream", metrics_path: Path, out: Path, seed: int
                 ) -> None:
         """Write the run's figures besides loss_curve.png (e.g. slots.png) into ``out``."""
+
+    def scene_figure(self, model: torch.nn.Module, data: str, out: Path, split: str = "test", seed: int = 0,
+                     rows: int = 6) -> dict[str, float]:
+        """Draw ``model`` on the first ``rows`` generated scenes of the procedural data set ``data`` (its
+        ``split``, data seed ``seed``) into the PNG ``out``; returns the scores on those scenes (``fg_ari``,
+        ``colour_fg_ari``, ...). What ``deqslots eval --pretrained NAME --out DIR`` and ``deqslots demo`` show
+        of a shipped model; kinds that ship implement it."""
+        raise ValueError(f"{self.title} models draw no scene figure; implement scene_figure on its ModelKind "
+                         "(or evaluate without --out)")
 
     def composes_now(self, model: torch.nn.Module) -> bool:
         """Whether :meth:`composition` applies to this trained model (e.g. not before its slots are trained)."""

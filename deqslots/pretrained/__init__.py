@@ -1,20 +1,22 @@
-"""Pretrained slot-attention autoencoders shipped with the package (no downloads).
+"""Pretrained models shipped with the package (no downloads): slot-attention autoencoders, and SLATE runs.
 
 Each entry was trained with the project's own ``deqslots train`` (the command is recorded in the entry)
-and stripped of its optimizer state by :func:`export_pretrained`. The FG-ARI and MSE an entry documents
-are those of :func:`evaluate_pretrained` on a fixed batch of test scenes, which the test suite checks.
+and stripped of its optimizer state by :func:`export_pretrained`; any model kind of :mod:`deqslots.models`
+ships the same way (an entry's ``model`` names it). The FG-ARI and MSE an entry documents are those of
+:func:`evaluate_pretrained` on a fixed batch of test scenes, which the test suite checks.
 
 Examples:
     >>> from deqslots.pretrained import PRETRAINED, load_pretrained
-    >>> sorted(PRETRAINED)
-    ['clevr-mirror-IN', 'clevr-mirror-vanilla', 'same-hue-IN', 'same-hue-vanilla', 'shapes-IN', 'shapes-vanilla']
+    >>> PRETRAINED["shapes-IN"].model, PRETRAINED["shapes-IN"].data
+    ('slot-attention', 'shapes')
     >>> model = load_pretrained("shapes-IN")
-    >>> model.config.variant, model.training
-    ('IN', False)
+    >>> type(model).__name__, model.config.variant, model.training
+    ('SlotAutoencoder', 'IN', False)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -24,12 +26,12 @@ from typing import Optional, Union
 
 import torch
 
-from ..autoencoder import AutoencoderConfig, SlotAutoencoder
 from ..batches import BatchStream
 from ..checkpoint import check_training_checkpoint, load_checkpoint, load_model_state, save_atomic
+from ..models import MODELS, kind_of
 
 __all__ = ["PretrainedModel", "PRETRAINED", "FIXED_TEST_BATCH", "pretrained_path", "load_pretrained",
-           "evaluate_pretrained", "export_pretrained"]
+           "load_exported", "evaluate_pretrained", "export_pretrained"]
 
 #: The fixed test batch an entry's documented metrics refer to: split, images per batch, batches, seed.
 FIXED_TEST_BATCH = MappingProxyType({"split": "test", "batch_size": 64, "batches": 4, "seed": 0})
@@ -41,12 +43,25 @@ class PretrainedModel:
 
     Attributes:
         name: the name ``deqslots eval --pretrained`` takes.
-        file: file name inside this package.
+        file: file name inside this package (written by :func:`export_pretrained`).
         variant: slot-attention variant it was trained with.
         data: procedural data set it was trained on.
-        fg_ari, mse: metrics of :func:`evaluate_pretrained` on :data:`FIXED_TEST_BATCH` (test split).
-        steps, seconds: training length and wall-clock time on the 2-core CPU it was trained on.
-        command: the ``deqslots train`` command that trained it.
+        fg_ari, mse: metrics of :func:`evaluate_pretrained` on :data:`FIXED_TEST_BATCH` (test split). For
+            SLATE: FG-ARI of the slots' attention masks, and the per-pixel MSE of the reconstruction through
+            the slots (tokens generated from the slots, then decoded by the dVAE).
+        steps, seconds: training length and wall-clock time on the 2-core CPU it was trained on (SLATE in
+            stages: ``steps`` of the ``--stage slots`` run, ``seconds`` of both stages).
+        command: the ``deqslots train`` command that trained it (SLATE in stages: the ``--stage dvae``
+            command, `` && ``, the ``--stage slots`` one).
+        model: its kind, a key of :data:`deqslots.models.MODELS` (``--model`` of ``deqslots train``).
+
+    Examples:
+        A SLATE entry (the file written by ``export_pretrained("runs/shapes-slate-IN", ...)``):
+
+        >>> entry = PretrainedModel("shapes-slate-IN", "shapes-slate-IN.pt", "IN", "shapes", fg_ari=0.5, mse=0.01,
+        ...                         steps=3000, seconds=900, command="deqslots train --model slate ...", model="slate")
+        >>> entry.model
+        'slate'
     """
 
     name: str
@@ -58,6 +73,12 @@ class PretrainedModel:
     steps: int
     seconds: float
     command: str
+    model: str = "slot-attention"
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"pretrained entry {self.name!r}: model must be one of {', '.join(MODELS)}; "
+                             f"got {self.model!r}")
 
 
 def _command(variant: str, steps: int) -> str:
@@ -95,6 +116,8 @@ PRETRAINED = MappingProxyType({
     "clevr-mirror-vanilla": PretrainedModel("clevr-mirror-vanilla", "clevr-mirror-vanilla.pt", "vanilla",
                                             "clevr-mirror", fg_ari=0.2641, mse=5.982e-03, steps=8000, seconds=2637,
                                             command=_objects_command("clevr-mirror", "vanilla")),
+    # SLATE ships the same way: export_pretrained(RUN, "deqslots/pretrained/NAME.pt") on a --stage slots run, then
+    # an entry with model="slate" and the fg_ari / mse that evaluate_pretrained(NAME) gives (README, "Pretrained").
 })
 
 
@@ -113,25 +136,61 @@ def pretrained_path(name: str) -> Path:
     return path
 
 
-def load_pretrained(name: str) -> SlotAutoencoder:
-    """The shipped model ``name`` in eval mode, on the CPU.
+def load_exported(path: Union[str, Path]) -> torch.nn.Module:
+    """The model of a file written by :func:`export_pretrained` (or a run's checkpoint.pt), in eval mode on the
+    CPU, built by its kind (:mod:`deqslots.models`) from the run's recorded ``train_config``.
+
+    Nothing outside the file is read: a SLATE ``--stage slots`` run's frozen dVAE is among its weights, so the
+    dVAE run it was trained on need not exist.
 
     Raises:
-        ValueError: for an unknown name (the message lists the known ones).
+        ValueError: for a file that is not a deqslots checkpoint, one from a version with settings this one
+            does not know, or weights that do not fit the recorded architecture.
     """
-    path = pretrained_path(name)
+    from ..train import TrainConfig, build_model
+
     state = load_checkpoint(path)
-    model = SlotAutoencoder(AutoencoderConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                                 for k, v in state["model_config"].items()}))
+    missing = [key for key in ("model", "model_config", "train_config") if not isinstance(state, dict)
+               or key not in state]
+    if missing:
+        raise ValueError(f"{path} is not a model written by deqslots (it lacks {', '.join(missing)}); pass a file "
+                         "written by deqslots.pretrained.export_pretrained or a run's checkpoint.pt")
+    saved = state["train_config"]
+    unknown = sorted(set(saved) - {field.name for field in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ValueError(f"{path} has settings this version does not know ({', '.join(unknown)}); load it with the "
+                         "deqslots version that trained it")
+    # resume=True: rebuild the trained architecture, not a new run (a SLATE slots run then needs no --dvae folder)
+    model = build_model(TrainConfig(**{**saved, "resume": True}))
     load_model_state(model, state, path)
     return model.eval()
+
+
+def load_pretrained(name: str) -> torch.nn.Module:
+    """The shipped model ``name`` in eval mode, on the CPU: a :class:`deqslots.SlotAutoencoder` or a
+    :class:`deqslots.SLATE`, as the entry's ``model`` says.
+
+    Raises:
+        ValueError: for an unknown name (the message lists the known ones), or a file of another kind than
+            its entry says.
+    """
+    entry = _entry(name)
+    path = pretrained_path(name)
+    model = load_exported(path)
+    trained = kind_of(model).name
+    if trained != entry.model:
+        raise ValueError(f"{path} holds a {trained!r} model but the pretrained entry {name!r} says model="
+                         f"{entry.model!r}; set the entry's model to {trained!r}")
+    return model
 
 
 @torch.no_grad()
 def evaluate_pretrained(name: str, split: str = FIXED_TEST_BATCH["split"],
                         batches: int = FIXED_TEST_BATCH["batches"],
-                        model: Optional[SlotAutoencoder] = None) -> dict[str, float]:
-    """MSE and FG-ARI of the shipped model ``name`` on fixed batches of its data set's ``split``.
+                        model: Optional[torch.nn.Module] = None) -> dict[str, float]:
+    """The metrics of the shipped model ``name`` on fixed batches of its data set's ``split``, by its kind
+    (:func:`deqslots.evaluate.evaluate`): ``mse``, ``mse_sum`` and ``fg_ari``; SLATE adds the dVAE's own MSE,
+    the token cross-entropy, the mean-colour baseline, ... (:func:`deqslots.slate.evaluate.evaluate_slate`).
 
     ``model``: ``load_pretrained(name)`` when the caller already holds it (None loads it).
     """
@@ -145,14 +204,32 @@ def evaluate_pretrained(name: str, split: str = FIXED_TEST_BATCH["split"],
 
 
 def export_pretrained(run: Union[str, Path], out: Union[str, Path]) -> Path:
-    """Write a run's checkpoint without its optimizer state (what ships), atomically; returns ``out``."""
+    """Write a run's checkpoint without its optimizer state (what ships), atomically; returns ``out``.
+
+    Any model kind ships: slot attention, or SLATE (a ``--stage slots`` or ``joint`` run; its file holds the
+    dVAE too). The written file is loaded back with :func:`load_exported` before this returns, so what ships
+    is known to load without the run folder (or a SLATE run's dVAE run).
+
+    Examples:
+        ``deqslots train --model slate --stage slots --dvae runs/dvae --out runs/shapes-slate-IN ...``, then
+        ``export_pretrained("runs/shapes-slate-IN", "deqslots/pretrained/shapes-slate-IN.pt")``.
+
+    Raises:
+        ValueError: for a folder without a training checkpoint, or a SLATE run at ``--stage dvae`` (no slots).
+    """
     source = Path(run) / "checkpoint.pt"
     state = load_checkpoint(source)
     check_training_checkpoint(state, source)
-    if state["train_config"].get("model", "slot-attention") != "slot-attention":
-        raise ValueError(f"{source} is a {state['train_config']['model']} run; only slot-attention runs ship")
+    if state["train_config"].get("stage") == "dvae":
+        raise ValueError(f"{source} is a --stage dvae run: a dVAE without slots; ship the --stage slots run trained "
+                         f"on it (deqslots train --model slate --stage slots --dvae {run} --out RUN ...)")
     keep = {"model": state["model"], "model_config": state["model_config"], "train_config": state["train_config"],
             "step": state["step"], "format": state.get("format", 1)}
     save_atomic(keep, out)
     os.chmod(out, 0o644)  # package data: readable by everyone (the atomic write's temporary file is private)
+    try:
+        load_exported(out)
+    except Exception:
+        os.unlink(out)  # never leave a file behind that would not load
+        raise
     return Path(out)
