@@ -54,7 +54,7 @@ def shipped(tmp_path_factory):
 def tiny_entry(shipped, monkeypatch):
     """A SLATE entry ``tiny-slate`` beside the shipped ones, pointing at the exported file."""
     exported = shipped[0]
-    entry = PretrainedModel("tiny-slate", exported.name, "vanilla", "shapes", fg_ari=0.0, mse=0.0, steps=2,
+    entry = PretrainedModel("tiny-slate", exported.name, "IN", "shapes", fg_ari=0.0, mse=0.0, steps=2,
                             seconds=1.0, command="deqslots train --model slate --stage slots --steps 2",
                             model="slate")
     entries = MappingProxyType({**pretrained.PRETRAINED, entry.name: entry})
@@ -88,6 +88,7 @@ def test_exported_slate_loads_alone_with_the_runs_weights_and_metrics(shipped):
 def test_load_and_evaluate_a_slate_entry(tiny_entry, shipped):
     model = load_pretrained(tiny_entry.name)
     assert isinstance(model, SLATE) and not model.training and next(model.parameters()).device.type == "cpu"
+    assert model.config.variant == tiny_entry.variant == "IN" and model.stage == "slots"
     result = evaluate_pretrained(tiny_entry.name, batches=1)
     # the fixed test batch of the entry's data at the model's resolution, SLATE's metrics by its kind
     stream = BatchStream("shapes", FIXED_TEST_BATCH["split"], 16, FIXED_TEST_BATCH["batch_size"],
@@ -101,7 +102,7 @@ def test_load_and_evaluate_a_slate_entry(tiny_entry, shipped):
 def test_entry_errors_say_what_to_do(tiny_entry, monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="model must be one of slot-attention, slate; got 'slaet'"):
         PretrainedModel("x", "x.pt", "IN", "shapes", 0.5, 0.01, 1, 1.0, "deqslots train", model="slaet")
-    wrong = PretrainedModel("tiny-slate", "tiny-slate.pt", "vanilla", "shapes", 0.0, 0.0, 2, 1.0, "deqslots train")
+    wrong = PretrainedModel("tiny-slate", "tiny-slate.pt", "IN", "shapes", 0.0, 0.0, 2, 1.0, "deqslots train")
     monkeypatch.setattr(pretrained, "PRETRAINED", MappingProxyType({**pretrained.PRETRAINED, "tiny-slate": wrong}))
     with pytest.raises(ValueError, match="holds a 'slate' model but the pretrained entry 'tiny-slate' says "
                                          "model='slot-attention'; set the entry's model to 'slate'"):
@@ -163,7 +164,7 @@ def test_demo_slate_section(tiny_entry, tmp_path, monkeypatch):
     assert 0 < result["mse"] < 1 and 0 <= result["colour_fg_ari"] <= 1 and not math.isnan(result["fg_ari"])
     assert (tmp_path / "pretrained_tiny-slate.png").stat().st_size > 5_000
     text = demo._slate_report(scores)
-    assert "### Shipped SLATE models" in text and "| tiny-slate | vanilla | shapes | 0.000 |" in text
+    assert "### Shipped SLATE models" in text and "| tiny-slate | IN | shapes | 0.000 |" in text
     assert "![tiny-slate](pretrained_tiny-slate.png)" in text
     # before any SLATE model ships the section is absent: nothing loaded, nothing in the report
     monkeypatch.setattr(demo, "PRETRAINED", MappingProxyType({k: v for k, v in demo.PRETRAINED.items()
