@@ -94,6 +94,15 @@ def _objects_command(data: str, variant: str) -> str:
             f"--decay-steps 100000 --seed 0 --threads 1 --out runs/{data}-{variant}")
 
 
+def _slate_command(variant: str) -> str:
+    # the dVAE once, then the slots stage on its frozen tokens (benchmarks slate-variants' recipe)
+    common = ("deqslots train --model slate --config cpu-slate --data shapes --vocab-size 256 --batch-size 32 "
+              "--eval-batches 4 --seed 0 --threads 1")
+    return (f"{common} --stage dvae --steps 4000 --dvae-lr 1e-3 --eval-every 500 --out runs/slate-dvae && "
+            f"{common} --stage slots --dvae runs/slate-dvae --variant {variant} --steps 2000 --lr 4e-4 "
+            f"--warmup-steps 200 --set backward_max_iter=50 --eval-every 2000 --out runs/shapes-slate-{variant}")
+
+
 PRETRAINED = MappingProxyType({
     "shapes-IN": PretrainedModel("shapes-IN", "shapes-IN.pt", "IN", "shapes", fg_ari=0.8580,
                                  mse=7.616e-04, steps=12000, seconds=762,
@@ -118,6 +127,16 @@ PRETRAINED = MappingProxyType({
                                             command=_objects_command("clevr-mirror", "vanilla")),
     # SLATE ships the same way: export_pretrained(RUN, "deqslots/pretrained/NAME.pt") on a --stage slots run, then
     # an entry with model="slate" and the fg_ari / mse that evaluate_pretrained(NAME) gives (README, "Pretrained").
+    # These two are seed 0 of `python -m benchmarks slate-variants` (issue #12; BENCHMARKS.md, "Figure 3b at CPU
+    # scale"): cpu-slate with vocabulary 256, the slots stage on one frozen dVAE. They do not find objects (FG-ARI
+    # 0.30-0.32, colour control 1.0; MSE through the slots 2x the mean-colour bar): what SLATE reaches on 2 cores.
+    # Seconds: both stages, 1 torch thread with another run beside it.
+    "shapes-slate-IN": PretrainedModel("shapes-slate-IN", "shapes-slate-IN.pt", "IN", "shapes", fg_ari=0.3240,
+                                       mse=5.481e-02, steps=2000, seconds=571 + 274,
+                                       command=_slate_command("IN"), model="slate"),
+    "shapes-slate-vanilla": PretrainedModel("shapes-slate-vanilla", "shapes-slate-vanilla.pt", "vanilla", "shapes",
+                                            fg_ari=0.2995, mse=5.536e-02, steps=2000, seconds=571 + 268,
+                                            command=_slate_command("vanilla"), model="slate"),
 })
 
 
