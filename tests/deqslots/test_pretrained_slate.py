@@ -159,7 +159,8 @@ def test_eval_help_lists_entries_with_their_kind(tiny_entry, monkeypatch, capsys
 
 def test_demo_slate_section(tiny_entry, tmp_path, monkeypatch):
     scores = demo._slate_section(tmp_path)
-    assert list(scores) == ["tiny-slate"]
+    assert list(scores) == [name for name, entry in demo.PRETRAINED.items() if entry.model == "slate"]
+    assert "tiny-slate" in scores
     result = scores["tiny-slate"]
     assert 0 < result["mse"] < 1 and 0 <= result["colour_fg_ari"] <= 1 and not math.isnan(result["fg_ari"])
     assert (tmp_path / "pretrained_tiny-slate.png").stat().st_size > 5_000
