@@ -101,6 +101,14 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _composition_pairs(args: argparse.Namespace, kind, model) -> int:
+    """--composition, or its default: 16 scene pairs for a model whose kind composes now (SLATE past its dVAE
+    stage), none otherwise."""
+    if args.composition is not None:
+        return args.composition
+    return 16 if kind.composes_now(model) else 0
+
+
 def _run_eval_pretrained(args: argparse.Namespace) -> int:
     import tempfile
 
@@ -129,7 +137,7 @@ def _run_eval_pretrained(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    pairs = args.composition if args.composition is not None else (16 if kind.composes_now(model) else 0)
+    pairs = _composition_pairs(args, kind, model)
     if pairs:  # SLATE: generate from A's slots with one swapped for B's object's, against the true composite
         with tempfile.TemporaryDirectory() as scratch:  # composition.png goes to --out, or nowhere
             result.update(kind.composition(model, pairs, out or Path(scratch), seed), composition_pairs=pairs)
@@ -193,7 +201,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         result.update(colour_control(stream, args.batches, config.seed, result["fg_ari"]))
     if kind.fid:
         result.setdefault("fid", None)  # null in the JSON: skipped for want of weights
-    pairs = args.composition if args.composition is not None else (16 if kind.composes_now(model) else 0)
+    pairs = _composition_pairs(args, kind, model)
     if pairs:  # SLATE: generate from A's slots with one swapped for B's object's, against the true composite
         result.update(kind.composition(model, pairs, run, config.seed), composition_pairs=pairs)
     if args.data:

@@ -18,7 +18,7 @@ from ._state import State, StateSpec
 from .backward import BackwardMode, Implicit, Neumann, OneStep, Phantom, Unrolled
 from .errors import ConvergenceError, ConvergenceWarning, NonFiniteError
 from .forward import Anderson, Broyden, ForwardSolver, Iterate
-from .forward._progress import residual_from_step
+from .forward._progress import nonfinite_step_error, residual_from_step
 from .info import SolveInfo
 
 __all__ = ["fixed_point", "check_options", "check_states", "check_flag", "as_forward", "as_backward",
@@ -262,13 +262,18 @@ def _solve(f: Callable[..., State], args: tuple[Any, ...], z0: State, spec: Stat
         snapshots: list[torch.Tensor] = info.states
         if track and not bwd.differentiates_solver:
             with _weights_cached(run.cache_weights):
-                z_star = z_flat.detach()
-                z_flat = _finite_or_fallback(bwd.attach(flat_f, z_star, info, run.on_fail), z_star, bwd,
-                                             run.nonfinite)
-                snapshots = [_finite_or_fallback(bwd.attach(flat_f, s.detach(), info, run.on_fail), s.detach(), bwd,
-                                                 run.nonfinite) for s in snapshots]
+                z_flat = _attach(flat_f, z_flat, info, run)
+                snapshots = [_attach(flat_f, s, info, run) for s in snapshots]
     info.states = [spec.unflatten(s) for s in snapshots]
     return spec.unflatten(z_flat), info
+
+
+def _attach(flat_f: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, info: SolveInfo, run: _Run
+            ) -> torch.Tensor:
+    """The backward mode's application(s) of ``f`` at the detached state ``z``, which carry the gradient (NaN/Inf
+    handled by ``run.nonfinite``); the caller opens the weight cache."""
+    z_star = z.detach()
+    return _finite_or_fallback(run.bwd.attach(flat_f, z_star, info, run.on_fail), z_star, run.bwd, run.nonfinite)
 
 
 def _fixed_length(run: _Run) -> bool:
@@ -309,11 +314,7 @@ def _solve_loop(f: Callable[..., State], args: tuple[Any, ...], z0: State, spec:
         bad = ~torch.isfinite(trace)
         if bool(bad.any()):  # the one host synchronisation of the solve
             step = int(bad.any(dim=1).nonzero()[0]) + 1
-            rows = bad[step - 1].nonzero().flatten().tolist()
-            raise NonFiniteError(
-                f"the map returned NaN/Inf at step {step} for batch sample(s) {rows[:10]}"
-                f"{' ...' if len(rows) > 10 else ''}; lower the step size (damping), check the map for overflow, "
-                "or pass nonfinite='best' to return the best finite iterate flagged not converged")
+            raise nonfinite_step_error(step, bad[step - 1].nonzero().flatten().tolist())
         batch = trace.shape[1]
         info = SolveInfo(solver=run.fwd.name, nfe=steps, steps=steps, residual=trace[-1].detach(),
                          converged=torch.ones(batch, dtype=torch.bool, device=trace.device), trace=trace.detach(),
@@ -321,9 +322,7 @@ def _solve_loop(f: Callable[..., State], args: tuple[Any, ...], z0: State, spec:
                          nonfinite=torch.zeros(batch, dtype=torch.bool, device=trace.device))
         if track and not run.bwd.differentiates_solver:
             with _weights_cached(run.cache_weights):
-                z_star = z_flat.detach()
-                z_flat = _finite_or_fallback(run.bwd.attach(flat_f, z_star, info, run.on_fail), z_star, run.bwd,
-                                             run.nonfinite)
+                z_flat = _attach(flat_f, z_flat, info, run)
     return spec.unflatten(z_flat), info
 
 

@@ -23,8 +23,8 @@ paper's claim is that vanilla needs them and the implicit variants do not), ``--
 
 from __future__ import annotations
 
-import csv
 import math
+import shutil
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -97,9 +97,11 @@ def train_one(config) -> dict:
 
 
 def _read_curve(metrics: Path) -> list[dict]:
-    with open(metrics, newline="") as handle:
-        return [{"step": int(r["step"]), "ce": float(r["ce"]), "grad_norm": float(r["grad_norm"])}
-                for r in csv.DictReader(handle)]
+    from deqslots.figures import read_metrics
+
+    columns = read_metrics(metrics)
+    return [{"step": int(step), "ce": ce, "grad_norm": norm}
+            for step, ce, norm in zip(columns["step"], columns["ce"], columns["grad_norm"])]
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -194,7 +196,6 @@ def run(ctx: RunContext, bar) -> SuiteResult:
              for s in seeds for v in variants}
     for config in specs.values():  # this suite's own output from an earlier call: start afresh
         if Path(config.out).exists():
-            import shutil
             shutil.rmtree(config.out)
     summaries: dict = {}
     if jobs == 1:

@@ -15,7 +15,7 @@ from ..data.shapes import ShapesOptions, draw_shapes, sample_shapes
 from ..eval_mode import seeded_eval
 from ..metrics import fg_ari, mean_fg_ari, mse_per_pixel
 from .generate import generate_tokens
-from .model import SLATE, UPSAMPLING
+from .model import SLATE
 
 __all__ = ["CompositionPairs", "Compositions", "composition_pairs", "compose", "composition_scores"]
 
@@ -145,8 +145,8 @@ def compose(model: SLATE, pairs: CompositionPairs, seed: int = 0) -> Composition
                          "train --stage slots (or joint) first")
     device = next(model.parameters()).device
     with seeded_eval(model, seed):
-        slots_a, attn_a = _slots(model, pairs.images_a.to(device))
-        slots_b, attn_b = _slots(model, pairs.images_b.to(device))
+        _, slots_a, attn_a = model.encode_images(pairs.images_a.to(device))
+        _, slots_b, attn_b = model.encode_images(pairs.images_b.to(device))
         k_a = _holding_slot(attn_a, pairs.ids_a == pairs.removed[:, None, None], c.grid)
         k_b = _holding_slot(attn_b, pairs.ids_b == pairs.added[:, None, None], c.grid)
         draw = torch.Generator().manual_seed(seed)
@@ -159,8 +159,7 @@ def compose(model: SLATE, pairs: CompositionPairs, seed: int = 0) -> Composition
             swapped[rows, ka] = slots_b[rows, kb]
             generated[name] = _generate(model, swapped).cpu()
         generated["unswapped"] = _generate(model, slots_a).cpu()
-        masks = F.interpolate(attn_a.reshape(-1, c.num_slots, c.grid, c.grid), size=(c.resolution, c.resolution),
-                              **UPSAMPLING[c.mask_upsample]).cpu()
+        masks = model.attention_masks(attn_a).cpu()
     return Compositions(generated["swap"], generated["random"], generated["unswapped"], masks, k_a, k_b)
 
 
@@ -201,13 +200,6 @@ def composition_scores(model: SLATE, pairs: CompositionPairs, seed: int = 0,
     return results
 
 
-def _slots(model: SLATE, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    features, logits = model.dvae.encode_with_features(images)
-    tokens = logits.argmax(dim=1).flatten(1)
-    _, slots, attn = model.encode_slots(tokens, features=features)
-    return slots, attn
-
-
 def _holding_slot(attn: torch.Tensor, object_mask: torch.Tensor, grid: int) -> torch.Tensor:
     """[P] index of the slot whose attention [P, K, N] lies most on the object's tokens."""
     share = F.adaptive_avg_pool2d(object_mask[:, None].float(), grid).flatten(1).to(attn.device)  # [P, N]
@@ -217,4 +209,4 @@ def _holding_slot(attn: torch.Tensor, object_mask: torch.Tensor, grid: int) -> t
 def _generate(model: SLATE, slots: torch.Tensor) -> torch.Tensor:
     c = model.config
     tokens, _ = generate_tokens(model.embedding, model.decoder, model.head, model.slot_proj(slots), c.num_tokens)
-    return model.dvae.decode_tokens(tokens, c.grid).clamp(0, 1)
+    return model.decode_tokens(tokens)

@@ -138,7 +138,7 @@ def _evaluate_dvae(model: SLATE, stream: BatchStream, batches: int, seed: int, d
         for b in range(batches):
             images = stream.batch(b)["image"].to(device)
             _, tokens = model.tokenize(images)
-            recon = model.dvae.decode_tokens(tokens, model.config.grid).clamp(0, 1)
+            recon = model.decode_tokens(tokens)
             totals["dvae_mse"] += float(mse_per_pixel(recon, images))
             totals["dvae_mse_sum"] += float(mse_per_image_sum(recon, images))
             totals["mean_colour_mse"] += float(mean_colour_mse(images))

@@ -107,21 +107,11 @@ class SLATEKind(ModelKind):
     def figures(self, model: SLATE, stream: BatchStream, metrics_path: Path, out: Path, seed: int) -> None:
         """ce_curve.png, and slots.png: the input, the dVAE's own reconstruction, the reconstruction through
         the slots and the slots' attention masks (the paper's Figure 4 layout)."""
-        device = next(model.parameters()).device
         images = stream.batch(0)["image"][:4]
-        if model.stage == "dvae":  # no slots yet: the input and the dVAE's reconstruction
-            with seeded_eval(model, seed):
-                _, tokens = model.tokenize(images.to(device))
-                recon = model.dvae.decode_tokens(tokens, model.config.grid).cpu()
-            plot_slate_grid(images, [("dVAE", recon, None)], out / "slots.png")
-            return
-        with seeded_eval(model, seed):
-            result = model.reconstruct(images.to(device))
-        result = {key: value.cpu() if isinstance(value, torch.Tensor) else value for key, value in result.items()}
-        plot_loss_curves({"train": metrics_path}, out / "ce_curve.png", key="ce",
-                         title="token cross-entropy (sum over tokens)")
-        plot_slate_grid(images, [("dVAE", result["recon_dvae"], None),
-                                 (model.config.variant, result["recon"], result["masks"])], out / "slots.png")
+        if model.stage != "dvae":
+            plot_loss_curves({"train": metrics_path}, out / "ce_curve.png", key="ce",
+                             title="token cross-entropy (sum over tokens)")
+        _draw_grid(model, images, out / "slots.png", seed, rows=4)
 
     @torch.no_grad()
     def scene_figure(self, model: SLATE, data: str, out: Path, split: str = "test", seed: int = 0,
@@ -132,23 +122,15 @@ class SLATEKind(ModelKind):
         and ``mean_colour_mse`` (the best constant image). A stage "dvae" model: the dVAE and its MSEs only."""
         from ..data import generate_batch
 
-        device = next(model.parameters()).device
         images, true_ids = generate_batch(data, range(rows), split, model.config.resolution, seed)
-        scores = {"mean_colour_mse": float(mean_colour_mse(images))}
-        if model.stage == "dvae":  # no slots yet: the input and the dVAE's reconstruction
-            with seeded_eval(model, seed):
-                _, tokens = model.tokenize(images.to(device))
-                recon = model.dvae.decode_tokens(tokens, model.config.grid).cpu()
-            plot_slate_grid(images, [("dVAE", recon, None)], out, rows=rows)
-            return {"dvae_mse": float(mse_per_pixel(recon, images)), **scores}
-        with seeded_eval(model, seed):
-            result = model.reconstruct(images.to(device))
-        recon, recon_dvae, masks = (result[key].cpu() for key in ("recon", "recon_dvae", "masks"))
-        plot_slate_grid(images, [("dVAE", recon_dvae, None), (model.config.variant, recon, masks)], out, rows=rows)
+        recon_dvae, recon, masks = _draw_grid(model, images, out, seed, rows)
+        scores = {"dvae_mse": float(mse_per_pixel(recon_dvae, images)),
+                  "mean_colour_mse": float(mean_colour_mse(images))}
+        if recon is None or masks is None:  # stage dvae: no slots yet
+            return scores
         return {"fg_ari": mean_fg_ari([fg_ari(true_ids, masks.argmax(dim=1))]),
                 "colour_fg_ari": mean_fg_ari([colour_baseline_fg_ari(images, true_ids, seed=seed)]),
-                "mse": float(mse_per_pixel(recon, images)), "dvae_mse": float(mse_per_pixel(recon_dvae, images)),
-                **scores}
+                "mse": float(mse_per_pixel(recon, images)), **scores}
 
     def composes_now(self, model: SLATE) -> bool:
         return model.stage != "dvae"
@@ -171,3 +153,20 @@ class SLATEKind(ModelKind):
             return {"dvae_mse": f"{metrics['dvae_mse']:.1f}", "ce": f"{metrics['ce']:.1f}"}
         return {"ce": f"{metrics['ce']:.1f}", "mse": f"{last_eval['mse']:.4f}",
                 "ari": f"{last_eval.get('fg_ari', float('nan')):.3f}"}
+
+
+def _draw_grid(model: SLATE, images: torch.Tensor, out: Path, seed: int, rows: int
+               ) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """Draw the input, the dVAE's reconstruction and (past stage "dvae") the reconstruction through the slots
+    with the attention masks into ``out``; returns those three (the last two None at stage "dvae"), on the CPU."""
+    device = next(model.parameters()).device
+    with seeded_eval(model, seed):
+        if model.stage == "dvae":  # no slots yet: the input and the dVAE's reconstruction
+            _, tokens = model.tokenize(images.to(device))
+            recon_dvae = model.decode_tokens(tokens).cpu()
+            plot_slate_grid(images, [("dVAE", recon_dvae, None)], out, rows=rows)
+            return recon_dvae, None, None
+        result = model.reconstruct(images.to(device))
+    recon_dvae, recon, masks = (result[key].cpu() for key in ("recon_dvae", "recon", "masks"))
+    plot_slate_grid(images, [("dVAE", recon_dvae, None), (model.config.variant, recon, masks)], out, rows=rows)
+    return recon_dvae, recon, masks

@@ -203,15 +203,31 @@ class SLATE(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            features, logits = self.dvae.encode_with_features(images)
-            _, tokens = self._tokenize(logits, 0.1)
-            _, slots, attn = self.encode_slots(tokens, iters, features)
+            tokens, slots, attn = self.encode_images(images, iters)
             generated, _ = generate_tokens(self.embedding, self.decoder, self.head, self.slot_proj(slots),
                                            c.num_tokens, use_cache=use_cache)
-            masks = F.interpolate(attn.reshape(-1, c.num_slots, c.grid, c.grid), size=(c.resolution, c.resolution),
-                                  **UPSAMPLING[c.mask_upsample])
-            return {"recon": self.dvae.decode_tokens(generated, c.grid).clamp(0, 1),
-                    "recon_dvae": self.dvae.decode_tokens(tokens, c.grid).clamp(0, 1),
-                    "tokens": tokens, "generated": generated, "attn": attn, "masks": masks, "slots": slots}
+            return {"recon": self.decode_tokens(generated), "recon_dvae": self.decode_tokens(tokens),
+                    "tokens": tokens, "generated": generated, "attn": attn, "masks": self.attention_masks(attn),
+                    "slots": slots}
         finally:
             self.train(was_training)
+
+    def encode_images(self, images: torch.Tensor, iters: Optional[int] = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Images [B, 3, H, W] -> ``(tokens [B, N], slots [B, K, slot_dim], attn [B, K, N])``: the dVAE's tokens
+        (as :meth:`tokenize` draws them in the current mode) and the slots bound to them."""
+        features, logits = self.dvae.encode_with_features(images)
+        _, tokens = self._tokenize(logits, 0.1)
+        _, slots, attn = self.encode_slots(tokens, iters, features)
+        return tokens, slots, attn
+
+    def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens [B, N] -> images [B, 3, H, W] decoded by the dVAE, clamped to [0, 1]."""
+        return self.dvae.decode_tokens(tokens, self.config.grid).clamp(0, 1)
+
+    def attention_masks(self, attn: torch.Tensor) -> torch.Tensor:
+        """Attention over the token grid [B, K, N] -> pixel masks [B, K, H, W], upsampled as the config's
+        ``mask_upsample`` says."""
+        c = self.config
+        return F.interpolate(attn.reshape(-1, c.num_slots, c.grid, c.grid), size=(c.resolution, c.resolution),
+                             **UPSAMPLING[c.mask_upsample])

@@ -41,6 +41,15 @@ def residual_from_step(g: torch.Tensor, fz: torch.Tensor, stop_mode: str) -> tor
     return res
 
 
+def nonfinite_step_error(step: int, samples: list[int]) -> NonFiniteError:
+    """The error of a forward solve whose map returned NaN/Inf at ``step`` for the batch ``samples``."""
+    return NonFiniteError(
+        f"the map returned NaN/Inf at step {step} for batch sample(s) {samples[:10]}"
+        f"{' ...' if len(samples) > 10 else ''}; lower the step size (damping), check the map for "
+        "overflow, or pass nonfinite='best' to return the best finite iterate flagged not converged"
+    )
+
+
 def write_slot(buffer: torch.Tensor, index: int, value: torch.Tensor) -> torch.Tensor:
     """Write ``value`` into ``buffer[:, index]``: in place without autograd, out of place under it.
 
@@ -187,11 +196,7 @@ class Progress:
             if newly_bad.any():
                 if self.nonfinite_mode == "raise":
                     bad = (np.flatnonzero(newly_bad) if rows is None else rows[newly_bad]).tolist()
-                    raise NonFiniteError(
-                        f"the map returned NaN/Inf at step {self.steps} for batch sample(s) {bad[:10]}"
-                        f"{' ...' if len(bad) > 10 else ''}; lower the step size (damping), check the map for "
-                        "overflow, or pass nonfinite='best' to return the best finite iterate flagged not converged"
-                    )
+                    raise nonfinite_step_error(self.steps, bad)
                 self._failed = self._failed | newly_bad
             still = active & finite
         if self.tol is not None:
