@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Optional
 
+import numpy as np
 import torch
 
 from .._options import check_positive_int, options
@@ -13,6 +14,8 @@ from ._progress import Progress, residual_from_step, write_slot
 from .base import FlatMap, ForwardSolver
 
 __all__ = ["Anderson"]
+
+_NP_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 @options
@@ -78,6 +81,9 @@ class Anderson(ForwardSolver):
         # Without autograd, g and the new dG are written into one of two [B, 2, D] buffers (alternating,
         # so the previous g survives) that feed the batched product directly.
         pairs = (z0.new_empty(batch, 2, dim), z0.new_empty(batch, 2, dim)) if inplace else None
+        # On the CPU without autograd the m x m systems are kept and solved in NumPy: a dozen tiny torch
+        # kernels (and linalg.solve_ex's copies) per step cost more than f itself at d = 256 (BENCHMARKS (e)).
+        host_small_system = inplace and z0.device.type == "cpu" and z0.dtype in _NP_DTYPES
         for k in range(1, max_iter):
             fx = f(x)
             nfe += 1
@@ -104,10 +110,13 @@ class Anderson(ForwardSolver):
                 pair = torch.stack((new_dg, g), dim=1)
             # One batched product gives the new Gram row (dG_j . new dG) and the right-hand side (dG_j . g).
             # ([B, 2, D] x [B, D, n] is the fast orientation of a batched mat-vec on CPU.)
-            prods = torch.bmm(pair, d_g[:, :n].transpose(1, 2)).to(torch.float64)
-            gram = _write_row_col(gram, slot, prods[:, 0], n)
+            prods = torch.bmm(pair, d_g[:, :n].transpose(1, 2))
             x_prev, g_prev, fx_prev = x, g, fx
-            gamma = self._mix(gram[:, :n, :n], prods[:, 1:2].transpose(1, 2), inplace)  # [B, n, 1]
+            gamma = self._mix_on_host(gram, prods, slot, n) if host_small_system else None
+            if gamma is None:
+                prods = prods.to(torch.float64)
+                gram = _write_row_col(gram, slot, prods[:, 0], n)
+                gamma = self._mix(gram[:, :n, :n], prods[:, 1:2].transpose(1, 2), inplace)  # [B, n, 1]
             # x_new = x + beta g - (dX + beta dG) gamma, as one batched multiply-add.
             base = fx if beta == 1.0 else x + beta * g
             x_new = torch.baddbmm(base.unsqueeze(1), gamma.transpose(1, 2).to(x.dtype), d_mix[:, :n],
@@ -120,6 +129,33 @@ class Anderson(ForwardSolver):
                 if pairs is not None:
                     pairs = (x.new_empty(x.shape[0], 2, dim), x.new_empty(x.shape[0], 2, dim))
         return progress.finish(self.name, nfe)
+
+    def _mix_on_host(self, gram: torch.Tensor, prods: torch.Tensor, slot: int, n: int) -> Optional[torch.Tensor]:
+        """:meth:`_mix` in NumPy for CPU tensors without autograd: writes the new Gram row into ``gram``
+        (a float64 CPU tensor, through a shared NumPy view) and returns gamma [B, n, 1] in the state's dtype.
+
+        ``prods`` [B, 2, n]: the new Gram row and the right-hand side. Returns None where NumPy finds a
+        system exactly singular (only possible with ``ridge = 0``): the caller then takes the torch path,
+        which gives those samples gamma = 0.
+        """
+        host = prods.numpy().astype(np.float64)
+        g_np = gram.numpy()
+        g_np[:, slot, :n] = host[:, 0]
+        g_np[:, :n, slot] = host[:, 0]
+        system = g_np[:, :n, :n]
+        tiny = np.finfo(np.float64).tiny
+        if self.ridge > 0:
+            shift = self.ridge * (np.einsum("bii->bi", system).max(axis=1) + tiny / self.ridge)
+        else:
+            shift = np.full(system.shape[0], tiny)
+        system = system + shift[:, None, None] * np.eye(n)
+        try:
+            gamma = np.linalg.solve(system, host[:, 1, :, None])
+        except np.linalg.LinAlgError:
+            # the row is already written; the torch path must not see it as new (it rewrites it: harmless)
+            return None
+        gamma[~np.isfinite(gamma.sum(axis=1))[:, 0]] = 0.0
+        return torch.from_numpy(gamma.astype(_NP_DTYPES[prods.dtype], copy=False))
 
     @staticmethod
     @functools.lru_cache(maxsize=64)

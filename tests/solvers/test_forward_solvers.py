@@ -187,6 +187,27 @@ def test_anderson_does_not_crash_on_singular_system():
     assert info.converged.all() and torch.equal(z, torch.ones_like(z))
 
 
+@pytest.mark.parametrize("dtype, atol", [(torch.float32, 1e-6), (torch.float64, 1e-12)])
+@pytest.mark.parametrize("solver", [solvers.Anderson(), solvers.Anderson(ridge=0.0),
+                                    solvers.Anderson(memory=3, damping=0.5)], ids=["default", "ridge0", "damped"])
+def test_anderson_host_small_system_equals_torch_path(solver, dtype, atol):
+    # Without autograd on the CPU the m x m systems are solved in NumPy; under autograd (backward="unrolled")
+    # in torch. Same iterates, same stopping, on a batch whose samples converge at different speeds.
+    torch.manual_seed(0)
+    batch, dim = 16, 24
+    w = (torch.randn(dim, dim) * 0.9 / dim ** 0.5).to(dtype)
+    x = torch.randn(batch, dim, dtype=dtype)
+    scale = torch.linspace(0.2, 1.0, batch, dtype=dtype).unsqueeze(1)
+    f = lambda z: torch.tanh(scale * (z @ w) + x)  # noqa: E731
+    z0 = torch.zeros(batch, dim, dtype=dtype)
+    with torch.no_grad():
+        z_host, info_host = solvers.fixed_point(f, z0, forward=solver, backward="onestep", tol=1e-7, max_iter=40)
+    z_torch, info_torch = solvers.fixed_point(f, z0.clone().requires_grad_(), forward=solver, backward="unrolled",
+                                              tol=1e-7, max_iter=40)
+    assert info_host.nfe == info_torch.nfe and torch.equal(info_host.converged, info_torch.converged)
+    assert torch.allclose(z_host, z_torch.detach(), atol=atol, rtol=0)
+
+
 def test_anderson_memory_one_and_damping():
     f, exact = linear_problem(rho=0.9)
     for solver in (solvers.Anderson(memory=1), solvers.Anderson(memory=3, damping=0.7)):
