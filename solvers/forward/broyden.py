@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import torch
 
 from .._options import check_positive_int, options
@@ -74,6 +75,10 @@ class Broyden(ForwardSolver):
         us = z0.new_zeros(batch, m, dim)
         vs = z0.new_zeros(batch, m, dim)
         tiny = torch.finfo(z0.dtype).eps
+        # On the CPU without autograd the per-step tests on [B] vectors are taken in NumPy, on the same
+        # memory: each torch kernel they replace costs a few microseconds, as much as the test's arithmetic.
+        on_host = (z0.device.type == "cpu" and not torch.is_grad_enabled()
+                   and z0.dtype in (torch.float32, torch.float64))
         n_stored = 0
         just_restarted = None
         step = g  # Newton-like step -H g with H = -I + U^T V; the first step is plain iteration.
@@ -90,7 +95,7 @@ class Broyden(ForwardSolver):
                 g_new = f_new - z_new
                 res_new = residual_from_step(g_new, f_new, stop_mode)
             restarted = None
-            if n_stored and not bool(torch.isfinite(res_new).all() and (res_new <= _BLOWUP * res).all()):
+            if n_stored and _blew_up(res_new, res, on_host):
                 # A step that blew up (NaN/Inf, or the residual grew by orders of magnitude: the low-rank
                 # inverse has gone bad, typically in float32) is undone for those samples and their
                 # memory is cleared, so they restart from their last iterate with a plain step. A sample
@@ -127,14 +132,18 @@ class Broyden(ForwardSolver):
             scale = torch.linalg.vector_norm(dz_h, dim=1) * torch.linalg.vector_norm(dg, dim=1)
             # |denom| <= scale (Cauchy-Schwarz), so this is False for a NaN/Inf denominator, for scale == 0
             # and for scale == Inf: no separate finiteness test is needed.
-            usable = denom.abs() > tiny * scale
-            if not progress.all_active:
-                usable = usable & progress.active
-            if restarted is not None:
-                usable = usable & ~restarted
-            keep = usable.unsqueeze(1)
-            u = torch.where(keep, u_raw / torch.where(usable, denom, 1.0).unsqueeze(1), 0.0)
-            v = torch.where(keep, dz_h, 0.0)
+            if on_host and restarted is None and progress.all_active and _all_usable(denom, scale, tiny):
+                # the common step: every sample updates (the masked form below gives the same values)
+                u, v = u_raw / denom.unsqueeze(1), dz_h
+            else:
+                usable = denom.abs() > tiny * scale
+                if not progress.all_active:
+                    usable = usable & progress.active
+                if restarted is not None:
+                    usable = usable & ~restarted
+                keep = usable.unsqueeze(1)
+                u = torch.where(keep, u_raw / torch.where(usable, denom, 1.0).unsqueeze(1), 0.0)
+                v = torch.where(keep, dz_h, 0.0)
             us = write_slot(us, slot, u)
             vs = write_slot(vs, slot, v)
             n_stored += 1
@@ -172,3 +181,16 @@ class Broyden(ForwardSolver):
             f_new = torch.where(pick, f_try, f_new)
             res_new = torch.where(better, res_try, res_new)
         return z_new, f_new, res_new, nfe
+
+
+def _blew_up(res_new: torch.Tensor, res: torch.Tensor, on_host: bool) -> bool:
+    """Whether some sample's residual became NaN/Inf or grew by more than ``_BLOWUP`` in one step."""
+    if on_host:
+        new, old = res_new.numpy(), res.numpy()
+        return not bool(np.isfinite(new).all() and (new <= _BLOWUP * old).all())
+    return not bool(torch.isfinite(res_new).all() and (res_new <= _BLOWUP * res).all())
+
+
+def _all_usable(denom: torch.Tensor, scale: torch.Tensor, tiny: float) -> bool:
+    """Whether every sample's Broyden update is usable: ``|denom| > tiny * scale`` (CPU tensors, on the host)."""
+    return bool((np.abs(denom.numpy()) > tiny * scale.numpy()).all())

@@ -208,6 +208,29 @@ def test_anderson_host_small_system_equals_torch_path(solver, dtype, atol):
     assert torch.allclose(z_host, z_torch.detach(), atol=atol, rtol=0)
 
 
+@pytest.mark.filterwarnings("ignore::solvers.ConvergenceWarning")  # the expansive map does not converge
+@pytest.mark.parametrize("gain", [1.0, 3.0], ids=["contraction", "expansive"])
+@pytest.mark.parametrize("solver", [solvers.Broyden(), solvers.Broyden(memory=4)], ids=["full", "memory4"])
+def test_broyden_host_tests_equal_torch_path(solver, gain):
+    # Without autograd on the CPU the blow-up and usable-update tests run in NumPy and the common step skips
+    # the masks; under autograd (backward="unrolled") everything stays in torch. Same iterates and stopping,
+    # also where the map is not a contraction (restarts, unusable updates).
+    torch.manual_seed(0)
+    batch, dim = 16, 24
+    w = torch.randn(dim, dim, dtype=torch.float64) * 0.9 / dim ** 0.5
+    x = torch.randn(batch, dim, dtype=torch.float64)
+    scale = gain * torch.linspace(0.2, 1.0, batch, dtype=torch.float64).unsqueeze(1)
+    f = lambda z: torch.tanh(scale * (z @ w) + x)  # noqa: E731
+    z0 = torch.zeros(batch, dim, dtype=torch.float64)
+    with torch.no_grad():
+        z_host, info_host = solvers.fixed_point(f, z0, forward=solver, backward="onestep", tol=1e-9, max_iter=40,
+                                                nonfinite="best")
+    z_torch, info_torch = solvers.fixed_point(f, z0.clone().requires_grad_(), forward=solver, backward="unrolled",
+                                              tol=1e-9, max_iter=40, nonfinite="best")
+    assert info_host.nfe == info_torch.nfe and torch.equal(info_host.converged, info_torch.converged)
+    assert torch.allclose(z_host, z_torch.detach(), atol=1e-12, rtol=0)
+
+
 def test_anderson_memory_one_and_damping():
     f, exact = linear_problem(rho=0.9)
     for solver in (solvers.Anderson(memory=1), solvers.Anderson(memory=3, damping=0.7)):
