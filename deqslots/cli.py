@@ -101,12 +101,21 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _composition_pairs(args: argparse.Namespace, kind, model) -> int:
+def _composition_pairs(args: argparse.Namespace, kind, model, data: str) -> int:
     """--composition, or its default: 16 scene pairs for a model whose kind composes now (SLATE past its dVAE
-    stage), none otherwise."""
+    stage) and that was trained on ``shapes``, none otherwise.
+
+    The pairs and their true composites come from the ``shapes`` generator (the one that can edit a scene), so
+    for a model of other data they would measure it out of distribution: refused when asked for explicitly.
+    """
+    trained_on = data.split("@", 1)[0]
     if args.composition is not None:
+        if args.composition and trained_on != "shapes":
+            raise ValueError(f"--composition measures slot swaps on generated `shapes` scene pairs (the generator that "
+                             f"can edit a scene); this model was trained on {data!r}, so they would be out of its "
+                             "distribution: drop --composition (or --composition 0)")
         return args.composition
-    return 16 if kind.composes_now(model) else 0
+    return 16 if kind.composes_now(model) and trained_on == "shapes" else 0
 
 
 def _run_eval_pretrained(args: argparse.Namespace) -> int:
@@ -137,7 +146,7 @@ def _run_eval_pretrained(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    pairs = _composition_pairs(args, kind, model)
+    pairs = _composition_pairs(args, kind, model, entry.data)
     if pairs:  # SLATE: generate from A's slots with one swapped for B's object's, against the true composite
         with tempfile.TemporaryDirectory() as scratch:  # composition.png goes to --out, or nowhere
             result.update(kind.composition(model, pairs, out or Path(scratch), seed), composition_pairs=pairs)
@@ -201,7 +210,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         result.update(colour_control(stream, args.batches, config.seed, result["fg_ari"]))
     if kind.fid:
         result.setdefault("fid", None)  # null in the JSON: skipped for want of weights
-    pairs = _composition_pairs(args, kind, model)
+    pairs = _composition_pairs(args, kind, model, config.data)
     if pairs:  # SLATE: generate from A's slots with one swapped for B's object's, against the true composite
         result.update(kind.composition(model, pairs, run, config.seed), composition_pairs=pairs)
     if args.data:

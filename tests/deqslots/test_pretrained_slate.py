@@ -178,3 +178,14 @@ def test_docstring_examples():
 
     result = doctest.testmod(pretrained, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_composition_only_for_models_of_shapes(capsys):
+    # the composites come from the shapes generator: a same-hue SLATE model skips them by default and refuses them
+    # when asked, rather than report swaps measured out of its distribution
+    assert main(["eval", "--pretrained", "same-hue-slate-IN", "--batches", "1"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["data"] == "same-hue" and not any(key.startswith("composition") for key in result)
+    assert main(["eval", "--pretrained", "same-hue-slate-IN", "--batches", "1", "--composition", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "this model was trained on 'same-hue'" in err and "drop --composition" in err
