@@ -84,9 +84,23 @@ def test_resume_rejects_other_slate_settings(tmp_path):
         train(tiny(tmp_path, steps=8, dvae_lr=5e-4, resume=True))
 
 
+def test_cli_eval_skips_composition_for_runs_of_other_data(tmp_path, capsys):
+    # composites come from the shapes generator: a clevr-mirror run is not measured on them, and asking is refused
+    out = tmp_path / "run"
+    assert main(["train", "--model", "slate", "--data", "clevr-mirror", "--steps", "1", "--batch-size", "2",
+                 "--resolution", "16", "--num-slots", "3", "--vocab-size", "8", "--out", str(out), "--eval-every", "1",
+                 "--eval-batches", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(out), "--batches", "1"]) == 0
+    assert not any(key.startswith("composition") for key in json.loads((out / "eval_test.json").read_text()))
+    assert not (out / "composition.png").exists()
+    assert main(["eval", str(out), "--batches", "1", "--composition", "2"]) == 2
+    assert "this model was trained on 'clevr-mirror'" in capsys.readouterr().err
+
+
 def test_cli_train_and_eval_with_and_without_fid(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train", "--model", "slate", "--variant", "IN", "--data", "clevr-mirror", "--steps", "2", "--batch-size",
+    args = ["train", "--model", "slate", "--variant", "IN", "--data", "shapes", "--steps", "2", "--batch-size",
             "4", "--resolution", "16", "--num-slots", "3", "--vocab-size", "16", "--out", str(out), "--eval-every", "2",
             "--eval-batches", "1", "--no-progress", "--grad-clip", "off", "--tau-steps", "0"]
     assert main(args) == 0
