@@ -107,7 +107,8 @@ decoded (the best the slots can reach).
 {rows}
 
 Columns of the figures: input, the dVAE's reconstruction, the reconstruction through the slots, each slot's
-attention mask. `deqslots eval --pretrained NAME --out DIR` adds the composition metrics (slot swaps).
+attention mask. `deqslots eval --pretrained NAME --out DIR` adds the composition metrics (slot swaps; for the
+models of `shapes`, whose generator can edit a scene).
 
 {figures}
 """
