@@ -294,8 +294,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ev.add_argument("--composition", type=int, default=None, metavar="PAIRS",
                     help="slate: shapes scene pairs (A, B) on which to swap the slot of one of A's objects for the "
                     "slot of one of B's, generate, and score against the true composite (MSE, FG-ARI; beside a "
-                    "random swap); writes composition.png (default 16 for slate runs past --stage dvae and "
-                    "shipped SLATE models; 0 skips)")
+                    "random swap); writes composition.png (default 16 for slate runs and shipped SLATE models of "
+                    "shapes past --stage dvae, refused for other data; 0 skips)")
     _data_parser(commands)
     args = parser.parse_args(argv)
     try:

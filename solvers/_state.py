@@ -151,25 +151,15 @@ class StateSpec:
             # Fast path for plain tensor states (the solvers call this once per step): the same checks
             # as check_same, without building a StateSpec for the output.
             shape, dtype, device, batch = self.shapes[0], self.dtype, self.device, self.batch_size
-            if len(shape) == 2:
-                # already flat: no reshapes (each is a dispatcher call, a few microseconds a step)
-                def flat_2d_f(z: torch.Tensor) -> torch.Tensor:
-                    counter[0] += 1
-                    out = f(z)
-                    if not (isinstance(out, torch.Tensor) and out.shape == shape and out.dtype == dtype
-                            and out.device == device):
-                        self.check_same(out, f"the map's output at evaluation {counter[0]}")
-                    return cast(torch.Tensor, out)
-
-                return flat_2d_f
+            flat = len(shape) == 2  # already [B, D]: no reshapes (each a dispatcher call, a few us a step)
 
             def flat_tensor_f(z: torch.Tensor) -> torch.Tensor:
                 counter[0] += 1
-                out = f(z.reshape(shape))
+                out = f(z if flat else z.reshape(shape))
                 if not (isinstance(out, torch.Tensor) and out.shape == shape and out.dtype == dtype
                         and out.device == device):
                     self.check_same(out, f"the map's output at evaluation {counter[0]}")
-                return cast(torch.Tensor, out).reshape(batch, -1)
+                return cast(torch.Tensor, out) if flat else cast(torch.Tensor, out).reshape(batch, -1)
 
             return flat_tensor_f
 

@@ -18,12 +18,12 @@ import torch
 from ..errors import NonFiniteError
 from ..info import SolveInfo
 
-__all__ = ["Progress", "residual_norm", "residual_from_step", "write_slot"]
+__all__ = ["Progress", "residual_norm", "residual_from_step", "write_slot", "HOST_DTYPES", "on_host"]
 
 # torchdeq's relative residual divides by ||f(z)|| + 1e-9; we keep the same convention.
 _REL_EPS = 1e-9
 
-_HOST_DTYPES = {torch.float64: np.float64, torch.float32: np.float32}
+HOST_DTYPES = {torch.float64: np.float64, torch.float32: np.float32}
 # States with at least this many elements select rows with index_copy rather than where.
 _INDEX_COPY_MIN = 1 << 16
 
@@ -48,6 +48,12 @@ def nonfinite_step_error(step: int, samples: list[int]) -> NonFiniteError:
         f"{' ...' if len(samples) > 10 else ''}; lower the step size (damping), check the map for "
         "overflow, or pass nonfinite='best' to return the best finite iterate flagged not converged"
     )
+
+
+def on_host(z0: torch.Tensor) -> bool:
+    """Whether a solve from ``z0`` may do its small per-step arithmetic in NumPy on the tensors' own memory:
+    CPU tensors of a NumPy dtype, autograd off (under it every step must stay in the graph)."""
+    return z0.device.type == "cpu" and z0.dtype in HOST_DTYPES and not torch.is_grad_enabled()
 
 
 def write_slot(buffer: torch.Tensor, index: int, value: torch.Tensor) -> torch.Tensor:
@@ -92,7 +98,7 @@ class Progress:
         self.keep = keep
         self.device = z0.device
         self.dtype = z0.dtype
-        self.host_dtype = _HOST_DTYPES.get(z0.dtype, np.float32)
+        self.host_dtype = HOST_DTYPES.get(z0.dtype, np.float32)
         self.best = z0
         self._best_res: npt.NDArray[Any] = np.full(batch, np.inf, dtype=self.host_dtype)
         self._active: npt.NDArray[np.bool_] = np.ones(batch, dtype=bool)
@@ -161,7 +167,7 @@ class Progress:
         """
         self.steps += 1
         res = res.detach()
-        if res.dtype not in _HOST_DTYPES:
+        if res.dtype not in HOST_DTYPES:
             res = res.float()
         # The one host sync per step: B numbers (no copy on CPU; .numpy() keeps the tensor alive).
         host = res.cpu().numpy()

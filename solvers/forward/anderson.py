@@ -10,12 +10,10 @@ import torch
 
 from .._options import check_positive_int, options
 from ..info import SolveInfo
-from ._progress import Progress, residual_from_step, write_slot
+from ._progress import HOST_DTYPES, Progress, on_host, residual_from_step, write_slot
 from .base import FlatMap, ForwardSolver
 
 __all__ = ["Anderson"]
-
-_NP_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 @options
@@ -83,7 +81,7 @@ class Anderson(ForwardSolver):
         pairs = (z0.new_empty(batch, 2, dim), z0.new_empty(batch, 2, dim)) if inplace else None
         # On the CPU without autograd the m x m systems are kept and solved in NumPy: a dozen tiny torch
         # kernels (and linalg.solve_ex's copies) per step cost more than f itself at d = 256 (BENCHMARKS (e)).
-        host_small_system = inplace and z0.device.type == "cpu" and z0.dtype in _NP_DTYPES
+        host_small_system = on_host(z0)
         for k in range(1, max_iter):
             fx = f(x)
             nfe += 1
@@ -152,10 +150,10 @@ class Anderson(ForwardSolver):
         try:
             gamma = np.linalg.solve(system, host[:, 1, :, None])
         except np.linalg.LinAlgError:
-            # the row is already written; the torch path must not see it as new (it rewrites it: harmless)
+            # the torch path writes the same row again and gives the singular samples gamma = 0
             return None
         gamma[~np.isfinite(gamma.sum(axis=1))[:, 0]] = 0.0
-        return torch.from_numpy(gamma.astype(_NP_DTYPES[prods.dtype], copy=False))
+        return torch.from_numpy(gamma.astype(HOST_DTYPES[prods.dtype], copy=False))
 
     @staticmethod
     @functools.lru_cache(maxsize=64)

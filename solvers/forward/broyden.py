@@ -9,7 +9,7 @@ import torch
 
 from .._options import check_positive_int, options
 from ..info import SolveInfo
-from ._progress import Progress, residual_from_step, residual_norm, write_slot
+from ._progress import Progress, on_host, residual_from_step, residual_norm, write_slot
 from .base import FlatMap, ForwardSolver
 
 __all__ = ["Broyden"]
@@ -77,8 +77,7 @@ class Broyden(ForwardSolver):
         tiny = torch.finfo(z0.dtype).eps
         # On the CPU without autograd the per-step tests on [B] vectors are taken in NumPy, on the same
         # memory: each torch kernel they replace costs a few microseconds, as much as the test's arithmetic.
-        on_host = (z0.device.type == "cpu" and not torch.is_grad_enabled()
-                   and z0.dtype in (torch.float32, torch.float64))
+        host = on_host(z0)
         n_stored = 0
         just_restarted = None
         step = g  # Newton-like step -H g with H = -I + U^T V; the first step is plain iteration.
@@ -95,7 +94,7 @@ class Broyden(ForwardSolver):
                 g_new = f_new - z_new
                 res_new = residual_from_step(g_new, f_new, stop_mode)
             restarted = None
-            if n_stored and _blew_up(res_new, res, on_host):
+            if n_stored and _blew_up(res_new, res, host):
                 # A step that blew up (NaN/Inf, or the residual grew by orders of magnitude: the low-rank
                 # inverse has gone bad, typically in float32) is undone for those samples and their
                 # memory is cleared, so they restart from their last iterate with a plain step. A sample
@@ -132,7 +131,7 @@ class Broyden(ForwardSolver):
             scale = torch.linalg.vector_norm(dz_h, dim=1) * torch.linalg.vector_norm(dg, dim=1)
             # |denom| <= scale (Cauchy-Schwarz), so this is False for a NaN/Inf denominator, for scale == 0
             # and for scale == Inf: no separate finiteness test is needed.
-            if on_host and restarted is None and progress.all_active and _all_usable(denom, scale, tiny):
+            if host and restarted is None and progress.all_active and _all_usable(denom, scale, tiny):
                 # the common step: every sample updates (the masked form below gives the same values)
                 u, v = u_raw / denom.unsqueeze(1), dz_h
             else:
@@ -183,9 +182,9 @@ class Broyden(ForwardSolver):
         return z_new, f_new, res_new, nfe
 
 
-def _blew_up(res_new: torch.Tensor, res: torch.Tensor, on_host: bool) -> bool:
+def _blew_up(res_new: torch.Tensor, res: torch.Tensor, host: bool) -> bool:
     """Whether some sample's residual became NaN/Inf or grew by more than ``_BLOWUP`` in one step."""
-    if on_host:
+    if host:  # on_host(z0): the [B] residuals are read in NumPy
         new, old = res_new.numpy(), res.numpy()
         return not bool(np.isfinite(new).all() and (new <= _BLOWUP * old).all())
     return not bool(torch.isfinite(res_new).all() and (res_new <= _BLOWUP * res).all())
