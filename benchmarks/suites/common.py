@@ -11,13 +11,16 @@ one suite needs live here too, since no suite imports another.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime
 import json
 import math
 import os
 import platform
+import signal
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +32,7 @@ import torch
 __all__ = ["SCHEMA_VERSION", "SIZES", "RunContext", "Table", "SuiteResult", "resolve_device", "sync", "time_call",
            "median", "median_ms", "write_suite", "validate_results", "render_tables", "render_document", "fmt",
            "table", "machine", "Counter", "TimedMap", "count_vjps", "saved_bytes", "rows_table", "load_average",
-           "Budget", "UsageError", "source_line", "step_rates"]
+           "Budget", "UsageError", "source_line", "step_rates", "end_with_parent"]
 
 SCHEMA_VERSION = 1
 # tiny: the test suite's size; quick: ~3 minutes for all suites; cpu: the variants study at CPU scale (that suite's
@@ -481,3 +484,22 @@ def validate_results(doc: dict, expected_tables: Optional[dict[str, Optional[Seq
             raise ValueError(f"table {name} missing (have {sorted(doc['tables'])})")
         if columns is not None and list(doc["tables"][name]["columns"]) != list(columns):
             raise ValueError(f"table {name} columns {doc['tables'][name]['columns']} != {list(columns)}")
+
+
+def end_with_parent() -> None:
+    """Have Linux send this worker process SIGTERM when the study's process ends, however it ends.
+
+    A suite's process-pool initializer: a study stopped with ``kill`` (or killed outright) would otherwise
+    leave its spawned workers training to the end of their runs, holding the cores. Elsewhere (no ``prctl``)
+    workers still end with a Ctrl-C, which reaches the whole process group.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent ended before the request was in place
+        os._exit(1)

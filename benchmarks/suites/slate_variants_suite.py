@@ -36,7 +36,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError
+from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError, end_with_parent
 
 __all__ = ["run", "add_arguments", "TABLES", "staged_config", "train_one"]
 
@@ -203,7 +203,7 @@ def run(ctx: RunContext, bar) -> SuiteResult:
             summaries[key] = train_one(config)
             bar.update()
     else:
-        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=end_with_parent) as pool:
             futures = {key: pool.submit(train_one, config) for key, config in specs.items()}
             for key, future in futures.items():
                 summaries[key] = future.result()

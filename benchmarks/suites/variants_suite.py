@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 import solvers
-from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError
+from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError, end_with_parent
 
 __all__ = ["run", "add_arguments", "TABLES", "Plan", "PLANS", "DEFAULT_SIZE", "plan_for", "RUN_COLUMNS",
            "TRAJECTORY_COLUMNS", "CURVE_COLUMNS", "SUMMARY_COLUMNS"]
@@ -384,6 +384,7 @@ class _InlineExecutor(Executor):
 
 
 def _init_worker(threads: int) -> None:
+    end_with_parent()
     torch.set_num_threads(threads)
     warnings.simplefilter("ignore")  # training's own warnings would interleave across workers on the console
 

@@ -1,0 +1,65 @@
+"""A study's worker processes end with it: a killed `variants --jobs N` must not leave runs training."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# The suite's own pool set-up: spawn workers initialised by `_init_worker` (the pool starts them as it needs
+# them), one busy for ten minutes.
+POOL_SCRIPT = textwrap.dedent("""
+    import multiprocessing, sys, time
+    from concurrent.futures import ProcessPoolExecutor
+    from benchmarks.suites import variants_suite
+
+    if __name__ == "__main__":
+        pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=variants_suite._init_worker, initargs=(1,))
+        pool.submit(int, 0).result()  # the workers exist and ran their initializer
+        pool.submit(time.sleep, 600)
+        time.sleep(1)
+        print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
+        time.sleep(600)
+""")
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie that nobody reaped yet)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's prctl")
+def test_workers_end_when_the_study_process_is_killed(tmp_path):
+    script = tmp_path / "pool.py"
+    script.write_text(POOL_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    parent = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        line = parent.stdout.readline()
+        workers = [int(p) for p in line.split()]
+        assert workers and all(_alive(p) for p in workers), line
+        parent.send_signal(signal.SIGKILL)  # the hardest case: the study gets no chance to clean up
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 60
+        while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in workers), "a worker outlived the killed study"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        for pid in workers if "workers" in locals() else []:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
