@@ -10,7 +10,10 @@ Run ``python -m benchmarks solver-perf [--quick] [--out DIR] [--threads N] [--on
     tridiagonal), our abs L2 tolerance = scipy's max-norm ``f_tol`` (so ours stops no earlier);
 (d) bytes of tensors saved for backward by each backward mode as the forward iteration count grows
     (``torch.autograd.graph.saved_tensors_hooks``, tol=None so the count is exact);
-(e) solver overhead: solve time / (nfe x median time of one f call).
+(e) solver overhead: solve time / (nfe x median time of one f call);
+(f) the Anderson step's arithmetic after f (residual, history write, Gram row, ridge solve, mixing), eager
+    against ``torch.compile``: does compiling the update bring a step near the cost of f? (only when named
+    in ``--only``: compiling takes a minute or more).
 
 Times are medians over interleaved repeats (ours and the other library alternate, order flipped every
 repeat) with ``torch.set_num_threads`` fixed. Tables go to ``DIR/report.md`` and, with the raw numbers, to
@@ -46,10 +49,12 @@ except Exception:  # pragma: no cover
     scipy = None
 
 __all__ = ["run", "add_arguments", "TABLES", "bench_forward", "bench_training", "bench_scipy", "bench_memory",
-           "bench_overhead"]
+           "bench_overhead", "bench_update", "anderson_update"]
 
-SECTIONS = MappingProxyType({"a": "forward", "b": "training", "c": "scipy", "d": "memory", "e": "overhead"})
+SECTIONS = MappingProxyType({"a": "forward", "b": "training", "c": "scipy", "d": "memory", "e": "overhead",
+                             "f": "update"})
 TABLES = MappingProxyType({name: None for name in SECTIONS.values()})
+DEFAULT_SECTIONS = "abcde"  # (f) compiles with inductor (a minute or more here): only when asked for
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -391,6 +396,76 @@ def bench_overhead(batches, dims, repeats: int, iters: int = 30) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------------------------
+# (f) the Anderson update, eager vs compiled
+
+
+def anderson_update(fx: torch.Tensor, x: torch.Tensor, g_prev: torch.Tensor, fx_prev: torch.Tensor,
+                    d_g: torch.Tensor, d_mix: torch.Tensor, gram: torch.Tensor, slot: torch.Tensor,
+                    ridge: float = 1e-8) -> tuple[torch.Tensor, ...]:
+    """One step of :class:`solvers.Anderson` (damping 1, history full) after ``f(x)``, out of place.
+
+    The same arithmetic as the solver's step: the residual and its per-sample norm, the newest differences
+    written into history slot ``slot`` (a one-element index tensor, so a compiled version serves every slot),
+    the Gram row and right-hand side from one batched product, the ridge-regularised m x m solve in float64
+    and the mixing ``x_new = f(x) - dF gamma``. Returns ``(x_new, g, residual, d_g, d_mix, gram)``.
+    """
+    g = fx - x
+    res = torch.linalg.vector_norm(g, dim=1)
+    new_dg = g - g_prev
+    d_g = d_g.index_copy(1, slot, new_dg.unsqueeze(1))
+    d_mix = d_mix.index_copy(1, slot, (fx - fx_prev).unsqueeze(1))
+    prods = torch.bmm(torch.stack((new_dg, g), dim=1), d_g.transpose(1, 2)).to(torch.float64)  # [B, 2, m]
+    row = prods[:, 0]
+    gram = gram.index_copy(1, slot, row.unsqueeze(1)).index_copy(2, slot, row.unsqueeze(2))
+    eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+    shift = ridge * gram.diagonal(dim1=1, dim2=2).amax(dim=1) + torch.finfo(torch.float64).tiny
+    gamma = torch.linalg.solve(gram + shift[:, None, None] * eye, prods[:, 1:2].transpose(1, 2))  # [B, m, 1]
+    x_new = torch.baddbmm(fx.unsqueeze(1), gamma.transpose(1, 2).to(fx.dtype), d_mix, alpha=-1.0).squeeze(1)
+    return x_new, g, res, d_g, d_mix, gram
+
+
+def bench_update(batches, dims, repeats: int, memory: int = 5, backend: str = "inductor",
+                 calls: int = 200) -> list[dict]:
+    """Microseconds per call of f, of :func:`anderson_update` eager and compiled (``backend``), interleaved."""
+    rows = []
+    for batch in batches:
+        for dim in dims:
+            f, _ = tanh_deq(dim, 0.9).make(batch, torch.float32)
+            gen = torch.Generator().manual_seed(5)
+            x, g_prev, fx_prev = (torch.randn(batch, dim, generator=gen) for _ in range(3))
+            d_g, d_mix = (torch.randn(batch, memory, dim, generator=gen) for _ in range(2))
+            gram = torch.bmm(d_g, d_g.transpose(1, 2)).to(torch.float64)
+            slot = torch.tensor([2])
+            with torch.no_grad():
+                fx = f(x)
+                args = (fx, x, g_prev, fx_prev, d_g, d_mix, gram, slot)
+                compiled = torch.compile(anderson_update, backend=backend, dynamic=False)
+                start = time.perf_counter()
+                compiled(*args)
+                compile_s = time.perf_counter() - start
+                eager_out, compiled_out = anderson_update(*args), compiled(*args)
+                max_diff = max(float((a.double() - b.double()).abs().max()) for a, b in zip(eager_out, compiled_out))
+                times: dict[str, list[float]] = {"f": [], "eager": [], "compiled": []}
+                runs = {"f": (f, (x,)), "eager": (anderson_update, args), "compiled": (compiled, args)}
+                for rep in range(repeats):
+                    for key in (list(runs) if rep % 2 == 0 else list(runs)[::-1]):
+                        fn, fn_args = runs[key]
+                        start = time.perf_counter()
+                        for _ in range(calls):
+                            fn(*fn_args)
+                        times[key].append((time.perf_counter() - start) / calls)
+            us = {k: 1e6 * statistics.median(v) for k, v in times.items()}
+            row = {"B": batch, "d": dim, "memory": memory, "backend": backend, "compile_s": compile_s,
+                   "f_us": us["f"], "eager_us": us["eager"], "compiled_us": us["compiled"],
+                   "speedup": us["eager"] / us["compiled"], "eager_over_f": us["eager"] / us["f"],
+                   "compiled_over_f": us["compiled"] / us["f"], "max_abs_diff": max_diff}
+            rows.append(row)
+            print(f"  [f] B={batch} d={dim}: f {us['f']:.1f} us, update eager {us['eager']:.1f} us, compiled "
+                  f"{us['compiled']:.1f} us ({row['speedup']:.2f}x; compile {compile_s:.1f} s)", flush=True)
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------
 # the suite
 
 
@@ -421,12 +496,18 @@ DESCRIPTIONS = MappingProxyType({
                 "solves. overhead uses `solvers.fixed_point` (with its structure checks), overhead_raw the bare "
                 "solver object; f_inside_ms = mean time of one f call inside the solve; overhead_vs_inside = bare "
                 "solve time over the time spent in f.",
+    "update": "(f) Anderson's step after f, eager vs torch.compile: us per call of `anderson_update` (the solver's "
+              "arithmetic after f(x) with a full history of m = 5: residual and norm, history writes, Gram row, "
+              "float64 ridge solve, mixing; out of place) and of f (tanh DEQ, c = 0.9), medians of interleaved "
+              "blocks of calls, float32, no autograd. compile_s = first compiled call; eager_over_f / "
+              "compiled_over_f = the update's cost in units of f, i.e. what a step adds to f before the host's "
+              "stopping decision; max_abs_diff = eager vs compiled outputs.",
 })
 
 
 def add_arguments(group) -> None:
     """The suite's own options."""
-    group.add_argument("--only", default=None, help="sections to run, e.g. 'ac' (default abcde: " +
+    group.add_argument("--only", default=None, help="sections to run, e.g. 'ac' (default abcde; f only when named: " +
                        ", ".join(f"{k} {v}" for k, v in SECTIONS.items()) + ")")
 
 
@@ -438,7 +519,8 @@ def _plan(size: str) -> dict:
                 "forward_repeats": 1,
                 "training": [{"batch": 4, "dim": 32, "contraction": 0.9, "f_tol": 1e-4, "b_tol": 1e-5, "max_iter": 30}],
                 "training_steps": 2, "scipy_tols": [6e-6], "scipy_repeats": 1, "scipy_problems": [h_equation(20)],
-                "memory": ([3, 7], 4, 32), "overhead": ([4], [32], 2)}
+                "memory": ([3, 7], 4, 32), "overhead": ([4], [32], 2),
+                "update": ([4], [32], 2, "aot_eager")}  # tracing only: the tests check the plumbing, not speed
     quick = size == "quick"
     tanh_cfgs = ([(32, 256, 0.5), (32, 256, 0.9)] if quick else
                  [(b, d, c) for b in (32, 64) for d in (256, 512) for c in (0.5, 0.9)])
@@ -457,12 +539,13 @@ def _plan(size: str) -> dict:
             "training_steps": 10 if quick else 30, "scipy_tols": [6e-6] if quick else [6e-6, 1e-8, 1e-10],
             "scipy_repeats": 3 if quick else 11, "scipy_problems": None,
             "memory": ([3, 7, 15] if quick else [3, 7, 15, 30, 50], 32, 256),
-            "overhead": ([32] if quick else [32, 64], [256] if quick else [256, 512, 1024], 5 if quick else 15)}
+            "overhead": ([32] if quick else [32, 64], [256] if quick else [256, 512, 1024], 5 if quick else 15),
+            "update": ([32], [256] if quick else [256, 512, 1024], 5 if quick else 11, "inductor")}
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:
     """Run the chosen sections at ``ctx.size``; ``bar`` advances once per section."""
-    only = ctx.overrides.get("only") or "".join(SECTIONS)
+    only = ctx.overrides.get("only") or DEFAULT_SECTIONS
     unknown = set(only) - set(SECTIONS)
     if unknown:
         raise UsageError(f"--only takes letters of {''.join(SECTIONS)}; got {''.join(sorted(unknown))}")
@@ -486,9 +569,12 @@ def run(ctx: RunContext, bar) -> SuiteResult:
         elif name == "memory":
             iters, batch, dim = plan["memory"]
             rows[name] = bench_memory(iters, batch, dim)
-        else:
+        elif name == "overhead":
             batches, dims, repeats = plan["overhead"]
             rows[name] = bench_overhead(batches, dims, repeats)
+        else:
+            batches, dims, repeats, backend = plan["update"]
+            rows[name] = bench_update(batches, dims, repeats, backend=backend)
         bar.update()
     for name, found in rows.items():
         result.tables[name] = rows_table(DESCRIPTIONS[name], found)
