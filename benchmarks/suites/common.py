@@ -21,6 +21,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -486,20 +487,29 @@ def validate_results(doc: dict, expected_tables: Optional[dict[str, Optional[Seq
             raise ValueError(f"table {name} columns {doc['tables'][name]['columns']} != {list(columns)}")
 
 
-def end_with_parent() -> None:
-    """Have Linux send this worker process SIGTERM when the study's process ends, however it ends.
+def end_with_parent(grace_s: float = 10.0) -> None:
+    """End this worker process when the study's process ends, however it ends.
 
     A suite's process-pool initializer: a study stopped with ``kill`` (or killed outright) would otherwise
-    leave its spawned workers training to the end of their runs, holding the cores. Elsewhere (no ``prctl``)
-    workers still end with a Ctrl-C, which reaches the whole process group.
+    leave its spawned workers training to the end of their runs, holding the cores, and then waiting for work
+    that never comes. On Linux the worker gets SIGTERM at once (``prctl``'s parent-death signal), which
+    ``deqslots.train`` turns into a checkpoint of the finished step; a watcher thread then ends the process
+    ``grace_s`` seconds after the parent is gone, whatever the task did with the signal. Elsewhere only the
+    watcher acts.
     """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() == 1:  # the parent ended before the request was in place
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            pr_set_pdeathsig = 1
+            libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        time.sleep(grace_s)
         os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()

@@ -15,17 +15,24 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 # The suite's own pool set-up: spawn workers initialised by `_init_worker` (the pool starts them as it needs
-# them), one busy for ten minutes.
+# them), one busy for ten minutes; TASK says how: plain sleeping, or catching SIGTERM as training does.
 POOL_SCRIPT = textwrap.dedent("""
-    import multiprocessing, sys, time
+    import multiprocessing, signal, sys, time
     from concurrent.futures import ProcessPoolExecutor
     from benchmarks.suites import variants_suite
+
+    def sleep(seconds):
+        time.sleep(seconds)
+
+    def sleep_through_sigterm(seconds):
+        signal.signal(signal.SIGTERM, lambda *_: None)
+        time.sleep(seconds)
 
     if __name__ == "__main__":
         pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=variants_suite._init_worker, initargs=(1,))
         pool.submit(int, 0).result()  # the workers exist and ran their initializer
-        pool.submit(time.sleep, 600)
+        pool.submit(TASK, 600)
         time.sleep(1)
         print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
         time.sleep(600)
@@ -41,10 +48,11 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's prctl")
-def test_workers_end_when_the_study_process_is_killed(tmp_path):
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and the parent-death signal are Linux's")
+@pytest.mark.parametrize("task", ["sleep", "sleep_through_sigterm"])
+def test_workers_end_when_the_study_process_is_killed(tmp_path, task):
     script = tmp_path / "pool.py"
-    script.write_text(POOL_SCRIPT)
+    script.write_text(POOL_SCRIPT.replace("TASK", task))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     parent = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:
