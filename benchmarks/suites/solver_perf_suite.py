@@ -27,11 +27,14 @@ import statistics
 import time
 import warnings
 from types import MappingProxyType
+from typing import Optional
 
 import numpy as np
 import torch
 
 import solvers
+from solvers.forward._progress import write_slot
+from solvers.forward.anderson import _write_row_col
 from benchmarks.problems import TanhDEQ, bratu, broyden_tridiagonal, h_equation, tanh_deq
 from benchmarks.suites.common import (Counter, RunContext, SuiteResult, TimedMap, UsageError, count_vjps, median_ms,
                                       rows_table, saved_bytes)
@@ -401,26 +404,25 @@ def bench_overhead(batches, dims, repeats: int, iters: int = 30) -> list[dict]:
 
 
 def anderson_update(fx: torch.Tensor, x: torch.Tensor, g_prev: torch.Tensor, fx_prev: torch.Tensor,
-                    d_g: torch.Tensor, d_mix: torch.Tensor, gram: torch.Tensor, slot: torch.Tensor,
-                    ridge: float = 1e-8) -> tuple[torch.Tensor, ...]:
-    """One step of :class:`solvers.Anderson` (damping 1, history full) after ``f(x)``, out of place.
+                    d_g: torch.Tensor, d_mix: torch.Tensor, gram: torch.Tensor, slot: int,
+                    solver: Optional[solvers.Anderson] = None) -> tuple[torch.Tensor, ...]:
+    """One step of :class:`solvers.Anderson` (damping 1, history full) after ``f(x)``, outside autograd.
 
-    The same arithmetic as the solver's step: the residual and its per-sample norm, the newest differences
-    written into history slot ``slot`` (a one-element index tensor, so a compiled version serves every slot),
-    the Gram row and right-hand side from one batched product, the ridge-regularised m x m solve in float64
-    and the mixing ``x_new = f(x) - dF gamma``. Returns ``(x_new, g, residual, d_g, d_mix, gram)``.
+    The solver's torch-path step, built from its own pieces: the residual and its per-sample norm, the newest
+    differences written into history slot ``slot`` (``write_slot``, in place), the Gram row and right-hand side
+    from one batched product written into ``gram`` (``_write_row_col``), the ridge-regularised m x m solve in
+    float64 (``Anderson._mix``) and the mixing ``x_new = f(x) - dF gamma``. Returns
+    ``(x_new, g, residual, d_g, d_mix, gram)``.
     """
+    solver = solvers.Anderson() if solver is None else solver
     g = fx - x
     res = torch.linalg.vector_norm(g, dim=1)
     new_dg = g - g_prev
-    d_g = d_g.index_copy(1, slot, new_dg.unsqueeze(1))
-    d_mix = d_mix.index_copy(1, slot, (fx - fx_prev).unsqueeze(1))
+    d_g = write_slot(d_g, slot, new_dg)
+    d_mix = write_slot(d_mix, slot, fx - fx_prev)
     prods = torch.bmm(torch.stack((new_dg, g), dim=1), d_g.transpose(1, 2)).to(torch.float64)  # [B, 2, m]
-    row = prods[:, 0]
-    gram = gram.index_copy(1, slot, row.unsqueeze(1)).index_copy(2, slot, row.unsqueeze(2))
-    eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
-    shift = ridge * gram.diagonal(dim1=1, dim2=2).amax(dim=1) + torch.finfo(torch.float64).tiny
-    gamma = torch.linalg.solve(gram + shift[:, None, None] * eye, prods[:, 1:2].transpose(1, 2))  # [B, m, 1]
+    gram = _write_row_col(gram, slot, prods[:, 0], gram.shape[1])
+    gamma = solver._mix(gram, prods[:, 1:2].transpose(1, 2), inplace=False)  # [B, m, 1]
     x_new = torch.baddbmm(fx.unsqueeze(1), gamma.transpose(1, 2).to(fx.dtype), d_mix, alpha=-1.0).squeeze(1)
     return x_new, g, res, d_g, d_mix, gram
 
@@ -436,7 +438,7 @@ def bench_update(batches, dims, repeats: int, memory: int = 5, backend: str = "i
             x, g_prev, fx_prev = (torch.randn(batch, dim, generator=gen) for _ in range(3))
             d_g, d_mix = (torch.randn(batch, memory, dim, generator=gen) for _ in range(2))
             gram = torch.bmm(d_g, d_g.transpose(1, 2)).to(torch.float64)
-            slot = torch.tensor([2])
+            slot = 2
             with torch.no_grad():
                 fx = f(x)
                 args = (fx, x, g_prev, fx_prev, d_g, d_mix, gram, slot)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import solvers
 from benchmarks.__main__ import build_parser, forward, main
 from benchmarks.suites import SUITE_MODULES, SUITES, load_suite
 from benchmarks.suites.common import RunContext, Table, validate_results
@@ -200,10 +201,6 @@ def test_cuda_request_without_cuda_is_a_clear_error(tmp_path):
 
 
 def test_solver_perf_update_section_compares_eager_and_compiled_updates(tmp_path):
-    import json
-
-    import torch
-
     from benchmarks.suites.solver_perf_suite import anderson_update
 
     main(["solver-perf", "--tiny", "--only", "f", "--out", str(tmp_path), "--no-progress"])
@@ -215,8 +212,9 @@ def test_solver_perf_update_section_compares_eager_and_compiled_updates(tmp_path
     fx, x, g_prev, fx_prev = (torch.randn(3, 8, generator=gen, dtype=torch.float64) for _ in range(4))
     d_g, d_mix = (torch.randn(3, 4, 8, generator=gen, dtype=torch.float64) for _ in range(2))
     gram = torch.bmm(d_g, d_g.transpose(1, 2))
-    x_new, g, res, d_g2, d_mix2, gram2 = anderson_update(fx, x, g_prev, fx_prev, d_g, d_mix, gram, torch.tensor([1]),
-                                                          ridge=0.0)
+    # the update writes its buffers in place: hand it copies so that the originals stay to compare against
+    x_new, g, res, d_g2, d_mix2, gram2 = anderson_update(fx, x, g_prev, fx_prev, d_g.clone(), d_mix.clone(),
+                                                          gram.clone(), 1, solvers.Anderson(ridge=0.0))
     assert torch.equal(d_g2[:, 1], (fx - x) - g_prev) and torch.equal(d_mix2[:, 1], fx - fx_prev)
     assert torch.equal(d_g2[:, 0], d_g[:, 0]) and torch.allclose(gram2, torch.bmm(d_g2, d_g2.transpose(1, 2)))
     gamma = torch.linalg.lstsq(d_g2.transpose(1, 2), g.unsqueeze(2)).solution  # [B, m, 1]
