@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import math
+import numbers
 from typing import TYPE_CHECKING, Any, Callable, TypeVar, cast
 
 T = TypeVar("T")
@@ -56,8 +58,8 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 
 
 def check_positive_int(name: str, value: Any, minimum: int = 1) -> None:
-    """Raise unless ``value`` is an int >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    """Raise unless ``value`` is an integer >= ``minimum`` (Python or NumPy; not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int >= {minimum}; got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}; got {value}")
@@ -69,7 +71,18 @@ def check_tolerance(name: str, value: Any, allow_none: bool = True) -> None:
         if allow_none:
             return
         raise ValueError(f"{name} must be a number >= 0, not None")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number >= 0 or None; got {value!r}")
-    if not value >= 0 or value == float("inf"):
+    if not float(value) >= 0 or float(value) == math.inf:
         raise ValueError(f"{name} must be a finite number >= 0 (or None to run exactly max_iter steps); got {value}")
+
+
+def check_real(name: str, value: Any, low: float, high: float, low_open: bool = False) -> None:
+    """Raise unless ``value`` is a real number (not a bool or a string) in [low, high] ((low, high] if ``low_open``);
+    ``high`` may be ``inf`` (the value itself must be finite)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number; got {value!r}")
+    x = float(value)
+    if not (math.isfinite(x) and (x > low if low_open else x >= low) and x <= high):
+        bounds = f"{'(' if low_open else '['}{low:g}, {high:g}]" if math.isfinite(high) else f">= {low:g} (finite)"
+        raise ValueError(f"{name} must be {'in ' if math.isfinite(high) else ''}{bounds}; got {value!r}")

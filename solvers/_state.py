@@ -5,7 +5,7 @@ Every solver works on a flat batch matrix; the structure is restored around each
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, cast
 
 import torch
@@ -87,6 +87,11 @@ class StateSpec:
                     f"all state parts must share dtype and device; part {key!r} is {leaf.dtype} on "
                     f"{leaf.device}, the first is {first.dtype} on {first.device}"
                 )
+        if any(leaf.numel() == 0 for leaf in leaves):
+            raise ValueError(
+                f"the state is empty ({_describe(state)}): a fixed point needs at least one sample with at least one "
+                "entry; skip the call for an empty batch (e.g. `if z0.shape[0] == 0: return z0`)"
+            )
         return StateSpec(kind, keys, tuple(leaf.shape for leaf in leaves), first.dtype, first.device)
 
     def with_batch(self, batch: int) -> "StateSpec":
@@ -124,6 +129,10 @@ class StateSpec:
             spec = StateSpec.of(other)
         except (TypeError, ValueError) as err:
             raise type(err)(f"{what}: {err}") from None
+        if spec.kind == "dict" == self.kind and spec.keys != self.keys and set(spec.keys) == set(self.keys):
+            # the same keys in another order: compare by key (flatten reads a dict in this spec's key order)
+            order = [spec.keys.index(k) for k in self.keys]
+            spec = replace(spec, keys=self.keys, shapes=tuple(spec.shapes[i] for i in order))
         if spec.kind != self.kind or spec.keys != self.keys or spec.shapes != self.shapes:
             raise ValueError(
                 f"{what} must have the same structure and shapes as the state it was given; "
@@ -155,7 +164,11 @@ class StateSpec:
 
             def flat_tensor_f(z: torch.Tensor) -> torch.Tensor:
                 counter[0] += 1
+                # (not while torch.compile traces: the version counter is not part of a graph)
+                version = None if torch.compiler.is_compiling() else z._version
                 out = f(z if flat else z.reshape(shape))
+                if version is not None and z._version != version:
+                    raise _in_place_error(counter[0])
                 if not (isinstance(out, torch.Tensor) and out.shape == shape and out.dtype == dtype
                         and out.device == device):
                     self.check_same(out, f"the map's output at evaluation {counter[0]}")
@@ -165,8 +178,22 @@ class StateSpec:
 
         def flat_f(z: torch.Tensor) -> torch.Tensor:
             counter[0] += 1
+            # the unflattened parts are views of z: they share its version counter (unchecked under compile)
+            version = None if torch.compiler.is_compiling() else z._version
             out = f(self.unflatten(z))
+            if version is not None and z._version != version:
+                raise _in_place_error(counter[0])
             self.check_same(out, f"the map's output at evaluation {counter[0]}")
             return self.flatten(out)
 
         return flat_f
+
+
+def _in_place_error(evaluation: int) -> RuntimeError:
+    """The error for a map that wrote into the state it was given (its version counter moved)."""
+    return RuntimeError(
+        f"the map modified its input state in place at evaluation {evaluation} (e.g. an in-place op such as "
+        "z.mul_() or nn.ReLU(inplace=True) applied to the state): the solvers compare f(z) with z and keep earlier "
+        "iterates, so the residuals and the result would be wrong (and z0 may have been overwritten). Make f "
+        "return a new tensor: use out-of-place ops on the state, or start f with z = z.clone()"
+    )

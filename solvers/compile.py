@@ -37,8 +37,7 @@ class Compile:
 
     Examples:
         >>> import torch, solvers
-        >>> w = 0.5 * torch.eye(3)
-        >>> z, info = solvers.fixed_point(lambda z: torch.tanh(z @ w) + 1.0, torch.zeros(2, 3),
+        >>> z, info = solvers.fixed_point(lambda z: torch.tanh(0.5 * z) + 1.0, torch.zeros(2, 3),
         ...                               forward=solvers.Iterate(keep="last"), backward="onestep", tol=None,
         ...                               max_iter=5, compile=solvers.Compile(backend="aot_eager"))
         >>> info.nfe, tuple(info.trace.shape)

@@ -48,8 +48,8 @@ class ImplicitFunction:
     after ``self`` is the state. The context arguments (positional and keyword) reach
     :func:`solvers.fixed_point` as ``args``: with ``compact`` (the default) its tensors that share the
     state's batch dimension are sliced to the samples still iterating. ``.step`` is the undecorated single
-    step and ``.replace(**changes)`` returns a copy with other solve options (e.g. more iterations at
-    evaluation).
+    step (the plain function: on a method, pass the instance, ``layer.step.step(layer, z, x)``) and
+    ``.replace(**changes)`` returns a copy with other solve options (e.g. more iterations at evaluation).
     """
 
     def __init__(self, step: Callable[..., Any], options: SolveOptions, bound_to: Any = None) -> None:

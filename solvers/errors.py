@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["ConvergenceWarning", "ConvergenceError", "NonFiniteError"]
+import os
+import sys
+
+import torch
+
+__all__ = ["ConvergenceWarning", "ConvergenceError", "NonFiniteError", "user_stacklevel"]
+
+# Frames in these folders are the library's (or torch's autograd engine calling an adjoint solve), not the user's.
+_INTERNAL = (os.path.dirname(os.path.abspath(__file__)) + os.sep,
+             os.path.dirname(os.path.abspath(torch.__file__)) + os.sep)
 
 
 class ConvergenceWarning(UserWarning):
@@ -15,3 +24,18 @@ class ConvergenceError(RuntimeError):
 
 class NonFiniteError(FloatingPointError):
     """The map returned NaN or Inf during a solve (``nonfinite="raise"``)."""
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning raised here point at the caller's own line.
+
+    Counts the frames above the caller of this function that lie in ``solvers/`` (fixed_point, the decorator)
+    or in torch (``loss.backward()`` reaching an adjoint solve), so a warning names the user's call however
+    deep the library's own stack is.
+    """
+    level = 1
+    frame = sys._getframe(1)  # the function that warns (stacklevel 1)
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(_INTERNAL):
+        frame = frame.f_back
+        level += 1
+    return level

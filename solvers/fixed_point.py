@@ -16,7 +16,7 @@ from ._options import check_choice, check_positive_int, check_tolerance
 from ._scope import solve_scope
 from ._state import State, StateSpec
 from .backward import BackwardMode, Implicit, Neumann, OneStep, Phantom, Unrolled
-from .errors import ConvergenceError, ConvergenceWarning, NonFiniteError
+from .errors import ConvergenceError, ConvergenceWarning, NonFiniteError, user_stacklevel
 from .forward import Anderson, Broyden, ForwardSolver, Iterate
 from .forward._progress import nonfinite_step_error, residual_from_step
 from .info import SolveInfo
@@ -139,8 +139,9 @@ def fixed_point(
     Returns:
         ``(z, info)``: the fixed point with the structure of ``z0`` and a :class:`SolveInfo`. Modes other
         than "unrolled" return ``f`` applied once more at the solution (phantom: k damped steps), which
-        carries the graph. ``z`` requires grad exactly when a tensor ``f`` uses does (or ``z0``, for
-        "unrolled").
+        carries the graph; they do so under ``torch.no_grad`` too (one evaluation of ``f`` beyond
+        ``info.nfe``), so the value never depends on the grad mode. ``z`` requires grad exactly when a
+        tensor ``f`` uses does (or ``z0``, for "unrolled").
 
     Under ``torch.autocast`` only ``f`` runs in the lower precision: its output is cast back to the dtype of
     ``z0`` and the solver's own arithmetic (residuals, Anderson's least squares, Broyden's low-rank
@@ -260,7 +261,9 @@ def _solve(f: Callable[..., State], args: tuple[Any, ...], z0: State, spec: Stat
                                              run.nonfinite, run.snapshots)
         _report_forward(info, run.on_fail)
         snapshots: list[torch.Tensor] = info.states
-        if track and not bwd.differentiates_solver:
+        if not bwd.differentiates_solver:
+            # Under no_grad too: the value must not depend on the grad mode (a model trained with T + 1
+            # applications of f is evaluated with T + 1), only the graph does.
             with _weights_cached(run.cache_weights):
                 z_flat = _attach(flat_f, z_flat, info, run)
                 snapshots = [_attach(flat_f, s, info, run) for s in snapshots]
@@ -320,7 +323,7 @@ def _solve_loop(f: Callable[..., State], args: tuple[Any, ...], z0: State, spec:
                          converged=torch.ones(batch, dtype=torch.bool, device=trace.device), trace=trace.detach(),
                          stop_mode=stop_mode, tol=None,
                          nonfinite=torch.zeros(batch, dtype=torch.bool, device=trace.device))
-        if track and not run.bwd.differentiates_solver:
+        if not run.bwd.differentiates_solver:  # under no_grad too, as in _solve
             with _weights_cached(run.cache_weights):
                 z_flat = _attach(flat_f, z_flat, info, run)
     return spec.unflatten(z_flat), info
@@ -358,12 +361,13 @@ def _report_forward(info: SolveInfo, on_fail: str) -> None:
     failed = int((~info.converged).sum())
     nonfinite = int(info.nonfinite.sum())
     worst = float(info.residual[~info.converged].max()) if failed else 0.0
+    others = " or ".join(repr(name) for name in ("anderson", "broyden") if name != info.solver)
     message = (
         f"{info.solver} left {failed} of {info.converged.numel()} samples above tol={info.tol} "
         f"({info.stop_mode}) after {info.nfe} evaluations (worst residual {worst:.3g}"
-        f"{f'; {nonfinite} hit NaN/Inf' if nonfinite else ''}). Raise max_iter, try forward='anderson' "
-        "or 'broyden', loosen tol, or pass tol=None to run a fixed number of steps."
+        f"{f'; {nonfinite} hit NaN/Inf' if nonfinite else ''}). Raise max_iter, try forward={others}, "
+        "loosen tol, or pass tol=None to run a fixed number of steps."
     )
     if on_fail == "raise":
         raise ConvergenceError(message)
-    warnings.warn(message, ConvergenceWarning, stacklevel=3)
+    warnings.warn(message, ConvergenceWarning, stacklevel=user_stacklevel())

@@ -40,7 +40,8 @@ class SolveInfo:
         nfe: evaluations of the map ``f`` by the forward solver (the extra application that the
             backward modes make at the fixed point is not counted).
         steps: iterations run (for ``Iterate`` equal to ``nfe``).
-        residual: per-sample residual of the returned state, [B] (stop mode ``stop_mode``).
+        residual: per-sample residual of the step that produced the returned state, [B] (stop mode
+            ``stop_mode``): for ``Iterate`` the returned state is ``f(z)`` and this is ``||f(z) - z||``.
         converged: per-sample bool [B]: residual <= tol (all True when ``tol`` is None).
         trace: per-step residuals of every sample, [steps, B].
         stop_mode: ``"abs"`` or ``"rel"``.

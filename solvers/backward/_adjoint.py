@@ -56,6 +56,8 @@ class _AdjointGradient(torch.autograd.Function):
 def attach_adjoint(f: Callable[[torch.Tensor], torch.Tensor], z_star: torch.Tensor, adjoint: AdjointFn,
                    info: SolveInfo) -> torch.Tensor:
     """Apply ``f`` once at ``z_star`` and route its incoming gradient through ``adjoint``."""
+    if not torch.is_grad_enabled():  # the value only (fixed_point applies the mode under no_grad too)
+        return f(z_star.detach())
     z_leaf = z_star.detach().requires_grad_()
     with torch.enable_grad():
         fz = f(z_leaf)

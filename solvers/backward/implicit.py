@@ -8,7 +8,7 @@ from typing import Callable, Optional, Union
 import torch
 
 from .._options import check_choice, check_positive_int, check_tolerance, options
-from ..errors import ConvergenceError, ConvergenceWarning
+from ..errors import ConvergenceError, ConvergenceWarning, user_stacklevel
 from ..forward.base import FlatMap, ForwardSolver
 from ..gmres import GMRES
 from ..info import BackwardInfo, SolveInfo
@@ -105,4 +105,4 @@ def _report(stats: BackwardInfo, tol: Optional[float], on_fail: str) -> None:
     )
     if on_fail == "raise":
         raise ConvergenceError(message)
-    warnings.warn(message, ConvergenceWarning, stacklevel=4)
+    warnings.warn(message, ConvergenceWarning, stacklevel=user_stacklevel())

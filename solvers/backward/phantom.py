@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .._options import check_positive_int, options
+from .._options import check_positive_int, check_real, options
 from ..forward.base import FlatMap
 from ..info import SolveInfo
 from .base import BackwardMode
@@ -30,8 +30,7 @@ class Phantom(BackwardMode):
 
     def __post_init__(self) -> None:
         check_positive_int("Phantom steps", self.steps)
-        if not 0.0 < float(self.damping) <= 1.0:
-            raise ValueError(f"Phantom damping must be in (0, 1]; got {self.damping}")
+        check_real("Phantom damping", self.damping, 0.0, 1.0, low_open=True)
 
     def attach(self, f: FlatMap, z_star: torch.Tensor, info: SolveInfo, on_fail: str) -> torch.Tensor:
         z = z_star.detach()

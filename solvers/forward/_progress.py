@@ -80,7 +80,8 @@ class Progress:
             best finite iterate and flag it not converged.
         keep: "best" returns each sample's lowest-residual candidate, "last" its latest finite one.
         snapshots: step counts k at which to keep the state the solve would return if stopped after k
-            evaluations (``SolveInfo.states``; steps the solve does not reach get the final state).
+            steps (``SolveInfo.states``; steps the solve does not reach get the final state). A step is one
+            evaluation of the map, except where Broyden's line search backtracks within a step.
         f: the map being solved; if it can evaluate a subset of the batch (it has ``select_rows``, as
             :class:`solvers._compact.CompactMap`), :meth:`compact` drops samples that stopped iterating.
 
@@ -150,6 +151,18 @@ class Progress:
             base, src, rows = old, new, np.flatnonzero(take)
         idx = torch.from_numpy(rows).to(self.device)
         return base.index_copy(0, idx, src.index_select(0, idx))
+
+    def unless_failed(self, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+        """``new`` except for samples that failed (NaN/Inf), which keep ``old``: [B, D] or [B] tensors.
+
+        For a solver whose recorded candidate is the new iterate itself (Broyden), a sample that just
+        converged must stay at that iterate, not go back to the one before it: the following evaluations of
+        the map there repeat its last residual instead of recording the larger one of its previous iterate.
+        """
+        if not self._failed.any():
+            return new
+        take = self._to_device(~self._failed)
+        return torch.where(take.unsqueeze(1) if new.dim() == 2 else take, new, old)
 
     def freeze_vec(self, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
         """:meth:`freeze` for per-sample vectors [B]."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
+import math
 from typing import Optional
 
 import numpy as np
 import torch
 
-from .._options import check_positive_int, options
+from .._options import check_positive_int, check_real, options
 from ..info import SolveInfo
 from ._progress import HOST_DTYPES, Progress, on_host, residual_from_step, write_slot
 from .base import FlatMap, ForwardSolver
@@ -50,10 +51,8 @@ class Anderson(ForwardSolver):
 
     def __post_init__(self) -> None:
         check_positive_int("Anderson memory", self.memory)
-        if not float(self.ridge) >= 0.0:
-            raise ValueError(f"Anderson ridge must be >= 0; got {self.ridge}")
-        if not 0.0 < float(self.damping) <= 1.0:
-            raise ValueError(f"Anderson damping must be in (0, 1]; got {self.damping}")
+        check_real("Anderson ridge", self.ridge, 0.0, math.inf)
+        check_real("Anderson damping", self.damping, 0.0, 1.0, low_open=True)
 
     def solve(self, f: FlatMap, z0: torch.Tensor, tol: Optional[float], max_iter: int,
               stop_mode: str = "abs", nonfinite: str = "raise", snapshots: tuple[int, ...] = ()

@@ -148,9 +148,11 @@ class Broyden(ForwardSolver):
             n_stored += 1
             # Next step -H' g_new with H' = H + u v^T.
             step = torch.addcmul(h_g, u, torch.linalg.vecdot(v, g_new).unsqueeze(1)).neg()
-            z = progress.freeze(z_new, z)
-            g = progress.freeze(g_new, g)
-            res = progress.freeze_vec(res_new, res)
+            # Samples that stopped stay where they stopped (at the iterate recorded for them, not the one
+            # before it) and stop moving; samples that failed keep their last finite iterate.
+            z = progress.unless_failed(z_new, z)
+            g = progress.unless_failed(g_new, g)
+            res = progress.unless_failed(res_new, res)
             step = progress.freeze(step, torch.zeros_like(step))
             kept = progress.compact()
             if kept is not None:  # the samples that stopped leave the batch

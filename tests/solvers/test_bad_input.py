@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -219,3 +220,50 @@ def test_cuda_bf16_autocast_solve_stays_finite(forward):
     z, info = solve(lambda s: sa.step(s, k, v), z0.cuda(), forward, autocast=True, device="cuda")
     assert z.is_cuda and torch.isfinite(z).all() and not info.nonfinite.any()
     assert float(info.residual.max()) < 0.1 * float(info.trace[0].max())
+
+
+@pytest.mark.parametrize("forward", ["iterate", "anderson", "broyden"])
+@pytest.mark.parametrize("grad", [False, True], ids=["no_grad", "grad"])
+def test_a_map_that_writes_into_its_input_is_refused(forward, grad):
+    # z.mul_(0.5).add_(1.0) returns z itself: f(z) - z is 0 and the solve "converged" at once to a wrong answer
+    # (1.0; the fixed point is 2.0), overwriting the caller's z0. Now it is an error that says what to do.
+    z0 = torch.zeros(2, 3)
+    with torch.set_grad_enabled(grad), pytest.raises(RuntimeError, match="modified its input state in place"):
+        solvers.fixed_point(lambda z: z.mul_(0.5).add_(1.0), z0, forward=forward, backward="onestep", tol=1e-6)
+    with pytest.raises(RuntimeError, match="out-of-place ops"):  # tuple states: the parts are views of one tensor
+        solvers.fixed_point(lambda s: (s[0].relu_(), 0.5 * s[1]), (torch.randn(2, 3), torch.randn(2, 2)),
+                            forward=forward, backward="onestep", tol=1e-6)
+    # in-place ops on tensors the map made itself are fine
+    z, info = solvers.fixed_point(lambda z: torch.relu(z * 0.5 + 1.0).mul_(1.0), z0, forward=forward,
+                                  backward="onestep", tol=1e-6, max_iter=100)
+    assert bool(info.converged.all()) and torch.allclose(z, torch.full((2, 3), 2.0), atol=1e-5)
+
+
+def test_empty_states_and_option_types():
+    for z0 in (torch.zeros(0, 3), torch.zeros(2, 0), (torch.zeros(0, 2), torch.zeros(0, 1))):
+        with pytest.raises(ValueError, match="the state is empty .* skip the call for an empty batch"):
+            solvers.fixed_point(torch.cos, z0)
+    # NumPy scalars are numbers: accepted where a Python number is
+    z, info = solvers.fixed_point(torch.cos, torch.zeros(2, 1, dtype=torch.float64), tol=np.float32(1e-8),
+                                  max_iter=np.int64(100), forward=solvers.Anderson(damping=np.float64(0.5)))
+    assert bool(info.converged.all()) and z[0, 0].item() == pytest.approx(0.7390851332, abs=1e-7)
+    bad = [(lambda: solvers.Iterate(damping="a"), TypeError, "Iterate damping must be a number; got 'a'"),
+           (lambda: solvers.Anderson(damping="0.5"), TypeError, "Anderson damping must be a number"),
+           (lambda: solvers.Anderson(ridge=math.inf), ValueError, r"Anderson ridge must be >= 0 \(finite\)"),
+           (lambda: solvers.Anderson(ridge=-1.0), ValueError, "Anderson ridge must be >= 0"),
+           (lambda: solvers.Phantom(damping=0.0), ValueError, r"Phantom damping must be in \(0, 1\]"),
+           (lambda: solvers.Iterate(damping=True), TypeError, "Iterate damping must be a number")]
+    for make, error, message in bad:
+        with pytest.raises(error, match=message):
+            make()
+
+
+def test_a_dict_state_may_come_back_in_another_key_order():
+    z0 = {"a": torch.zeros(2, 1, dtype=torch.float64), "b": torch.zeros(2, 3, dtype=torch.float64)}
+    z, info = solvers.fixed_point(lambda s: {"b": 0.5 * s["b"] + 1.0, "a": torch.cos(s["a"])}, z0, tol=1e-10,
+                                  max_iter=200, forward="anderson")
+    assert list(z) == ["a", "b"] and bool(info.converged.all())
+    assert torch.allclose(z["a"], torch.full((2, 1), 0.7390851332151607, dtype=torch.float64), atol=1e-9)
+    assert torch.allclose(z["b"], torch.full((2, 3), 2.0, dtype=torch.float64), atol=1e-9)
+    with pytest.raises(ValueError, match="same structure and shapes"):  # other keys are still refused
+        solvers.fixed_point(lambda s: {"b": s["b"], "c": s["a"]}, z0)

@@ -146,12 +146,14 @@ def test_whole_loop_is_one_graph_and_fresh_lambdas_reuse_it(compile_fn):
     with torch.no_grad():
         for _ in range(3):  # a new lambda per call, as inside a layer's forward
             _solve(lin, x, "onestep", option)
-    assert counting.graphs == 1  # the 6-step loop: one graph, compiled once, no break inside
+    # the 6-step loop: one graph, compiled once, no break inside; then onestep's compiled f (applied under
+    # no_grad too, so that the value does not depend on the grad mode): one more
+    assert counting.graphs == 2
     with torch.no_grad():
         _solve(lin, x, "onestep", option, max_iter=7)  # another length is another graph
-    assert counting.graphs == 2
-    _solve(lin, x, "onestep", option, max_iter=7)  # with grad: the same loop, then onestep's compiled f
     assert counting.graphs == 3
+    _solve(lin, x, "onestep", option, max_iter=7)  # with grad: the same loop, then f compiled with grad
+    assert counting.graphs == 4
     counting.graphs = 0
     with torch.no_grad():  # not a fixed length: the map alone is compiled, the solver stays in Python
         _, info = _solve(lin, x, "onestep", solvers.Compile(backend=counting), forward="anderson", tol=1e-8,

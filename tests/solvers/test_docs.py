@@ -20,6 +20,17 @@ def test_docstring_examples(name):
     assert result.attempted > 0 and result.failed == 0
 
 
+def test_compile_docstring_example():
+    # run apart, its namespace kept: doctest.testmod clears a module's namespace after the run, under the guards
+    # torch.compile installed on it (an "Exception ignored ... KeyError" at exit)
+    import solvers.compile
+
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    for test in doctest.DocTestFinder().find(solvers.compile):
+        runner.run(test, clear_globs=False)
+    assert runner.tries > 0 and runner.failures == 0
+
+
 def test_readme_python_blocks_run():
     readme = pathlib.Path(__file__).resolve().parents[2] / "README.md"
     blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), re.S)

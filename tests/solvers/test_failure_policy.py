@@ -120,3 +120,29 @@ def test_bad_states(state, error, pattern):
 def test_not_callable():
     with pytest.raises(TypeError, match="f must be callable"):
         solvers.fixed_point(3, torch.zeros(1, 1))
+
+
+def test_warnings_name_the_callers_line_and_suggest_another_solver():
+    # A warning that points into solvers/ (or torch's autograd) tells the user nothing: each names the line of
+    # the user's own call, also through the decorator and from loss.backward() for the adjoint solve.
+    a = torch.tensor(0.99, requires_grad=True)
+    with pytest.warns(solvers.ConvergenceWarning) as caught:
+        solvers.fixed_point(lambda z: a * torch.cos(z), torch.zeros(2, 1), forward="anderson", tol=1e-12,
+                            max_iter=2)
+    assert caught[0].filename == __file__
+    assert "try forward='broyden'," in str(caught[0].message)  # not the solver that just failed
+    z, _ = solvers.fixed_point(lambda z: a * torch.cos(z), torch.zeros(2, 1), tol=1e-4, max_iter=200,
+                               backward=solvers.Implicit(max_iter=1, tol=1e-12))
+    with pytest.warns(solvers.ConvergenceWarning, match="adjoint") as caught:
+        z.sum().backward()
+    assert caught[0].filename == __file__
+
+    class Layer(torch.nn.Module):
+        @solvers.implicit(forward="iterate", tol=1e-12, max_iter=2)
+        def step(self, z, x):
+            return torch.cos(z) * x
+
+    with pytest.warns(solvers.ConvergenceWarning) as caught:
+        Layer().step(torch.zeros(2, 1), torch.ones(2, 1))
+    assert caught[0].filename == __file__
+    assert "try forward='anderson' or 'broyden'," in str(caught[0].message)

@@ -78,3 +78,36 @@ def test_decorator_follows_the_same_rule(backward):
     assert not step(torch.zeros(2, 1, dtype=torch.float64), x).requires_grad
     x.requires_grad_()
     assert step(torch.zeros(2, 1, dtype=torch.float64), x).requires_grad
+
+
+@pytest.mark.parametrize("forward", [solvers.Iterate(keep="last"), solvers.Anderson(), solvers.Broyden()],
+                         ids=["iterate", "anderson", "broyden"])
+@pytest.mark.parametrize("backward", MODES, ids=IDS)
+@pytest.mark.parametrize("frozen", [True, False], ids=["frozen", "trainable"])
+def test_the_value_does_not_depend_on_the_grad_mode(backward, forward, frozen):
+    # A fixed, small number of steps (far from the fixed point) shows every application of f: the modes other
+    # than unrolled apply f once more (phantom: its damped steps) under no_grad too, so a model trained with
+    # T + 1 applications is evaluated with T + 1.
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(0.8 * torch.randn(4, 4, dtype=torch.float64) / 2, requires_grad=not frozen)
+    x = torch.randn(3, 4, dtype=torch.float64)
+    f = lambda z: torch.tanh(z @ w + x)  # noqa: E731
+    z0 = torch.zeros(3, 4, dtype=torch.float64)
+    for max_iter in (1, 3):
+        kw = dict(forward=forward, backward=backward, tol=None, max_iter=max_iter)
+        with_grad, _ = solvers.fixed_point(f, z0, **kw)
+        with torch.no_grad():
+            without, _ = solvers.fixed_point(f, z0, **kw)
+        # (unrolled Anderson / Broyden take the torch path under autograd, NumPy without: rounding apart)
+        assert torch.allclose(with_grad.detach(), without, atol=1e-13, rtol=0), max_iter
+    if isinstance(forward, solvers.Iterate):
+        with torch.no_grad():
+            plain = z0
+            for _ in range(3):
+                plain = f(plain)
+            if isinstance(backward, solvers.Phantom):
+                for _ in range(backward.steps):
+                    plain = (1 - backward.damping) * plain + backward.damping * f(plain)
+            elif not isinstance(backward, solvers.Unrolled):
+                plain = f(plain)
+        assert torch.allclose(without, plain, atol=1e-14, rtol=0)
