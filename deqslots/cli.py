@@ -61,8 +61,10 @@ def _train_parser(commands) -> None:
                    help="clip the gradient norm; off/0 = off (default: off for slot-attention, 1.0 for slate)")
     p.add_argument("--grad-clip-type", default=None, choices=["l2", "inf"],
                    help="norm clipped: l2 (slot-attention default) or inf (slate default, as SLATE's code)")
-    p.add_argument("--tau-start", type=float, default=d.tau_start, help="slate: Gumbel-softmax temperature at step 0")
-    p.add_argument("--tau-final", type=float, default=d.tau_final, help="slate: temperature after the annealing")
+    p.add_argument("--tau-start", type=float, default=None,
+                   help=f"slate: Gumbel-softmax temperature at step 0 (default {d.tau_start})")
+    p.add_argument("--tau-final", type=float, default=None,
+                   help=f"slate: temperature after the annealing (default {d.tau_final})")
     p.add_argument("--tau-steps", type=int, default=None,
                    help="slate: cosine annealing length (default min(30000, steps/2)); 0 = constant --tau-start")
     p.add_argument("--eval-every", type=int, default=None, help="default: cpu-*: 500; else 200")
@@ -87,6 +89,11 @@ def _run_train(args: argparse.Namespace) -> int:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in fields}
     values["progress"] = not args.no_progress
+    for name in ("tau_start", "tau_final"):  # SLATE-only flags with concrete defaults: refuse them elsewhere
+        if values[name] is None:
+            del values[name]
+        elif args.model != "slate":
+            raise ValueError(f"--{name.replace('_', '-')} is a SLATE setting; use it with --model slate")
     from .distributed import env_rank
 
     main_rank = env_rank() == 0  # under torchrun every rank returns the same summary: print it once

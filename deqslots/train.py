@@ -14,6 +14,7 @@ import csv
 import dataclasses
 import math
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -267,7 +268,12 @@ def _prepare_run(config: TrainConfig, out: Path, ckpt_path: Path) -> Optional[di
         raise FileExistsError(
             f"{out} already holds a run (checkpoint.pt); pass --resume to continue it or choose another --out"
         )
-    if not (config.resume and ckpt_path.exists()):
+    if config.resume and not ckpt_path.exists():
+        # not an error: a scheduler restarts a job with the same command (--resume included), also one killed
+        # before its first checkpoint; but a mistyped --out must not go unnoticed
+        print(f"deqslots train: --resume: no checkpoint in {out} yet; starting a new run there", file=sys.stderr)
+        return None
+    if not config.resume:
         return None
     state = load_checkpoint(ckpt_path)
     check_training_checkpoint(state, ckpt_path)

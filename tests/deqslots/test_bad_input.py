@@ -265,6 +265,8 @@ def test_batch_stream_split_and_batch_size(tmp_path):
     (["--decay-steps", "-100"], "decay_steps must be an integer >= 0 (0 = off)"),
     (["--threads", "-1"], "threads must be a positive integer (0 or None: torch's default); got -1"),
     (["--tau-steps", "5"], "tau_steps is a SLATE setting; use it with model='slate' (--model slate)"),
+    (["--tau-start", "2"], "--tau-start is a SLATE setting; use it with --model slate"),
+    (["--tau-final", "0.5"], "--tau-final is a SLATE setting; use it with --model slate"),
 ])
 def test_invalid_cli_values(tmp_path, capsys, extra, message):
     err = cli_error(capsys, tiny_args(tmp_path / "run", *extra))
@@ -294,6 +296,13 @@ def test_missing_or_corrupt_checkpoint(finished_run, tmp_path, capsys):
     (run / "checkpoint.pt").write_bytes(blob[: len(blob) // 2])
     for argv in (["eval", str(run)], tiny_args(run, "--resume")):
         assert "checkpoint.pt could not be read" in cli_error(capsys, argv)
+
+
+def test_resume_without_a_checkpoint_starts_the_run_and_says_so(tmp_path, capsys):
+    capsys.readouterr()
+    assert main(tiny_args(tmp_path / "typo", "--resume")) == 0
+    assert f"--resume: no checkpoint in {tmp_path / 'typo'} yet; starting a new run there" in capsys.readouterr().err
+    assert (tmp_path / "typo" / "checkpoint.pt").exists()
 
 
 def test_a_file_not_written_by_train_is_refused(tmp_path, capsys):
