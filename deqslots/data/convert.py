@@ -86,6 +86,9 @@ def convert(src: str, dst: str | os.PathLike[str], resolution: Optional[int] = N
                 out["image"][count] = image
                 if has_masks:
                     ids = item["mask"].numpy()
+                    if ids.min(initial=0) < 0:  # uint16 would wrap -1 to 65535: the background an object
+                        raise DataError(f"{src}: item {count} has negative instance id {int(ids.min())}; deqslots "
+                                        "reads 0 as background and 1..K as objects: shift the ids first")
                     if ids.max(initial=0) > np.iinfo(np.uint16).max:
                         raise DataError(f"{src}: item {count} has instance id {int(ids.max())}, above the 65535 "
                                         "the HDF5 mask holds")

@@ -200,6 +200,12 @@ class HDF5Dataset(Dataset):
             mask = self._read(handle, self.mask_key, index)
             if self._mask_layout == "slots":
                 mask = mask.reshape(mask.shape[0], *mask.shape[1:3]).argmax(axis=0)
+            if self._mask_layout == "ids" and mask.size and mask.min() < 0:
+                raise DataError(
+                    f"{self.path}:{self.mask_key}[{index}] holds negative instance ids (min {int(mask.min())}); "
+                    "deqslots reads 0 as background and 1..K as objects: shift the ids (e.g. mask + 1 if -1 marks "
+                    "the background) and write the file again"
+                )
             ids = torch.from_numpy(mask.astype(np.int64))
             if self.resolution is not None:
                 ids = resize_ids(ids, self.resolution)

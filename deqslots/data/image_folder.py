@@ -210,7 +210,8 @@ class ImageFolderDataset(Dataset):
             raise DataError(f"{path}: cannot decode mask ({type(exc).__name__}: {exc})") from exc
         ids = ids.astype(np.int64)
         if ids.size and ids.min() < 0:
-            raise DataError(f"{path}: mask holds negative ids")
+            raise DataError(f"{path}: mask holds negative ids (min {int(ids.min())}); deqslots reads 0 as background "
+                            "and 1..K as objects: shift the ids and save the mask again")
         return torch.from_numpy(ids)
 
     def __repr__(self) -> str:

@@ -353,3 +353,15 @@ def test_resume_refuses_another_model_or_config(finished_run, tmp_path, capsys):
     assert "num_slots: checkpoint 3 vs now 4" in err
     assert "pass --resume" in cli_error(capsys, tiny_args(run))  # never overwritten without --resume
     assert (run / "checkpoint.pt").read_bytes() == before
+
+
+def test_negative_mask_ids_are_refused_at_the_first_read(tmp_path, capsys):
+    # -1 as background (a common convention elsewhere) would have become an object (uint16 wrap in data convert)
+    # or failed only at the first evaluation, naming no file
+    masks = np.random.default_rng(0).integers(-1, 4, (40, 8, 8)).astype(np.int16)
+    path = write_h5(tmp_path / "neg.h5", image=images_u8(40), mask=masks)
+    err = cli_error(capsys, tiny_args(tmp_path / "run", "--data", f"hdf5:{path}", "--eval-every", "100"))
+    assert "neg.h5:mask[" in err and "holds negative instance ids (min -1)" in err and "mask + 1" in err
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    err = cli_error(capsys, ["data", "convert", f"hdf5:{path}", str(tmp_path / "out.h5"), "--no-progress"])
+    assert "holds negative instance ids" in err and not (tmp_path / "out.h5").exists()
