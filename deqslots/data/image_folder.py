@@ -126,6 +126,9 @@ class ImageFolderDataset(Dataset):
                 raise NotADirectoryError(f"{label} folder {str(folder)!r} is not a directory")
 
         images = _find_images(self.root)
+        if self.mask_root is not None and self.mask_root.resolve().is_relative_to(self.root.resolve()):
+            inside = self.mask_root.resolve()  # masks kept in a subfolder of the images are not images
+            images = [p for p in images if not p.resolve().is_relative_to(inside)]
         if not images:
             raise ValueError(
                 f"no images found under {str(self.root)!r}: expected files with extensions "

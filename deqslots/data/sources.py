@@ -1,8 +1,11 @@
 """The ``--data`` forms for data on disk, and the split each one is read with.
 
 ======================================  ==================================================================
-``folder:PATH``                         images (recursive), seeded 90/5/5 split; a ShapeStacks folder is
-                                        recognised and read as ``shapestacks:PATH``
+``folder:PATH``                         images (recursive), seeded 90/5/5 split; id masks (PNG, 0 =
+                                        background) from ``PATH/masks`` mirroring the images' names, with
+                                        the images in ``PATH/images`` or in ``PATH`` itself (the masks folder
+                                        is then not read as images); a ShapeStacks folder is recognised
+                                        and read as ``shapestacks:PATH``
 ``hdf5:PATH``                           arrays ``image`` (and ``mask``), seeded 90/5/5 split
 ``tfrecord:PATH``, ``tfrecord:NAME:PATH``  a Multi-Object Datasets file, streamed; split record by record
 ``coco:ANNOTATIONS.json:IMAGES``        COCO instances via pycocotools, seeded 90/5/5 split of the file
@@ -123,7 +126,8 @@ def open_split(data: str, split: str, resolution: Optional[int], seed: int, mask
     if kind == "coco":
         dataset = CocoDataset(*_coco_args(rest), resolution=resolution)
     elif kind == "folder":
-        dataset = ImageFolderDataset(rest, resolution, mask_root=mask_root)
+        images, masks = folder_layout(rest, mask_root)
+        dataset = ImageFolderDataset(images, resolution, mask_root=masks)
     else:  # images only (FG-ARI is then absent) when the file has no "mask" dataset
         dataset = HDF5Dataset(rest, resolution=resolution, mask_key="mask" if has_dataset(rest, "mask") else None)
     return MapSplit(dataset, _fractions(len(dataset), seed, split, 0.05, data))
@@ -145,14 +149,36 @@ def iterate_all(data: str, resolution: Optional[int]) -> tuple[Iterator[dict], O
         parts = [_need_resolution(ImageFolderDataset, Path(rest) / s, resolution, data) for s in _SPLITS]
     elif kind == "coco":
         parts = [CocoDataset(*_coco_args(rest), resolution=resolution)]
-    elif kind in ("folder", "clevr-mirror"):
+    elif kind == "folder":
+        images, masks = folder_layout(rest)
+        parts = [_need_resolution(ImageFolderDataset, images, resolution, data, mask_root=masks)]
+    elif kind == "clevr-mirror":
         parts = [_need_resolution(ImageFolderDataset, rest, resolution, data)]
     else:
         parts = [HDF5Dataset(rest, resolution=resolution, mask_key="mask" if has_dataset(rest, "mask") else None)]
     return (part[i] for part in parts for i in range(len(part))), sum(len(p) for p in parts)
 
 
-def _need_resolution(cls, path, resolution: Optional[int], data: str):
+def _need_resolution(cls, path, resolution: Optional[int], data: str, **kw):
     if resolution is None:
         raise ValueError(f"{data}: image folders hold images of any size; pass --resolution R")
-    return cls(path, resolution)
+    return cls(path, resolution, **kw)
+
+
+def folder_layout(path: str, mask_root: Optional[str] = None) -> tuple[Path, Optional[Path]]:
+    """The image folder and the mask folder (None: no masks) of ``folder:PATH``.
+
+    An explicit ``mask_root`` wins; else ``PATH/images`` + ``PATH/masks``, or images in ``PATH`` with masks in
+    ``PATH/masks`` (which :class:`ImageFolderDataset` then leaves out of the images), or ``PATH`` named
+    ``images`` beside a ``masks`` folder.
+    """
+    root = Path(path)
+    if mask_root is not None:
+        return root, Path(mask_root)
+    if (root / "images").is_dir() and (root / "masks").is_dir():
+        return root / "images", root / "masks"
+    if (root / "masks").is_dir():
+        return root, root / "masks"
+    if root.name == "images" and (root.parent / "masks").is_dir():
+        return root, root.parent / "masks"
+    return root, None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import warnings
 
@@ -230,3 +231,41 @@ def test_hdf5_opens_lazily_per_process(tmp_path):
     assert torch.equal(masks, torch.from_numpy(ids).long())
     data.close()
     assert data._handle is None
+
+
+def _folder_with_masks(root, images):
+    """30 two-object scenes: images under ``images``, id masks (0 background, 1, 2) under ``root/masks``."""
+    images.mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        ids = np.zeros((16, 16), np.uint8)
+        r, c = rng.integers(0, 6, 2)
+        ids[r:r + 6, c:c + 6] = 1
+        ids[10:15, 9:15] = 2
+        pixels = np.full((16, 16, 3), 20, np.uint8)
+        pixels[ids == 1], pixels[ids == 2] = (200, 50, 50), (50, 200, 50)
+        Image.fromarray(pixels).save(images / f"{i:03d}.png")
+        Image.fromarray(ids).save(root / "masks" / f"{i:03d}.png")
+
+
+@pytest.mark.parametrize("layout", ["images-and-masks", "masks-inside", "images-folder"])
+def test_folder_data_finds_its_masks_from_the_cli(tmp_path, capsys, layout):
+    # folder:PATH with PATH/masks: the masks give FG-ARI (they were never passed from the CLI), and a masks folder
+    # inside the images is not read as more images (it doubled the data with near-black "images")
+    from deqslots.cli import main
+    from deqslots.data.sources import folder_layout, open_split
+
+    root = tmp_path / "data"
+    _folder_with_masks(root, root if layout == "masks-inside" else root / "images")
+    path = root / "images" if layout == "images-folder" else root
+    images, masks = folder_layout(str(path))
+    assert masks == root / "masks" and images == (root if layout == "masks-inside" else root / "images")
+    total = sum(len(open_split(f"folder:{path}", split, 16, 0).indices) for split in ("train", "val", "test"))
+    assert total == 30
+    out = tmp_path / "run"
+    assert main(["train", "--data", f"folder:{path}", "--resolution", "16", "--num-slots", "3", "--batch-size", "4",
+                 "--steps", "2", "--eval-every", "2", "--eval-batches", "1", "--threads", "1", "--no-progress",
+                 "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["fg_ari"] is not None and 0.0 <= summary["colour_fg_ari"] <= 1.0
