@@ -48,7 +48,17 @@ def config_changes(config: "TrainConfig", names: tuple[str, ...] = ()) -> dict[s
         if getattr(config, name) is not None:
             changes[name] = getattr(config, name)
     if config.config_set:  # --set FIELD=VALUE,...: any other field of the architecture
-        changes.update(parse_assignments(config.config_set, "decoder_position_frequencies=3"))
+        assigned = parse_assignments(config.config_set, "decoder_position_frequencies=3")
+        # A field with a flag of its own may come from --set only where the flag was not given: otherwise the run
+        # records the flag's value and trains with the other (--variant IN --set variant=vanilla trained vanilla,
+        # labelled IN). The variant always has a value (its flag's default), so it is never --set.
+        clash = [f"{name}={assigned[name]!r} (the flag says {changes[name]!r})" for name in sorted(assigned)
+                 if name in changes and (name == "variant" or assigned[name] != changes[name])]
+        if clash:
+            flags = ", ".join("--" + n.replace("_", "-") for n in sorted(assigned) if n in changes)
+            raise ValueError(f"--set {'; '.join(clash)}: give a field that has a flag of its own ({flags}) "
+                             "with that flag only")
+        changes.update(assigned)
     return changes
 
 

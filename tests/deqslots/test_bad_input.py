@@ -266,6 +266,10 @@ def test_batch_stream_split_and_batch_size(tmp_path):
     (["--threads", "-1"], "threads must be a positive integer (0 or None: torch's default); got -1"),
     (["--tau-steps", "5"], "tau_steps is a SLATE setting; use it with model='slate' (--model slate)"),
     (["--tau-start", "2"], "--tau-start is a SLATE setting; use it with --model slate"),
+    (["--variant", "IN", "--set", "variant=vanilla"], "--set variant='vanilla' (the flag says 'IN'): give a field "
+                                                      "that has a flag of its own (--variant) with that flag only"),
+    (["--iters", "5", "--set", "iters=3"], "--set iters=3 (the flag says 5)"),
+    (["--num-slots", "3", "--set", "num_slots=4,slot_dim=32"], "--set num_slots=4 (the flag says 3)"),
     (["--tau-final", "0.5"], "--tau-final is a SLATE setting; use it with --model slate"),
 ])
 def test_invalid_cli_values(tmp_path, capsys, extra, message):
