@@ -1,16 +1,16 @@
 """The ``--data`` forms for data on disk, and the split each one is read with.
 
 ======================================  ==================================================================
-``folder:PATH``                         images (recursive), seeded 90/5/5 split; id masks (PNG, 0 =
-                                        background) from ``PATH/masks`` mirroring the images' names, with
-                                        the images in ``PATH/images`` or in ``PATH`` itself (the masks folder
-                                        is then not read as images); a ShapeStacks folder is recognised
-                                        and read as ``shapestacks:PATH``
-``hdf5:PATH``                           arrays ``image`` (and ``mask``), seeded 90/5/5 split
+``folder:PATH``                         images (recursive), fixed 90/5/5 split (the same for every
+                                        ``--seed``); id masks (PNG, 0 = background) from ``PATH/masks``
+                                        mirroring the images' names, with the images in ``PATH/images`` or
+                                        in ``PATH`` itself (the masks folder is then not read as images); a
+                                        ShapeStacks folder is recognised and read as ``shapestacks:PATH``
+``hdf5:PATH``                           arrays ``image`` (and ``mask``), fixed 90/5/5 split
 ``tfrecord:PATH``, ``tfrecord:NAME:PATH``  a Multi-Object Datasets file, streamed; split record by record
-``coco:ANNOTATIONS.json:IMAGES``        COCO instances via pycocotools, seeded 90/5/5 split of the file
+``coco:ANNOTATIONS.json:IMAGES``        COCO instances via pycocotools, fixed 90/5/5 split of the file
 ``clevr-mirror:PATH``                   CLEVR-Mirror images: ``PATH/{train,val,test}`` if present, else
-                                        the paper's seeded 70/15/15 split
+                                        the paper's 70/15/15 split (fixed)
 ``shapestacks:PATH``                    ShapeStacks with its own splits (``splits/default``)
 ======================================  ==================================================================
 """
@@ -88,8 +88,13 @@ def _coco_args(rest: str) -> tuple[str, str]:
     return annotations, images
 
 
-def _fractions(size: int, seed: int, split: str, val: float, data: str) -> np.ndarray:
-    order = np.random.default_rng(seed).permutation(size)
+# The permutation that splits files on disk into train/val/test. Fixed, not the run's --seed: runs of several
+# seeds must share one test set (and no seed may train on another's test images).
+SPLIT_SEED = 0
+
+
+def _fractions(size: int, split: str, val: float, data: str) -> np.ndarray:
+    order = np.random.default_rng(SPLIT_SEED).permutation(size)
     n_val = max(1, int(size * val)) if size >= 3 else 0
     parts = {"val": order[:n_val], "test": order[n_val:2 * n_val], "train": order[2 * n_val:]}
     if len(parts[split]) == 0:
@@ -122,7 +127,7 @@ def open_split(data: str, split: str, resolution: Optional[int], seed: int, mask
             return MapSplit(dataset, np.arange(len(dataset)))
         dataset = ImageFolderDataset(root, resolution)
         # Chang et al. (2022) split the CLEVR-Mirror images they got from SLATE's authors 70/15/15.
-        return MapSplit(dataset, _fractions(len(dataset), seed, split, 0.15, data))
+        return MapSplit(dataset, _fractions(len(dataset), split, 0.15, data))
     if kind == "coco":
         dataset = CocoDataset(*_coco_args(rest), resolution=resolution)
     elif kind == "folder":
@@ -130,7 +135,7 @@ def open_split(data: str, split: str, resolution: Optional[int], seed: int, mask
         dataset = ImageFolderDataset(images, resolution, mask_root=masks)
     else:  # images only (FG-ARI is then absent) when the file has no "mask" dataset
         dataset = HDF5Dataset(rest, resolution=resolution, mask_key="mask" if has_dataset(rest, "mask") else None)
-    return MapSplit(dataset, _fractions(len(dataset), seed, split, 0.05, data))
+    return MapSplit(dataset, _fractions(len(dataset), split, 0.05, data))
 
 
 def iterate_all(data: str, resolution: Optional[int]) -> tuple[Iterator[dict], Optional[int]]:
