@@ -212,6 +212,11 @@ def _run_eval(args: argparse.Namespace) -> int:
         with_fid = [k for k in MODELS.values() if k.fid]
         raise ValueError(f"--fid-weights applies to {', '.join(k.title for k in with_fid)} runs "
                          f"({', '.join(f'train --model {k.name}' for k in with_fid)})")
+    evaluated = args.batches * config.batch_size
+    if stream.size is not None and stream.size < evaluated:  # the stream cycles: metrics weight repeats
+        print(f"deqslots eval: the {args.split} split holds {stream.size} images, fewer than the {evaluated} "
+              f"evaluated ({args.batches} batches of {config.batch_size}): images repeat; pass --batches "
+              f"{max(1, stream.size // config.batch_size)} or use more data", file=sys.stderr)
     result = evaluate(model, stream, args.batches, seed=config.seed, iters=args.iters, fid=fid)
     if "fg_ari" in result:  # the colour-only control on the same images (null without masks)
         result.update(colour_control(stream, args.batches, config.seed, result["fg_ari"]))
@@ -222,7 +227,8 @@ def _run_eval(args: argparse.Namespace) -> int:
         result.update(kind.composition(model, pairs, run, config.seed), composition_pairs=pairs)
     if args.data:
         result.update(data=args.data)
-    result.update(split=args.split, batches=args.batches, images=args.batches * config.batch_size,
+    result.update(split=args.split, batches=args.batches, images=evaluated,
+                  distinct_images=evaluated if stream.size is None else min(evaluated, stream.size),
                   iters=args.iters or getattr(model.config, "eval_iters", None) or getattr(model.config, "iters", None),
                   step=int(state["step"]), num_slots=getattr(model.config, "num_slots", None))
     (run / f"eval_{args.split}.json").write_text(strict_json(result, indent=2))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import json
 import shutil
 
 import h5py
@@ -369,3 +370,15 @@ def test_negative_mask_ids_are_refused_at_the_first_read(tmp_path, capsys):
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
     err = cli_error(capsys, ["data", "convert", f"hdf5:{path}", str(tmp_path / "out.h5"), "--no-progress"])
     assert "holds negative instance ids" in err and not (tmp_path / "out.h5").exists()
+
+
+def test_eval_says_when_a_small_split_repeats_images(tmp_path, capsys):
+    path = write_h5(tmp_path / "small.h5", image=images_u8(40))  # 90/5/5: a test split of 2 images
+    run = tmp_path / "run"
+    assert main(tiny_args(run, "--data", f"hdf5:{path}")) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--batches", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "the test split holds 2 images, fewer than the 8 evaluated (2 batches of 4): images repeat" in captured.err
+    result = json.loads((run / "eval_test.json").read_text())
+    assert (result["images"], result["distinct_images"]) == (8, 2)
