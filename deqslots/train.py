@@ -224,14 +224,22 @@ def _train_loss(model: torch.nn.Module, config: TrainConfig, images: torch.Tenso
     return model_kind(config.model).loss(model, config, images, step)
 
 
-def _same_run(saved: dict, config: TrainConfig) -> list[str]:
-    """Fields that define the run and differ between a checkpoint and the requested config."""
+def _same_run(saved: dict, config: TrainConfig, model_config: Optional[dict] = None) -> list[str]:
+    """Fields that define the run and differ between a checkpoint and the requested config.
+
+    An architecture flag the run left to its config (None in the checkpoint's train config) matches the value
+    the model was built with (``model_config``): ``--resume --iters 7`` continues a run that used the default 7.
+    """
     defining = ("model", "variant", "data", "config", "config_set", "resolution", "iters", "num_slots", "batch_size",
                 "seed", "lr", "warmup_steps", "decay_steps", "grad_clip", "vocab_size", "dvae_lr", "grad_clip_type",
                 "tau_start", "tau_final", "tau_steps", "stage")
     # device, precision, threads and the world size are left out: where and on how many processes a run
     # continues does not change what it computes (the checkpoint holds the global batch size)
     now = dataclasses.asdict(config)
+    saved = dict(saved)
+    for name in ("resolution", "iters", "num_slots"):
+        if saved.get(name) is None and now[name] is not None and (model_config or {}).get(name) == now[name]:
+            saved[name] = now[name]
     # a field a checkpoint predates (added since) counts as matching
     return [f"{k}: checkpoint {saved.get(k)!r} vs now {now[k]!r}" for k in defining if saved.get(k, now[k]) != now[k]]
 
@@ -277,7 +285,7 @@ def _prepare_run(config: TrainConfig, out: Path, ckpt_path: Path) -> Optional[di
         return None
     state = load_checkpoint(ckpt_path)
     check_training_checkpoint(state, ckpt_path)
-    differences = _same_run(state["train_config"], config)
+    differences = _same_run(state["train_config"], config, state.get("model_config") or {})
     if differences:
         raise ValueError("--resume with different settings than the checkpoint: " + "; ".join(differences))
     return state

@@ -9,8 +9,8 @@ line on stderr, never a traceback.
 from __future__ import annotations
 
 import dataclasses
-import re
 import json
+import re
 import shutil
 
 import h5py
@@ -382,3 +382,15 @@ def test_eval_says_when_a_small_split_repeats_images(tmp_path, capsys):
     assert "the test split holds 2 images, fewer than the 8 evaluated (2 batches of 4): images repeat" in captured.err
     result = json.loads((run / "eval_test.json").read_text())
     assert (result["images"], result["distinct_images"]) == (8, 2)
+
+
+def test_resume_accepts_the_defaults_it_ran_with_spelt_out(finished_run, tmp_path, capsys):
+    # the run left iters / num_slots to its config (None in the checkpoint): repeating the config's values is the
+    # same run, another value is not
+    run = copy_run(finished_run, tmp_path)
+    saved = load_checkpoint(run / "checkpoint.pt")
+    assert saved["train_config"]["iters"] is None and saved["model_config"]["iters"] == 7
+    assert main(tiny_args(run, "--resume", "--iters", "7", "--steps", "2")) == 0  # the later --steps wins
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 2
+    err = cli_error(capsys, tiny_args(run, "--resume", "--iters", "5", "--steps", "3"))
+    assert "iters: checkpoint 7 vs now 5" in err
