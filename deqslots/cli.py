@@ -168,6 +168,9 @@ def _run_eval_pretrained(args: argparse.Namespace) -> int:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
+    if args.iters is not None and args.iters < 1:
+        raise ValueError(f"--iters takes the number of slot-attention iterations at evaluation (>= 1); "
+                         f"got {args.iters}")
     if args.composition is not None and args.composition < 0:
         raise ValueError(f"--composition takes a number of scene pairs >= 0 (0 skips it); got {args.composition}")
     if args.pretrained is not None:
@@ -202,7 +205,14 @@ def _run_eval(args: argparse.Namespace) -> int:
                          f"so it runs with {trained} slots only; drop --num-slots")
     load_model_state(model, state, run / "checkpoint.pt", may_differ=("num_slots",) if args.num_slots else ())
     data = args.data or config.data  # --data: the same data set elsewhere, e.g. COCO's val2017 after train2017
-    stream = BatchStream(data, args.split, model.config.resolution, config.batch_size, config.seed)
+    try:
+        stream = BatchStream(data, args.split, model.config.resolution, config.batch_size, config.seed)
+    except FileNotFoundError as err:
+        if args.data:
+            raise
+        raise FileNotFoundError(f"{err}: the run's data ({config.data}, as given to train) is not there any more; "
+                                f"pass --data with its new place, e.g. --data {config.data.split(':')[0]}:NEW_PATH"
+                                ) from None
     fid, kind = None, model_kind(config.model)
     if kind.fid:
         from .slate.fid import fid_scorer

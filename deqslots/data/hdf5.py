@@ -62,17 +62,19 @@ def _mask_layout(data: h5py.Dataset, path: Path, count: int, height: int, width:
     where = f"{path}:{data.name}"
     integral = np.issubdtype(data.dtype, np.integer) or data.dtype == np.bool_
     shape = tuple(data.shape)
-    if data.ndim == 3:
+    if data.ndim == 3 or (data.ndim == 4 and shape[-1] == 1 and shape[1:3] == (height, width)):
+        # ids [N, H, W], or [N, H, W, 1] as image libraries write single-channel arrays
         layout, spatial = "ids", shape[1:3]
         if not integral:
-            raise DataError(f"{where} has dtype {data.dtype}; id masks [N, H, W] must be integers")
+            raise DataError(f"{where} has dtype {data.dtype}; id masks [N, H, W] (or [N, H, W, 1]) must be integers")
     elif data.ndim == 4:
         layout, spatial = "slots", shape[2:4]
     elif data.ndim == 5 and shape[-1] == 1:
         layout, spatial = "slots", shape[2:4]
     else:
         raise DataError(
-            f"{where} has shape {shape}; expected ids [N, H, W] or slot masks [N, K, H, W] / [N, K, H, W, 1]"
+            f"{where} has shape {shape}; expected ids [N, H, W] / [N, H, W, 1] or slot masks [N, K, H, W] / "
+            "[N, K, H, W, 1]"
         )
     if layout == "slots" and not (integral or np.issubdtype(data.dtype, np.floating)):
         raise DataError(f"{where} has dtype {data.dtype}; expected integer, bool or float slot masks")
@@ -200,6 +202,8 @@ class HDF5Dataset(Dataset):
             mask = self._read(handle, self.mask_key, index)
             if self._mask_layout == "slots":
                 mask = mask.reshape(mask.shape[0], *mask.shape[1:3]).argmax(axis=0)
+            elif mask.ndim == 3:  # ids [H, W, 1]
+                mask = mask[..., 0]
             if self._mask_layout == "ids" and mask.size and mask.min() < 0:
                 raise DataError(
                     f"{self.path}:{self.mask_key}[{index}] holds negative instance ids (min {int(mask.min())}); "

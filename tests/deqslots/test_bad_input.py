@@ -394,3 +394,15 @@ def test_resume_accepts_the_defaults_it_ran_with_spelt_out(finished_run, tmp_pat
     assert load_checkpoint(run / "checkpoint.pt")["step"] == 2
     err = cli_error(capsys, tiny_args(run, "--resume", "--iters", "5", "--steps", "3"))
     assert "iters: checkpoint 7 vs now 5" in err
+
+
+def test_eval_of_a_run_whose_data_moved_says_to_pass_data(tmp_path, capsys):
+    path = write_h5(tmp_path / "moving.h5", image=images_u8(40))
+    run = tmp_path / "run"
+    assert main(tiny_args(run, "--data", f"hdf5:{path}")) == 0
+    path.rename(tmp_path / "moved.h5")
+    err = cli_error(capsys, ["eval", str(run)])
+    assert "does not exist" in err and "pass --data with its new place, e.g. --data hdf5:NEW_PATH" in err
+    assert main(["eval", str(run), "--data", f"hdf5:{tmp_path / 'moved.h5'}", "--batches", "1"]) == 0
+    err = cli_error(capsys, ["eval", str(run), "--iters", "0"])
+    assert "--iters takes the number of slot-attention iterations" in err

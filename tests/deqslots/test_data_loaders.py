@@ -286,3 +286,15 @@ def test_the_split_of_files_on_disk_does_not_depend_on_the_seed(tmp_path):
     assert len(parts[0]["test"]) == 20 and not parts[0]["test"] & parts[0]["train"]
     for seed in (0, 1):  # and through the stream a run reads
         assert len(BatchStream(f"hdf5:{path}", "test", 8, 4, seed).batch(0)["image"]) == 4
+
+
+def test_hdf5_id_masks_with_a_channel_axis(tmp_path):
+    # [N, H, W, 1] id masks (single-channel arrays as image libraries write them) were taken for slot masks and
+    # refused as "expected 5 masks of 8x8"
+    ids = np.random.default_rng(0).integers(0, 4, (5, 8, 8, 1)).astype(np.uint8)
+    path = tmp_path / "ids.h5"
+    with h5py.File(path, "w") as handle:
+        handle["image"] = np.zeros((5, 8, 8, 3), np.uint8)
+        handle["mask"] = ids
+    item = HDF5Dataset(path)[2]
+    assert item["mask"].shape == (8, 8) and torch.equal(item["mask"], torch.from_numpy(ids[2, ..., 0].astype(np.int64)))
