@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -241,10 +242,26 @@ def _run_eval(args: argparse.Namespace) -> int:
                   distinct_images=evaluated if stream.size is None else min(evaluated, stream.size),
                   iters=args.iters or getattr(model.config, "eval_iters", None) or getattr(model.config, "iters", None),
                   step=int(state["step"]), num_slots=getattr(model.config, "num_slots", None))
-    (run / f"eval_{args.split}.json").write_text(strict_json(result, indent=2))
-    write_figures(model, stream, run / "metrics.csv", run, config.seed)
+    # An evaluation of another setup (other data, slot count or iterations) is written beside the run's own
+    # evaluation instead of over it, and leaves the training figures (slots.png, loss_curve.png) alone.
+    tag = _eval_tag(args)
+    (run / f"eval_{args.split}{tag}.json").write_text(strict_json(result, indent=2))
+    if not tag:
+        write_figures(model, stream, run / "metrics.csv", run, config.seed)
     print(strict_json(result, indent=2))
     return 0
+
+
+def _eval_tag(args: argparse.Namespace) -> str:
+    """``""`` for the run's own setup; else a file-name suffix such as ``_slots10_data-same-hue@max_objects=8``."""
+    parts = []
+    if args.num_slots is not None:
+        parts.append(f"slots{args.num_slots}")
+    if args.iters is not None:
+        parts.append(f"iters{args.iters}")
+    if args.data:
+        parts.append("data-" + re.sub(r"[^A-Za-z0-9@=,.+-]+", "_", args.data).strip("_")[:80])
+    return "".join("_" + p for p in parts)
 
 
 def _data_parser(commands) -> None:

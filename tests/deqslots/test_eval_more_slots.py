@@ -18,10 +18,15 @@ def test_eval_with_more_slots_on_more_objects(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["num_slots"] == 10 and result["data"] == "same-hue@min_objects=6,max_objects=8"
     assert -1.0 <= result["fg_ari"] <= 1.0 and result["colour_fg_ari"] < 0.1
-    assert json.loads((run / "eval_test.json").read_text())["num_slots"] == 10
+    # written beside the run's own evaluation, not over it, and the training figures are left alone
+    tagged = run / "eval_test_slots10_data-same-hue@min_objects=6,max_objects=8.json"
+    assert json.loads(tagged.read_text())["num_slots"] == 10 and not (run / "eval_test.json").exists()
+    figure = (run / "slots.png").stat().st_mtime_ns
     # the run's own slot count by default
     assert main(["eval", str(run), "--batches", "1"]) == 0
     assert json.loads(capsys.readouterr().out)["num_slots"] == 7
+    assert json.loads((run / "eval_test.json").read_text())["num_slots"] == 7
+    assert json.loads(tagged.read_text())["num_slots"] == 10 and (run / "slots.png").stat().st_mtime_ns > figure
 
 
 def test_more_slots_is_for_run_folders(capsys):
