@@ -136,34 +136,41 @@ def _run_eval_pretrained(args: argparse.Namespace) -> int:
 
     if args.run is not None:
         raise ValueError("give either a run folder or --pretrained NAME, not both")
-    if args.iters is not None or args.fid_weights or args.num_slots is not None:
-        raise ValueError("--iters, --num-slots and --fid-weights apply to run folders, not to --pretrained models")
-    if args.data:
-        raise ValueError("--data applies to run folders; a --pretrained model is evaluated on generated scenes "
-                         "of the data it was trained on")
+    if args.fid_weights:
+        raise ValueError("--fid-weights applies to run folders, not to --pretrained models")
     batches = FIXED_TEST_BATCH["batches"] if args.batches is None else args.batches
-    model = load_pretrained(args.pretrained)  # loaded once for the metrics and the figures
+    # loaded once for the metrics and the figures
+    model = load_pretrained(args.pretrained, num_slots=args.num_slots)
     entry, kind, seed = PRETRAINED[args.pretrained], kind_of(model), FIXED_TEST_BATCH["seed"]
     if args.composition and not kind.composes_now(model):
         raise ValueError(f"--composition applies to models that generate from their slots; {entry.name} is a "
                          f"{kind.title} model, which does not (drop --composition)")
-    result = evaluate_pretrained(args.pretrained, split=args.split, batches=batches, model=model)
+    data = args.data or entry.data
+    result = evaluate_pretrained(args.pretrained, split=args.split, batches=batches, model=model, data=data,
+                                 iters=args.iters)
     # the colour-only control on the same test images evaluate_pretrained scored
-    images = BatchStream(entry.data, args.split, model.config.resolution, FIXED_TEST_BATCH["batch_size"], seed)
+    images = BatchStream(data, args.split, model.config.resolution, FIXED_TEST_BATCH["batch_size"], seed)
     result.update(colour_control(images, batches, seed, result["fg_ari"]))
     out = Path(args.out) if args.out is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    pairs = _composition_pairs(args, kind, model, entry.data)
+    pairs = _composition_pairs(args, kind, model, data)
     if pairs:  # SLATE: generate from A's slots with one swapped for B's object's, against the true composite
         with tempfile.TemporaryDirectory() as scratch:  # composition.png goes to --out, or nowhere
             result.update(kind.composition(model, pairs, out or Path(scratch), seed), composition_pairs=pairs)
-    result.update(pretrained=entry.name, model=entry.model, variant=entry.variant, data=entry.data, split=args.split,
-                  batches=batches, images=batches * FIXED_TEST_BATCH["batch_size"], documented_fg_ari=entry.fg_ari,
-                  documented_mse=entry.mse, trained_steps=entry.steps, command=entry.command)
+    tag = _eval_tag(args)  # another setup than the documented one: its own files, no documented figures
+    documented = {} if tag else dict(documented_fg_ari=entry.fg_ari, documented_mse=entry.mse)
+    result.update(pretrained=entry.name, model=entry.model, variant=entry.variant, data=data, split=args.split,
+                  batches=batches, images=batches * FIXED_TEST_BATCH["batch_size"], **documented,
+                  num_slots=getattr(model.config, "num_slots", None), trained_steps=entry.steps, command=entry.command)
+    if args.iters is not None:
+        result.update(iters=args.iters)
     if out is not None:  # slot attention: segmentations.png; SLATE: slots.png (+ composition.png above)
-        kind.scene_figure(model, entry.data, out / kind.scene_figure_name, split=args.split, seed=seed)
-        (out / f"eval_{args.split}.json").write_text(strict_json(result, indent=2))
+        if not args.data:  # the figure draws generated scenes of the model's own data set
+            figure = out / kind.scene_figure_name
+            kind.scene_figure(model, entry.data, figure.with_name(figure.stem + tag + figure.suffix),
+                              split=args.split, seed=seed)
+        (out / f"eval_{args.split}{tag}.json").write_text(strict_json(result, indent=2))
     print(strict_json(result, indent=2))
     return 0
 

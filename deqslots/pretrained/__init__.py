@@ -166,12 +166,13 @@ def pretrained_path(name: str) -> Path:
     return path
 
 
-def load_exported(path: Union[str, Path]) -> torch.nn.Module:
+def load_exported(path: Union[str, Path], num_slots: Optional[int] = None) -> torch.nn.Module:
     """The model of a file written by :func:`export_pretrained` (or a run's checkpoint.pt), in eval mode on the
     CPU, built by its kind (:mod:`deqslots.models`) from the run's recorded ``train_config``.
 
     Nothing outside the file is read: a SLATE ``--stage slots`` run's frozen dVAE is among its weights, so the
-    dVAE run it was trained on need not exist.
+    dVAE run it was trained on need not exist. ``num_slots`` builds it with another slot count (slot attention's
+    weights do not depend on it; refused for learned initial slots, one vector per slot).
 
     Raises:
         ValueError: for a file that is not a deqslots checkpoint, one from a version with settings this one
@@ -191,22 +192,30 @@ def load_exported(path: Union[str, Path]) -> torch.nn.Module:
         raise ValueError(f"{path} has settings this version does not know ({', '.join(unknown)}); load it with the "
                          "deqslots version that trained it")
     # resume=True: rebuild the trained architecture, not a new run (a SLATE slots run then needs no --dvae folder)
-    model = build_model(TrainConfig(**{**saved, "resume": True}))
-    load_model_state(model, state, path)
+    overrides: dict = {"resume": True}
+    if num_slots is not None:
+        overrides["num_slots"] = num_slots
+    model = build_model(TrainConfig(**{**saved, **overrides}))
+    if num_slots is not None and getattr(model.config, "slot_init", "gaussian") == "learned":
+        raise ValueError(f"{path} was trained with learned initial slots (slot_init=learned): one vector per slot, "
+                         "so it runs with its own slot count only; drop --num-slots")
+    load_model_state(model, state, path, may_differ=("num_slots",) if num_slots is not None else ())
     return model.eval()
 
 
-def load_pretrained(name: str) -> torch.nn.Module:
+def load_pretrained(name: str, num_slots: Optional[int] = None) -> torch.nn.Module:
     """The shipped model ``name`` in eval mode, on the CPU: a :class:`deqslots.SlotAutoencoder` or a
     :class:`deqslots.SLATE`, as the entry's ``model`` says.
 
     Raises:
         ValueError: for an unknown name (the message lists the known ones), or a file of another kind than
             its entry says.
+
+    ``num_slots``: another slot count than it was trained with (see :func:`load_exported`).
     """
     entry = _entry(name)
     path = pretrained_path(name)
-    model = load_exported(path)
+    model = load_exported(path, num_slots=num_slots)
     trained = kind_of(model).name
     if trained != entry.model:
         raise ValueError(f"{path} holds a {trained!r} model but the pretrained entry {name!r} says model="
@@ -217,20 +226,24 @@ def load_pretrained(name: str) -> torch.nn.Module:
 @torch.no_grad()
 def evaluate_pretrained(name: str, split: str = FIXED_TEST_BATCH["split"],
                         batches: int = FIXED_TEST_BATCH["batches"],
-                        model: Optional[torch.nn.Module] = None) -> dict[str, float]:
+                        model: Optional[torch.nn.Module] = None, data: Optional[str] = None,
+                        iters: Optional[int] = None) -> dict[str, float]:
     """The metrics of the shipped model ``name`` on fixed batches of its data set's ``split``, by its kind
     (:func:`deqslots.evaluate.evaluate`): ``mse``, ``mse_sum`` and ``fg_ari``; SLATE adds the dVAE's own MSE,
     the token cross-entropy, the mean-colour baseline, ... (:func:`deqslots.slate.evaluate.evaluate_slate`).
 
-    ``model``: ``load_pretrained(name)`` when the caller already holds it (None loads it).
+    ``model``: ``load_pretrained(name)`` when the caller already holds it (None loads it), e.g. with another
+    slot count. ``data``: other data than the model's own (any ``--data`` form, e.g. more objects per scene:
+    ``"same-hue@min_objects=6,max_objects=8"``); ``iters``: slot-attention iterations at evaluation. The
+    documented figures of an entry are those of the defaults.
     """
     from ..evaluate import evaluate
 
     entry = _entry(name)
     model = load_pretrained(name) if model is None else model
-    stream = BatchStream(entry.data, split, model.config.resolution, FIXED_TEST_BATCH["batch_size"],
+    stream = BatchStream(data or entry.data, split, model.config.resolution, FIXED_TEST_BATCH["batch_size"],
                          FIXED_TEST_BATCH["seed"])
-    return evaluate(model, stream, batches, seed=FIXED_TEST_BATCH["seed"])
+    return evaluate(model, stream, batches, seed=FIXED_TEST_BATCH["seed"], iters=iters)
 
 
 def export_pretrained(run: Union[str, Path], out: Union[str, Path]) -> Path:

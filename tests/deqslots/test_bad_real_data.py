@@ -95,6 +95,6 @@ def test_eval_data_override_is_checked_too(files, capsys):
     assert "text.tfrecords is not a TFRecord file" in err
 
 
-def test_eval_data_does_not_apply_to_pretrained_models(capsys):
+def test_eval_data_of_a_pretrained_model_is_checked_too(capsys):
     err = cli_error(capsys, ["eval", "--pretrained", "shapes-IN", "--data", "folder:photos"])
-    assert "--data applies to run folders" in err
+    assert "'photos' does not exist" in err

@@ -29,6 +29,17 @@ def test_eval_with_more_slots_on_more_objects(tmp_path, capsys):
     assert json.loads(tagged.read_text())["num_slots"] == 10 and (run / "slots.png").stat().st_mtime_ns > figure
 
 
-def test_more_slots_is_for_run_folders(capsys):
-    assert main(["eval", "--pretrained", "shapes-IN", "--num-slots", "9"]) == 2
-    assert "--num-slots" in capsys.readouterr().err
+def test_a_shipped_model_with_more_slots_on_more_objects(tmp_path, capsys):
+    # README's generalisation figure, checkable on the shipped model: --num-slots, --data (and --iters) apply to
+    # --pretrained too, into their own files, without the documented figures (they are the defaults')
+    args = ["eval", "--pretrained", "same-hue-IN", "--batches", "1", "--num-slots", "10", "--data",
+            "same-hue@min_objects=6,max_objects=8", "--out", str(tmp_path)]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["num_slots"] == 10 and result["data"] == "same-hue@min_objects=6,max_objects=8"
+    assert 0.2 < result["fg_ari"] <= 1.0 and result["colour_fg_ari"] < 0.1 and "documented_fg_ari" not in result
+    assert (tmp_path / "eval_test_slots10_data-same-hue@min_objects=6,max_objects=8.json").exists()
+    assert not (tmp_path / "eval_test.json").exists()
+    assert main(["eval", "--pretrained", "same-hue-IN", "--batches", "1"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["num_slots"] == 7 and result["documented_fg_ari"] == 0.4792

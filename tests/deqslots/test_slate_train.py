@@ -109,7 +109,7 @@ def test_cli_train_and_eval_with_and_without_fid(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(out), "--batches", "1", "--iters", "5"]) == 0
     assert "FID skipped" in capsys.readouterr().err
-    result = json.loads((out / "eval_test.json").read_text())
+    result = json.loads((out / "eval_test_iters5.json").read_text())  # another setup: its own file
     assert result["fid"] is None and result["iters"] == 5 and result["step"] == 2
     assert {"mse", "mse_sum", "dvae_mse_sum", "ce", "ce_per_token", "fg_ari"} <= set(result)
     # composition is measured by default on 16 shapes pairs, with its figure

@@ -107,7 +107,7 @@ def test_cli_train_eval_and_errors(tmp_path, capsys):
             "--grad-clip", "1.0"]
     assert main(args) == 0
     assert main(["eval", str(out), "--batches", "1", "--iters", "5"]) == 0
-    result = json.loads((out / "eval_test.json").read_text())
+    result = json.loads((out / "eval_test_iters5.json").read_text())  # another setup: its own file
     assert result["iters"] == 5 and result["step"] == 3 and "fg_ari" in result
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "nothing")]) == 2
