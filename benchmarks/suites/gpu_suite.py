@@ -186,7 +186,8 @@ def _solver_overhead(ctx: RunContext, budget: Budget, dry: bool, result: SuiteRe
 
             def solve(solver: solvers.ForwardSolver = solver, tol: Optional[float] = tol) -> solvers.SolveInfo:
                 with torch.no_grad():
-                    return solvers.fixed_point(f, z0, forward=solver, backward="onestep", tol=tol, max_iter=30,
+                    # unrolled under no_grad: the forward solve alone (no extra application of f)
+                    return solvers.fixed_point(f, z0, forward=solver, backward="unrolled", tol=tol, max_iter=30,
                                                on_fail="ignore")[1]
 
             info = solve()  # warm-up (and the nfe)
