@@ -189,29 +189,17 @@ def _run_eval(args: argparse.Namespace) -> int:
         raise ValueError("--out applies to --pretrained; a run's results go into its own folder")
     if args.batches is None:
         args.batches = 10
-    from .checkpoint import check_training_checkpoint, load_checkpoint, load_model_state
+    from .checkpoint import check_training_checkpoint, load_checkpoint
     from .evaluate import colour_control, evaluate
     from .models import MODELS, model_kind
-    from .train import TrainConfig, build_model, write_figures
+    from .train import rebuild_model, write_figures
     from .batches import BatchStream
 
     run = Path(args.run)
     state = load_checkpoint(run / "checkpoint.pt")
     check_training_checkpoint(state, run / "checkpoint.pt")
-    unknown = sorted(set(state["train_config"]) - {f.name for f in dataclasses.fields(TrainConfig)})
-    if unknown:
-        raise ValueError(f"{run / 'checkpoint.pt'} has settings this version does not know ({', '.join(unknown)}); "
-                         "evaluate it with the deqslots version that trained it")
-    overrides: dict = {"resume": True}
-    if args.num_slots is not None:  # the slot parameters do not depend on the count, so the weights still fit
-        overrides["num_slots"] = args.num_slots
-    config = TrainConfig(**{**state["train_config"], **overrides})
-    model = build_model(config)
-    if args.num_slots is not None and getattr(model.config, "slot_init", "gaussian") == "learned":
-        trained = state["train_config"].get("num_slots") or "its"
-        raise ValueError(f"{run} was trained with learned initial slots (slot_init=learned): one vector per slot, "
-                         f"so it runs with {trained} slots only; drop --num-slots")
-    load_model_state(model, state, run / "checkpoint.pt", may_differ=("num_slots",) if args.num_slots else ())
+    # the slot parameters do not depend on the count, so with --num-slots the weights still fit
+    config, model = rebuild_model(state, run / "checkpoint.pt", num_slots=args.num_slots)
     data = args.data or config.data  # --data: the same data set elsewhere, e.g. COCO's val2017 after train2017
     try:
         stream = BatchStream(data, args.split, model.config.resolution, config.batch_size, config.seed)

@@ -218,6 +218,35 @@ def build_model(config: TrainConfig) -> torch.nn.Module:
     return model_kind(config.model).build(config)
 
 
+def rebuild_model(state: dict, path: Path | str, num_slots: Optional[int] = None
+                  ) -> tuple[TrainConfig, torch.nn.Module]:
+    """The trained model of a checkpoint ``state`` (read from ``path``), with its weights, and its train config.
+
+    Built from the recorded ``train_config`` with ``resume=True`` (the trained architecture, not a new run: a
+    SLATE slots run then needs no --dvae folder). ``num_slots`` builds it with another slot count (slot
+    attention's weights do not depend on it; refused for learned initial slots, one vector per slot).
+
+    Raises:
+        ValueError: for settings this version does not know, learned initial slots with ``num_slots``, or
+            weights that do not fit the recorded architecture.
+    """
+    saved = state["train_config"]
+    unknown = sorted(set(saved) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ValueError(f"{path} has settings this version does not know ({', '.join(unknown)}); use the "
+                         "deqslots version that trained it")
+    overrides: dict = {"resume": True}
+    if num_slots is not None:
+        overrides["num_slots"] = num_slots
+    config = TrainConfig(**{**saved, **overrides})
+    model = build_model(config)
+    if num_slots is not None and getattr(model.config, "slot_init", "gaussian") == "learned":
+        raise ValueError(f"{path} was trained with learned initial slots (slot_init=learned): one vector per slot, "
+                         f"so it runs with {saved.get('num_slots') or 'its'} slots only; drop --num-slots")
+    load_model_state(model, state, path, may_differ=("num_slots",) if num_slots is not None else ())
+    return config, model
+
+
 def _train_loss(model: torch.nn.Module, config: TrainConfig, images: torch.Tensor, step: int
                 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss to minimise and the kind's metrics.csv entries for this step (:meth:`ModelKind.loss`)."""
@@ -285,7 +314,7 @@ def _prepare_run(config: TrainConfig, out: Path, ckpt_path: Path) -> Optional[di
         return None
     state = load_checkpoint(ckpt_path)
     check_training_checkpoint(state, ckpt_path)
-    differences = _same_run(state["train_config"], config, state.get("model_config") or {})
+    differences = _same_run(state["train_config"], config, state.get("model_config"))
     if differences:
         raise ValueError("--resume with different settings than the checkpoint: " + "; ".join(differences))
     return state

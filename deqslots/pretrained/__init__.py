@@ -16,7 +16,6 @@ Examples:
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -27,7 +26,7 @@ from typing import Optional, Union
 import torch
 
 from ..batches import BatchStream
-from ..checkpoint import check_training_checkpoint, load_checkpoint, load_model_state, save_atomic
+from ..checkpoint import check_training_checkpoint, load_checkpoint, save_atomic
 from ..models import MODELS, kind_of
 
 __all__ = ["PretrainedModel", "PRETRAINED", "FIXED_TEST_BATCH", "pretrained_path", "load_pretrained",
@@ -178,7 +177,7 @@ def load_exported(path: Union[str, Path], num_slots: Optional[int] = None) -> to
         ValueError: for a file that is not a deqslots checkpoint, one from a version with settings this one
             does not know, or weights that do not fit the recorded architecture.
     """
-    from ..train import TrainConfig, build_model
+    from ..train import rebuild_model
 
     state = load_checkpoint(path)
     missing = [key for key in ("model", "model_config", "train_config") if not isinstance(state, dict)
@@ -186,20 +185,7 @@ def load_exported(path: Union[str, Path], num_slots: Optional[int] = None) -> to
     if missing:
         raise ValueError(f"{path} is not a model written by deqslots (it lacks {', '.join(missing)}); pass a file "
                          "written by deqslots.pretrained.export_pretrained or a run's checkpoint.pt")
-    saved = state["train_config"]
-    unknown = sorted(set(saved) - {field.name for field in dataclasses.fields(TrainConfig)})
-    if unknown:
-        raise ValueError(f"{path} has settings this version does not know ({', '.join(unknown)}); load it with the "
-                         "deqslots version that trained it")
-    # resume=True: rebuild the trained architecture, not a new run (a SLATE slots run then needs no --dvae folder)
-    overrides: dict = {"resume": True}
-    if num_slots is not None:
-        overrides["num_slots"] = num_slots
-    model = build_model(TrainConfig(**{**saved, **overrides}))
-    if num_slots is not None and getattr(model.config, "slot_init", "gaussian") == "learned":
-        raise ValueError(f"{path} was trained with learned initial slots (slot_init=learned): one vector per slot, "
-                         "so it runs with its own slot count only; drop --num-slots")
-    load_model_state(model, state, path, may_differ=("num_slots",) if num_slots is not None else ())
+    _, model = rebuild_model(state, path, num_slots=num_slots)
     return model.eval()
 
 
