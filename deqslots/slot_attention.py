@@ -10,12 +10,16 @@ from torch import nn
 
 import solvers
 
-__all__ = ["SlotAttention", "VARIANTS", "SLOT_INITS"]
+__all__ = ["SlotAttention", "VARIANTS", "SLOT_INITS", "ATTENTION_RETURNED"]
 
 VARIANTS = solvers.VARIANTS
 # How the initial slots are made: "gaussian" = sampled from one learned Gaussian shared by all slots
 # (Slot Attention); "learned" = one learned vector per slot, no noise (BO-QSA, Jia et al. 2023).
 SLOT_INITS = ("gaussian", "learned")
+# Which attention ``return_attn`` gives: "last_step" = the attention the last application of the map computed,
+# from the slots it was given (what SLATE's and Slot Attention's code return: the last iteration's attention,
+# before that iteration's update); "final_slots" = the attention of the returned slots, computed once more.
+ATTENTION_RETURNED = ("last_step", "final_slots")
 
 
 class SlotAttention(nn.Module):
@@ -52,6 +56,11 @@ class SlotAttention(nn.Module):
         backward_max_iter: cap of the adjoint Broyden solve for BB / IB (the paper caps both at 7).
         init: ``"gaussian"`` (Slot Attention: shared learned Gaussian, sampled) or ``"learned"`` (one learned
             vector per slot, deterministic; the slot count is then fixed by the weights).
+        layer_norm_eps: epsilon of the three LayerNorms (PyTorch's 1e-5; Keras, so Slot Attention's code, 1e-3).
+        attention: which attention ``return_attn`` returns (:data:`ATTENTION_RETURNED`): ``"last_step"`` (the
+            one the last application of the map computed from its input slots, as the authors' code returns
+            it: under vanilla the T-th iteration's, under IN the differentiated step's from the detached fixed
+            point) or ``"final_slots"`` (recomputed from the returned slots).
         compile: ``torch.compile`` the solve (``solvers.fixed_point``'s ``compile``: True or a
             ``solvers.Compile``); vanilla / IN / IB iterate a fixed number of times, so their whole loop is
             one graph. A run-time choice (the attribute ``compile``), not part of the weights.
@@ -68,7 +77,8 @@ class SlotAttention(nn.Module):
     def __init__(self, in_dim: int, slot_dim: int = 64, num_slots: int = 7, iters: int = 3,
                  mlp_hidden: int = 128, variant: str = "vanilla", eps: float = 1e-8,
                  eval_iters: Optional[int] = None, backward_max_iter: int = 7, init: str = "gaussian",
-                 compile: Union[bool, solvers.Compile] = False) -> None:
+                 compile: Union[bool, solvers.Compile] = False, layer_norm_eps: float = 1e-5,
+                 attention: str = "final_slots") -> None:
         super().__init__()
         for name, value in (("in_dim", in_dim), ("slot_dim", slot_dim), ("num_slots", num_slots),
                             ("iters", iters), ("mlp_hidden", mlp_hidden), ("backward_max_iter", backward_max_iter)):
@@ -80,20 +90,25 @@ class SlotAttention(nn.Module):
             raise ValueError(f"SlotAttention variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
         if init not in SLOT_INITS:
             raise ValueError(f"SlotAttention init must be one of {', '.join(SLOT_INITS)}; got {init!r}")
+        if attention not in ATTENTION_RETURNED:
+            raise ValueError(f"SlotAttention attention must be one of {', '.join(ATTENTION_RETURNED)}; "
+                             f"got {attention!r}")
+        if isinstance(layer_norm_eps, bool) or not isinstance(layer_norm_eps, (int, float)) or not layer_norm_eps > 0:
+            raise ValueError(f"SlotAttention layer_norm_eps must be a number > 0; got {layer_norm_eps!r}")
         self.in_dim, self.slot_dim, self.num_slots = in_dim, slot_dim, num_slots
         self.iters, self.eval_iters, self.variant, self.eps = iters, eval_iters, variant, eps
-        self.backward_max_iter, self.init = backward_max_iter, init
+        self.backward_max_iter, self.init, self.attention_returned = backward_max_iter, init, attention
         # torch.compile of the solve (solvers.Compile); a run-time choice, not saved with the weights
         self.compile = compile
         # (start, global batch) in multi-process training: see initial_slots. Not saved with the weights.
         self.noise_shard: Optional[tuple[int, int]] = None
-        self.norm_inputs = nn.LayerNorm(in_dim)
+        self.norm_inputs = nn.LayerNorm(in_dim, eps=layer_norm_eps)
         self.to_k = nn.Linear(in_dim, slot_dim, bias=False)
         self.to_v = nn.Linear(in_dim, slot_dim, bias=False)
-        self.norm_slots = nn.LayerNorm(slot_dim)
+        self.norm_slots = nn.LayerNorm(slot_dim, eps=layer_norm_eps)
         self.to_q = nn.Linear(slot_dim, slot_dim, bias=False)
         self.gru = nn.GRUCell(slot_dim, slot_dim)
-        self.norm_mlp = nn.LayerNorm(slot_dim)
+        self.norm_mlp = nn.LayerNorm(slot_dim, eps=layer_norm_eps)
         self.mlp = nn.Sequential(nn.Linear(slot_dim, mlp_hidden), nn.ReLU(), nn.Linear(mlp_hidden, slot_dim))
         # Shared Gaussian over initial slots, Xavier-uniform initialised as in the reference implementation.
         bound = math.sqrt(6.0 / (1 + slot_dim))
@@ -150,9 +165,16 @@ class SlotAttention(nn.Module):
         logits = torch.bmm(q, k.transpose(1, 2))  # [B, K, N]
         return logits.softmax(dim=1) + self.eps
 
-    def step(self, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """ONE slot-attention iteration: the map whose fixed point the variants find."""
+    def step(self, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+             record: Optional[list] = None) -> torch.Tensor:
+        """ONE slot-attention iteration: the map whose fixed point the variants find.
+
+        ``record``: a list whose only item becomes this call's attention [B, K, N] (softmax over slots, before
+        eps), so that after a solve it holds the last application's.
+        """
         attn = self.attention(slots, k)
+        if record is not None:
+            record[:] = [attn - self.eps]
         weights = attn / attn.sum(dim=2, keepdim=True)  # weighted mean over inputs
         updates = torch.bmm(weights, v)  # [B, K, D]
         batch = slots.shape[0]
@@ -167,8 +189,8 @@ class SlotAttention(nn.Module):
 
         Args:
             inputs: features [B, N, in_dim].
-            return_attn: also return the attention [B, num_slots, N] of the returned slots over the
-                inputs (softmax over slots), the masks the paper visualises.
+            return_attn: also return the attention [B, num_slots, N] over the inputs (softmax over slots), the
+                masks the paper visualises: the last step's or the returned slots' (the ``attention`` argument).
             iters: override the number of iterations for this call.
             slots: initial slots [B, num_slots, slot_dim] instead of sampling them.
             return_info: also return the :class:`solvers.SolveInfo` of the solve.
@@ -192,12 +214,14 @@ class SlotAttention(nn.Module):
                 f"got {tuple(slots.shape)}"
             )
         start = slots if sampled else None
-        slots, info = solvers.fixed_point(lambda s: self.step(s, k, v), slots, **self.solve_options(iters))
+        # the last application's attention is kept only when it is asked for
+        record: Optional[list] = [] if return_attn and self.attention_returned == "last_step" else None
+        slots, info = solvers.fixed_point(lambda s: self.step(s, k, v, record), slots, **self.solve_options(iters))
         if start is not None and self.init == "learned" and self.variant != "vanilla" and start.requires_grad:
             slots = slots + (start - start.detach())  # straight-through: see the class docstring
         out: list = [slots]
         if return_attn:
-            out.append(self.attention(slots, k) - self.eps)
+            out.append(record[0] if record else self.attention(slots, k) - self.eps)
         if return_info:
             out.append(info)
         return out[0] if len(out) == 1 else tuple(out)
