@@ -77,14 +77,20 @@ def load_model_state(model: torch.nn.Module, state: dict, path: Union[str, Path]
     config = getattr(model, "config", None)
     if isinstance(saved, dict) and dataclasses.is_dataclass(config):
         now = dataclasses.asdict(config)
-        # a field the checkpoint predates counts as matching
+        # A field the checkpoint predates was trained with the config class's LEGACY value where it names one
+        # (SLATEConfig.LEGACY, AutoencoderConfig.LEGACY: the authors' architecture became the default later),
+        # and counts as matching otherwise.
+        predated = {key: value for key, value in getattr(type(config), "LEGACY", {}).items() if key not in saved}
+        saved = {**predated, **saved}
         diffs = [f"{key}: checkpoint {saved[key]!r} vs model {now[key]!r}" for key in now
                  if key in saved and key not in may_differ and _plain(saved[key]) != _plain(now[key])]
         extra = sorted(set(saved) - set(now))
         if diffs or extra:
             detail = "; ".join(diffs + ([f"fields unknown to this model: {', '.join(extra)}"] if extra else []))
+            old = ",".join(f"{key}={value}" for key, value in predated.items() if _plain(value) != _plain(now[key]))
+            hint = (f" (it predates these fields: build the model with --set {old})" if old else "")
             raise ValueError(f"checkpoint {path} was saved from a different model ({type(model).__name__} "
-                             f"differs in {detail}); load it with the model and settings that trained it")
+                             f"differs in {detail}); load it with the model and settings that trained it{hint}")
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:

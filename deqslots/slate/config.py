@@ -3,23 +3,38 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from types import MappingProxyType
+from typing import ClassVar, Mapping, Optional
 
-from ..slot_attention import VARIANTS
+from ..initialization import check_init
+from ..slot_attention import ATTENTION_RETURNED, VARIANTS
 from .._replace import replace_fields
 
-__all__ = ["SLATEConfig", "SLATE_CONFIGS", "slate_config_for", "SLOT_INPUTS", "MASK_UPSAMPLING"]
+__all__ = ["SLATEConfig", "SLATE_CONFIGS", "slate_config_for", "SLOT_INPUTS", "MASK_UPSAMPLING", "ACTIVATIONS",
+           "FIRST_BLOCK_NORMS", "TARGET_TOKENS"]
 
 SLOT_INPUTS = ("embedding", "dvae")
 MASK_UPSAMPLING = ("nearest", "bilinear")
+ACTIVATIONS = ("relu", "gelu")
+# "replace": block 0 replaces the residual stream by its LayerNorm (SLATE's is_first); "pre": pre-LN everywhere
+FIRST_BLOCK_NORMS = ("replace", "pre")
+# "independent": the decoder's targets are the argmax of a second Gumbel sample (SLATE); "shared": of the one the
+# dVAE decoder sees
+TARGET_TOKENS = ("independent", "shared")
 
 
 @dataclass(frozen=True)
 class SLATEConfig:
     """Architecture of :class:`deqslots.SLATE`.
 
-    Defaults are SLATE's (Singh, Deng & Ahn, ICLR 2022) at 64x64: vocabulary 1024, d_model 192, 4 decoder
-    blocks with 4 heads, dropout 0.1, slot size 192, 3 slot-attention iterations.
+    Defaults are SLATE's (Singh, Deng & Ahn, ICLR 2022) at 64x64, as its authors' code (singhgautam/slate)
+    computes it: vocabulary 1024, d_model 192, 4 decoder blocks with 4 heads, dropout 0.1, slot size 192, 3
+    slot-attention iterations, the dVAE encoder's six 1x1 blocks, a ReLU feed-forward network, block 0
+    replacing its input by its LayerNorm, dropout on the attention weights, the last iteration's attention as
+    masks, targets from a second Gumbel sample and the authors' initialisation (``tests/deqslots/
+    test_slate_parity.py`` proves it against a transcription of their code). The CPU configurations deviate
+    field by field (README, "SLATE: the authors' model and the CPU configs"); :attr:`LEGACY` holds the values
+    of every model built before these fields existed.
 
     Attributes:
         resolution: square image size; a multiple of 4 (the dVAE works on an H/4 x W/4 token grid).
@@ -40,6 +55,19 @@ class SLATEConfig:
             slot attention still sees every token. 0 = off (SLATE).
         mask_upsample: how the attention over the token grid becomes pixel masks: ``"nearest"`` (blocks of
             4x4 pixels) or ``"bilinear"`` (smooth boundaries between tokens; FG-ARI counts pixels).
+        dvae_encoder_blocks: 1x1 conv blocks after the dVAE encoder's 4x4 / 4 block (SLATE: 6).
+        decoder_activation: the decoder feed-forward network's nonlinearity, ``"relu"`` (SLATE) or ``"gelu"``.
+        first_block_norm: ``"replace"`` (SLATE: decoder block 0 replaces the residual stream by its LayerNorm,
+            ``x = LN(x); x = x + SA(x)``) or ``"pre"`` (plain pre-LayerNorm in every block).
+        attention_dropout: also drop the decoder's attention weights (SLATE), not only its outputs; on CPU this
+            takes PyTorch's slower math attention path in training.
+        mask_attention: the attention returned as masks: ``"last_step"`` (SLATE: the last iteration's,
+            computed from the slots before its update) or ``"final_slots"`` (recomputed from the final slots).
+        target_tokens: the decoder's training targets: ``"independent"`` (SLATE: the argmax of a second,
+            independent Gumbel sample) or ``"shared"`` (the argmax of the sample the dVAE decoder sees). In eval
+            mode and in the "slots" stage both are the argmax of the logits (deterministic metrics).
+        init: ``"reference"`` (SLATE's initialisation, :func:`deqslots.initialization.slate_reference_`) or
+            ``"torch"`` (PyTorch's defaults and a positional embedding of std 0.02).
 
     Examples:
         >>> from deqslots.slate import slate_config_for
@@ -65,6 +93,19 @@ class SLATEConfig:
     slot_input: str = "embedding"
     token_dropout: float = 0.0
     mask_upsample: str = "nearest"
+    dvae_encoder_blocks: int = 6
+    decoder_activation: str = "relu"
+    first_block_norm: str = "replace"
+    attention_dropout: bool = True
+    mask_attention: str = "last_step"
+    target_tokens: str = "independent"
+    init: str = "reference"
+
+    # What every model built before these fields existed had (our earlier SLATE): a checkpoint that does not
+    # record a field was trained with this value.
+    LEGACY: ClassVar[Mapping[str, object]] = MappingProxyType(dict(
+        dvae_encoder_blocks=4, decoder_activation="gelu", first_block_norm="pre", attention_dropout=False,
+        mask_attention="final_slots", target_tokens="shared", init="torch"))
 
     def __post_init__(self) -> None:
         if isinstance(self.resolution, bool) or not isinstance(self.resolution, int) or self.resolution < 4 \
@@ -72,7 +113,7 @@ class SLATEConfig:
             raise ValueError(f"SLATE resolution must be a positive multiple of 4 (tokens on an H/4 grid); "
                              f"got {self.resolution!r}")
         for name in ("vocab_size", "dvae_channels", "d_model", "num_blocks", "num_heads", "num_slots", "slot_dim",
-                     "mlp_hidden", "iters", "backward_max_iter"):
+                     "mlp_hidden", "iters", "backward_max_iter", "dvae_encoder_blocks"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"SLATE {name} must be a positive int; got {value!r}")
@@ -91,9 +132,14 @@ class SLATEConfig:
         if isinstance(self.token_dropout, bool) or not isinstance(self.token_dropout, (int, float)) \
                 or not 0.0 <= self.token_dropout < 1.0:
             raise ValueError(f"SLATE token_dropout must be in [0, 1); got {self.token_dropout!r}")
-        if self.mask_upsample not in MASK_UPSAMPLING:
-            raise ValueError(f"SLATE mask_upsample must be one of {', '.join(MASK_UPSAMPLING)}; "
-                             f"got {self.mask_upsample!r}")
+        for name, allowed in (("mask_upsample", MASK_UPSAMPLING), ("decoder_activation", ACTIVATIONS),
+                              ("first_block_norm", FIRST_BLOCK_NORMS), ("mask_attention", ATTENTION_RETURNED),
+                              ("target_tokens", TARGET_TOKENS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"SLATE {name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        if not isinstance(self.attention_dropout, bool):
+            raise ValueError(f"SLATE attention_dropout must be True or False; got {self.attention_dropout!r}")
+        check_init(self.init, "SLATE init")
 
     @property
     def grid(self) -> int:
@@ -110,17 +156,20 @@ class SLATEConfig:
         return replace_fields(self, "SLATE config", **changes)
 
 
-# The paper's sizes (SLATE's hyper-parameters; 96x96 for Chang et al.'s Table 3) and one that trains on a
-# 2-core CPU in minutes: 64x64 images still give 256 tokens, but with a small vocabulary and a narrow model.
+# The paper's sizes (SLATE's model; 96x96 for Chang et al.'s Table 3) and ones that train on a 2-core CPU in
+# minutes: 64x64 images still give 256 tokens, but with a small vocabulary and a narrow model. The CPU ones keep
+# the architecture and initialisation they were measured with (SLATEConfig.LEGACY) until a measurement says
+# otherwise (README, "SLATE: the authors' model and the CPU configs").
+_CPU = SLATEConfig(**SLATEConfig.LEGACY)
 SLATE_CONFIGS = {
     "paper-64": SLATEConfig(resolution=64),
     "paper-96": SLATEConfig(resolution=96),
-    "cpu-small": SLATEConfig(resolution=64, vocab_size=128, dvae_channels=32, d_model=64, num_blocks=2,
-                             num_heads=2, slot_dim=64, mlp_hidden=64),
+    "cpu-small": _CPU.replace(resolution=64, vocab_size=128, dvae_channels=32, d_model=64, num_blocks=2,
+                              num_heads=2, slot_dim=64, mlp_hidden=64),
     # 32x32 -> 8x8 = 64 tokens: a fourth of cpu-small's sequence, so training in stages and generating from
     # the slots take minutes (issue #12; BENCHMARKS.md "SLATE on a CPU").
-    "cpu-slate": SLATEConfig(resolution=32, vocab_size=64, dvae_channels=32, d_model=64, num_blocks=2, num_heads=2,
-                             slot_dim=64, mlp_hidden=64, mask_upsample="bilinear"),
+    "cpu-slate": _CPU.replace(resolution=32, vocab_size=64, dvae_channels=32, d_model=64, num_blocks=2,
+                              num_heads=2, slot_dim=64, mlp_hidden=64, mask_upsample="bilinear"),
 }
 
 

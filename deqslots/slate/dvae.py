@@ -55,8 +55,10 @@ class DVAE(nn.Module):
 
     Args:
         vocab_size: number of tokens.
-        channels: hidden channels.
-        depth: 1x1 conv blocks in the encoder (and between upsamplings in the decoder).
+        channels: hidden channels (SLATE: 64).
+        encoder_blocks: 1x1 conv blocks after the 4x4 / 4 block in the encoder (SLATE: 6).
+        decoder_blocks: 1x1 conv blocks after each 3x3 block of the decoder, before the one that widens for
+            the pixel shuffle (SLATE: 2).
 
     Examples:
         >>> dvae = DVAE(vocab_size=16, channels=8)
@@ -65,19 +67,19 @@ class DVAE(nn.Module):
         ((2, 16, 8, 8), (2, 3, 32, 32))
     """
 
-    def __init__(self, vocab_size: int, channels: int = 64, depth: int = 4) -> None:
+    def __init__(self, vocab_size: int, channels: int = 64, encoder_blocks: int = 6, decoder_blocks: int = 2) -> None:
         super().__init__()
         self.vocab_size = vocab_size
         c = channels
         self.encoder = nn.Sequential(
             _ConvBlock(3, c, 4, stride=4),
-            *[_ConvBlock(c, c, 1) for _ in range(depth)],
+            *[_ConvBlock(c, c, 1) for _ in range(encoder_blocks)],
             nn.Conv2d(c, vocab_size, 1),
         )
 
         def up() -> list[nn.Module]:
             # 3x3 for spatial context, 1x1 blocks, then x2 by pixel shuffle
-            return [_ConvBlock(c, c, 3, padding=1), *[_ConvBlock(c, c, 1) for _ in range(depth // 2)],
+            return [_ConvBlock(c, c, 3, padding=1), *[_ConvBlock(c, c, 1) for _ in range(decoder_blocks)],
                     _ConvBlock(c, 4 * c, 1), nn.PixelShuffle(2)]
 
         self.decoder = nn.Sequential(_ConvBlock(vocab_size, c, 1), *up(), *up(), nn.Conv2d(c, 3, 1))

@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._inputs import check_images
+from ..initialization import slate_reference_
 from ..slot_attention import SlotAttention
 from .config import SLATEConfig
 from .dvae import DVAE, gumbel_softmax
@@ -61,18 +62,22 @@ class SLATE(nn.Module):
         super().__init__()
         config = config or SLATEConfig()
         self.config = c = config.replace(**changes) if changes else config
-        self.dvae = DVAE(c.vocab_size, c.dvae_channels)
+        self.dvae = DVAE(c.vocab_size, c.dvae_channels, encoder_blocks=c.dvae_encoder_blocks)
         self.embedding = TokenEmbedding(c.vocab_size, c.d_model, c.num_tokens, c.dropout)
         self.slot_input = nn.Sequential(nn.LayerNorm(c.d_model), nn.Linear(c.d_model, c.mlp_hidden), nn.ReLU(),
                                         nn.Linear(c.mlp_hidden, c.d_model))
         self.slot_attention = SlotAttention(c.d_model, c.slot_dim, c.num_slots, c.iters, c.mlp_hidden, c.variant,
-                                            eval_iters=c.eval_iters, backward_max_iter=c.backward_max_iter)
+                                            eval_iters=c.eval_iters, backward_max_iter=c.backward_max_iter,
+                                            attention=c.mask_attention)
         self.slot_proj = nn.Linear(c.slot_dim, c.d_model, bias=False)
-        self.decoder = ImageGPTDecoder(c.d_model, c.num_blocks, c.num_heads, c.dropout)
+        self.decoder = ImageGPTDecoder(c.d_model, c.num_blocks, c.num_heads, c.dropout, c.decoder_activation,
+                                       c.first_block_norm, c.attention_dropout)
         self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         # slot_input="dvae": the dVAE's hidden features at each token, projected to d_model
         self.feature_proj = nn.Linear(c.dvae_channels, c.d_model) if c.slot_input == "dvae" else None
         self.stage = "joint"
+        if c.init == "reference":
+            slate_reference_(self)
 
     def set_stage(self, stage: str) -> "SLATE":
         """Choose what :meth:`forward` trains: ``"joint"`` (everything, SLATE), ``"dvae"`` (the dVAE alone;
@@ -111,15 +116,19 @@ class SLATE(nn.Module):
         """Images -> ``(codes [B, vocab, h, w], tokens [B, N])``.
 
         In training mode (stages "joint" and "dvae") ``codes`` is a Gumbel-softmax sample at temperature
-        ``tau`` (differentiable) and ``tokens`` its argmax; in eval mode, and for the frozen dVAE of the
-        "slots" stage, ``tokens`` is the argmax of the logits and ``codes`` its one-hot.
+        ``tau`` (differentiable) and ``tokens`` the argmax of a second, independent sample (the config's
+        ``target_tokens="independent"``, SLATE) or of the same one (``"shared"``); in eval mode, and for the
+        frozen dVAE of the "slots" stage, ``tokens`` is the argmax of the logits and ``codes`` its one-hot.
         """
         return self._tokenize(self.dvae.encode(images), tau)
 
     def _tokenize(self, logits: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
         if self.training and self.stage != "slots":
-            codes = gumbel_softmax(logits.log_softmax(dim=1), tau, dim=1)
-            tokens = codes.argmax(dim=1)
+            log_probs = logits.log_softmax(dim=1)
+            codes = gumbel_softmax(log_probs, tau, dim=1)
+            # the argmax of a Gumbel-softmax sample does not depend on tau: a categorical sample
+            target = codes if self.config.target_tokens == "shared" else gumbel_softmax(log_probs.detach(), tau, dim=1)
+            tokens = target.argmax(dim=1)
         else:
             tokens = logits.argmax(dim=1)
             codes = F.one_hot(tokens, self.config.vocab_size).permute(0, 3, 1, 2).to(logits.dtype)

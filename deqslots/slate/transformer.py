@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["Attention", "DecoderBlock", "ImageGPTDecoder", "KVCache"]
+__all__ = ["Attention", "DecoderBlock", "ImageGPTDecoder", "KVCache", "ACTIVATIONS"]
 
 
 @dataclass
@@ -37,15 +37,17 @@ class Attention(nn.Module):
     Args:
         d_model: width.
         num_heads: heads; ``d_model`` must be divisible by it.
-        dropout: dropout on the output (training only). The attention weights are not dropped: on CPU that
-            forces PyTorch's slow math attention path, and residual dropout regularises enough here.
+        dropout: dropout on the output (training only).
+        attention_dropout: dropout on the attention weights too, at the same rate (SLATE); on CPU this takes
+            PyTorch's slower math attention path in training.
     """
 
-    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0) -> None:
+    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, attention_dropout: bool = False) -> None:
         super().__init__()
         if d_model % num_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
         self.num_heads, self.d_head = num_heads, d_model // num_heads
+        self.attention_dropout = dropout if attention_dropout else 0.0
         self.to_q = nn.Linear(d_model, d_model, bias=False)
         self.to_k = nn.Linear(d_model, d_model, bias=False)
         self.to_v = nn.Linear(d_model, d_model, bias=False)
@@ -78,27 +80,42 @@ class Attention(nn.Module):
             rows = torch.arange(s - t, s, device=x.device)[:, None]
             mask = torch.arange(s, device=x.device)[None, :] <= rows
         # (a single query at the end of the cache may see every cached key: no mask at all)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+                                           dropout_p=self.attention_dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(x.shape[0], t, -1)
         return self.out_drop(self.out(y))
 
 
-class DecoderBlock(nn.Module):
-    """Pre-LayerNorm block: causal self-attention, cross-attention to the slots, MLP; each residual."""
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 
-    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.1) -> None:
+
+class DecoderBlock(nn.Module):
+    """Pre-LayerNorm block: causal self-attention, cross-attention to the slots, MLP; each residual.
+
+    Args:
+        d_model, num_heads, dropout, attention_dropout: as :class:`Attention`'s.
+        activation: the MLP's nonlinearity, ``"relu"`` (SLATE) or ``"gelu"``.
+        replace_input: replace the residual stream by its LayerNorm before self-attention
+            (``x = LN(x); x = x + SA(x)``: SLATE's first block) instead of ``x = x + SA(LN(x))``.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.1, activation: str = "relu",
+                 replace_input: bool = False, attention_dropout: bool = False) -> None:
         super().__init__()
+        self.replace_input = replace_input
         self.norm_self = nn.LayerNorm(d_model)
-        self.self_attn = Attention(d_model, num_heads, dropout)
+        self.self_attn = Attention(d_model, num_heads, dropout, attention_dropout)
         self.norm_cross = nn.LayerNorm(d_model)
-        self.cross_attn = Attention(d_model, num_heads, dropout)
+        self.cross_attn = Attention(d_model, num_heads, dropout, attention_dropout)
         self.norm_mlp = nn.LayerNorm(d_model)
-        self.mlp = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model),
-                                 nn.Dropout(dropout))
+        self.mlp = nn.Sequential(nn.Linear(d_model, 4 * d_model), ACTIVATIONS[activation](),
+                                 nn.Linear(4 * d_model, d_model), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, cache: Optional[KVCache] = None,
                 index: int = 0) -> torch.Tensor:
         h = self.norm_self(x)
+        if self.replace_input:
+            x = h
         kv = self.self_attn.keys_values(h)
         if cache is not None:
             if cache.self_kv[index] is not None:
@@ -124,6 +141,9 @@ class ImageGPTDecoder(nn.Module):
         num_blocks: depth.
         num_heads: attention heads.
         dropout: dropout in attention and MLP.
+        activation: the MLPs' nonlinearity (``"relu"``: SLATE).
+        first_block_norm: ``"replace"`` (SLATE: block 0 replaces its input by its LayerNorm) or ``"pre"``.
+        attention_dropout: also drop the attention weights (SLATE).
 
     Examples:
         >>> dec = ImageGPTDecoder(d_model=16, num_blocks=2, num_heads=2).eval()
@@ -135,9 +155,12 @@ class ImageGPTDecoder(nn.Module):
         True
     """
 
-    def __init__(self, d_model: int, num_blocks: int = 4, num_heads: int = 4, dropout: float = 0.1) -> None:
+    def __init__(self, d_model: int, num_blocks: int = 4, num_heads: int = 4, dropout: float = 0.1,
+                 activation: str = "relu", first_block_norm: str = "replace", attention_dropout: bool = True) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(DecoderBlock(d_model, num_heads, dropout) for _ in range(num_blocks))
+        self.blocks = nn.ModuleList(
+            DecoderBlock(d_model, num_heads, dropout, activation, i == 0 and first_block_norm == "replace",
+                         attention_dropout) for i in range(num_blocks))
         self.norm = nn.LayerNorm(d_model)
 
     def new_cache(self) -> KVCache:
