@@ -68,6 +68,9 @@ def _train_parser(commands) -> None:
                    help=f"slate: temperature after the annealing (default {d.tau_final})")
     p.add_argument("--tau-steps", type=int, default=None,
                    help="slate: cosine annealing length (default min(30000, steps/2)); 0 = constant --tau-start")
+    p.add_argument("--lr-plateau-patience", type=int, default=None, metavar="N",
+                   help="halve every learning rate after N evaluations in a row without a lower validation loss "
+                   "(slate paper-64/96 recipe: 4, SLATE's rule); default off; 0 = off")
     p.add_argument("--eval-every", type=int, default=None, help="default: cpu-*: 500; else 200")
     p.add_argument("--eval-batches", type=int, default=None, help="default: cpu-*: 8; else 4")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)

@@ -178,6 +178,11 @@ class ModelKind(abc.ABC):
         raise ValueError(f"composition is measured for models that generate from their slots; a {self.title} "
                          "run does not (drop --composition)")
 
+    def plateau_loss(self, metrics: dict[str, float]) -> float:
+        """The validation loss that ``--lr-plateau-patience`` watches, from :meth:`evaluate`'s metrics; by default
+        the reconstruction MSE."""
+        return metrics["mse"]
+
     def progress(self, loss: float, metrics: dict[str, float], last_eval: dict[str, float]) -> dict[str, str]:
         """What the progress bar shows after a step."""
         return {"loss": f"{loss:.4f}", "ari": f"{last_eval.get('fg_ari', float('nan')):.3f}"}

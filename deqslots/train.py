@@ -34,8 +34,8 @@ from .models import MODELS, kind_of, model_kind
 from .slate import cosine_anneal
 from .slot_attention import VARIANTS, SlotAttention
 
-__all__ = ["TrainConfig", "train", "build_model", "TrainingInterrupted", "METRIC_COLUMNS", "SLATE_METRIC_COLUMNS",
-           "PRECISIONS"]
+__all__ = ["TrainConfig", "train", "build_model", "TrainingInterrupted", "Plateau", "METRIC_COLUMNS",
+           "SLATE_METRIC_COLUMNS", "PRECISIONS"]
 
 # The two shipped kinds' metrics.csv headers, under their historical names (each kind holds its own).
 METRIC_COLUMNS = MODELS["slot-attention"].metric_columns
@@ -44,7 +44,7 @@ PRECISIONS = ("fp32", "bf16")
 
 
 # What a field left None becomes when neither the named config's recipe nor the model's defaults set it.
-_GLOBAL_DEFAULTS = dict(steps=1000, batch_size=32, eval_every=200, eval_batches=4)
+_GLOBAL_DEFAULTS = dict(steps=1000, batch_size=32, eval_every=200, eval_batches=4, lr_plateau_patience=0)
 
 
 @dataclass
@@ -81,6 +81,9 @@ class TrainConfig:
         tau_start, tau_final, tau_steps: SLATE's Gumbel-softmax temperature, cosine-annealed from start to
             final over ``tau_steps``; None = min(30000, steps // 2); 0 = constant ``tau_start``. (Defaults that
             follow ``steps`` change if a resumed run is given more steps: pass them explicitly to extend a run.)
+        lr_plateau_patience: halve every learning rate after this many periodic evaluations in a row without a
+            lower validation loss (the kind's :meth:`~deqslots.protocol.ModelKind.plateau_loss`; SLATE's recipe:
+            4 epochs); 0 = off; None = the named config's recipe, else off.
         eval_every, eval_batches: periodic validation (MSE, FG-ARI) on fixed batches.
         checkpoint_every: steps between atomic checkpoints (and one at the end).
         out: run folder. resume: continue from ``out/checkpoint.pt``.
@@ -119,6 +122,7 @@ class TrainConfig:
     tau_start: float = 1.0
     tau_final: float = 0.1
     tau_steps: Optional[int] = None
+    lr_plateau_patience: Optional[int] = None
     eval_every: Optional[int] = None
     eval_batches: Optional[int] = None
     checkpoint_every: int = 200
@@ -151,7 +155,7 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
-        for name in ("warmup_steps", "decay_steps"):
+        for name in ("warmup_steps", "decay_steps", "lr_plateau_patience"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise ValueError(f"{name} must be an integer >= 0 (0 = off), or None for the model's default; "
@@ -261,7 +265,7 @@ def _same_run(saved: dict, config: TrainConfig, model_config: Optional[dict] = N
     """
     defining = ("model", "variant", "data", "config", "config_set", "resolution", "iters", "num_slots", "batch_size",
                 "seed", "lr", "warmup_steps", "decay_steps", "grad_clip", "vocab_size", "dvae_lr", "grad_clip_type",
-                "tau_start", "tau_final", "tau_steps", "stage")
+                "tau_start", "tau_final", "tau_steps", "stage", "lr_plateau_patience")
     # device, precision, threads and the world size are left out: where and on how many processes a run
     # continues does not change what it computes (the checkpoint holds the global batch size)
     now = dataclasses.asdict(config)
@@ -357,6 +361,7 @@ def _train(config: TrainConfig, dist: DistContext) -> dict:
     val_data = BatchStream(config.data, "val", res, config.batch_size, config.seed)  # rank 0, whole batches
 
     start = 0
+    plateau = Plateau(config.lr_plateau_patience)
     if state is not None:
         load_model_state(model, state, ckpt_path)  # refuses another architecture by name, field by field
         optimizer.load_state_dict(state["optimizer"])  # moves its state to the parameters' device
@@ -364,6 +369,7 @@ def _train(config: TrainConfig, dist: DistContext) -> dict:
         if device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"], device)
         start = int(state["step"])
+        plateau = Plateau(config.lr_plateau_patience, **state.get("plateau", {}))
     else:
         dist.main_first(lambda: kind.initialise(model, config))  # e.g. SLATE's --stage slots loads its dVAE
     if dist.enabled:
@@ -386,7 +392,7 @@ def _train(config: TrainConfig, dist: DistContext) -> dict:
     def save(step: int) -> None:
         checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                       "rng": torch.get_rng_state(), "train_config": dataclasses.asdict(config),
-                      "model_config": kind.config_record(model), "format": 1,
+                      "model_config": kind.config_record(model), "format": 1, "plateau": plateau.state(),
                       "world_size": dist.world_size, "device": str(device)}
         if device.type == "cuda":
             checkpoint["cuda_rng"] = torch.cuda.get_rng_state(device)
@@ -403,6 +409,10 @@ def _train(config: TrainConfig, dist: DistContext) -> dict:
         log = csv.DictWriter(handle, columns) if main else None
         for step in bar:
             lrs = kind.set_learning_rates(optimizer, config, step)
+            if plateau.factor != 1.0:
+                for group in optimizer.param_groups:
+                    group["lr"] *= plateau.factor
+                lrs = {key: value * plateau.factor for key, value in lrs.items()}
             images = train_data.batch(step)["image"].to(device, non_blocking=True)
             with amp:
                 loss, extras = _train_loss(net, config, images, step)
@@ -443,10 +453,14 @@ def _train(config: TrainConfig, dist: DistContext) -> dict:
             row = {"step": step + 1, "loss": f"{float(mean_loss):.6g}", "grad_norm": f"{float(grad_norm):.6g}",
                    "elapsed_s": f"{time.perf_counter() - began:.3f}",
                    **{key: f"{value:.6g}" for key, value in {**lrs, **extras}.items()}}
-            if main and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
+            evaluating = (step + 1) % config.eval_every == 0 or step + 1 == config.steps
+            if main and evaluating:
                 last_eval = evaluate(model, val_data, config.eval_batches, seed=config.seed)
                 row.update({col: f"{last_eval[col[4:]]:.6g}" for col in columns
                             if col.startswith("val_") and col[4:] in last_eval})
+                plateau.update(kind.plateau_loss(last_eval))
+            if evaluating and plateau.patience and dist.enabled:
+                plateau = Plateau(plateau.patience, **dist.broadcast_object(plateau.state()))  # rank 0 evaluated
             if main:
                 log.writerow(row)
                 handle.flush()  # one small write per step: the file is current for anyone watching it
@@ -482,6 +496,36 @@ def _train(config: TrainConfig, dist: DistContext) -> dict:
             summary.update(world_size=dist.world_size)
         (out / "summary.json").write_text(strict_json(summary, indent=2))  # NaN FG-ARI -> null
     return dist.broadcast_object(summary)
+
+
+class Plateau:
+    """SLATE's learning-rate rule: every rate halves after ``patience`` evaluations in a row without a new best
+    validation loss (its train.py counts epochs); ``patience`` 0 = never. Its state goes into checkpoints.
+
+    Examples:
+        >>> rule = Plateau(2)
+        >>> for loss in (3.0, 2.0, 2.5, 2.1, 1.0, 1.5, 1.5):
+        ...     rule.update(loss)
+        >>> rule.factor, rule.best
+        (0.25, 1.0)
+    """
+
+    def __init__(self, patience: int, best: float = math.inf, stale: int = 0, factor: float = 1.0) -> None:
+        self.patience, self.best, self.stale, self.factor = patience, best, stale, factor
+
+    def update(self, loss: float) -> None:
+        """Count one evaluation's loss (NaN counts as no improvement)."""
+        if not self.patience:
+            return
+        if loss < self.best:
+            self.best, self.stale = loss, 0
+            return
+        self.stale += 1
+        if self.stale >= self.patience:
+            self.factor, self.stale = self.factor / 2.0, 0
+
+    def state(self) -> dict[str, float]:
+        return {"best": self.best, "stale": self.stale, "factor": self.factor}
 
 
 class TrainingInterrupted(Exception):

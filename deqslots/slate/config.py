@@ -10,8 +10,8 @@ from ..initialization import check_init
 from ..slot_attention import ATTENTION_RETURNED, VARIANTS
 from .._replace import replace_fields
 
-__all__ = ["SLATEConfig", "SLATE_CONFIGS", "slate_config_for", "SLOT_INPUTS", "MASK_UPSAMPLING", "ACTIVATIONS",
-           "FIRST_BLOCK_NORMS", "TARGET_TOKENS"]
+__all__ = ["SLATEConfig", "SLATE_CONFIGS", "SLATE_RECIPES", "slate_config_for", "SLOT_INPUTS", "MASK_UPSAMPLING",
+           "ACTIVATIONS", "FIRST_BLOCK_NORMS", "TARGET_TOKENS"]
 
 SLOT_INPUTS = ("embedding", "dvae")
 MASK_UPSAMPLING = ("nearest", "bilinear")
@@ -171,6 +171,16 @@ SLATE_CONFIGS = {
     "cpu-slate": _CPU.replace(resolution=32, vocab_size=64, dvae_channels=32, d_model=64, num_blocks=2,
                               num_heads=2, slot_dim=64, mlp_hidden=64, mask_upsample="bilinear"),
 }
+
+
+# The recipe each named configuration trains with when a flag is not given (``deqslots train --model slate --config
+# NAME``); the kind's defaults (lr 1e-4, dVAE 3e-4 without warm-up, inf-norm clipping at 1.0) fill the rest. The
+# paper configs take SLATE's train.py: batch 50, warm-up and temperature annealing over 30,000 steps, both rates
+# halved after 4 evaluations without a better validation loss (SLATE counts epochs: here one evaluation every
+# 5,000 steps, 250,000 images at batch 50), and Chang et al.'s 250,000 steps.
+_PAPER_RECIPE = MappingProxyType(dict(steps=250_000, batch_size=50, warmup_steps=30_000, tau_steps=30_000,
+                                      decay_steps=0, lr_plateau_patience=4, eval_every=5_000, eval_batches=8))
+SLATE_RECIPES = MappingProxyType({"paper-64": _PAPER_RECIPE, "paper-96": _PAPER_RECIPE})
 
 
 def slate_config_for(name: str, **changes) -> SLATEConfig:

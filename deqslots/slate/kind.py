@@ -15,7 +15,7 @@ from ..figures import plot_loss_curves
 from ..metrics import colour_baseline_fg_ari, fg_ari, mean_fg_ari, mse_per_pixel
 from ..protocol import ModelKind, config_changes
 from ..schedule import learning_rate
-from .config import SLATEConfig, slate_config_for
+from .config import SLATE_RECIPES, SLATEConfig, slate_config_for
 from .evaluate import evaluate_slate, mean_colour_mse
 from .compose import compose, composition_pairs, composition_scores
 from .figures import plot_composition_grid, plot_slate_grid
@@ -46,6 +46,7 @@ class SLATEKind(ModelKind):
     defaults = MappingProxyType(dict(lr=1e-4, dvae_lr=3e-4, grad_clip=1.0, grad_clip_type="inf", warmup_cap=30_000,
                                      decay=0, stage="joint"))
     tensorboard_keys = ("loss", "lr", "grad_norm", "val_mse", "val_fg_ari", "ce", "dvae_mse", "tau", "val_ce")
+    recipes = SLATE_RECIPES
     fid = True
     composes = True
     scene_figure_name = "slots.png"
@@ -147,6 +148,13 @@ class SLATEKind(ModelKind):
         scores = composition_scores(model, set_of, seed=seed, compositions=made)
         plot_composition_grid(set_of, made, out / "composition.png")
         return {f"composition_{key}": value for key, value in scores.items()}
+
+    def plateau_loss(self, metrics: dict[str, float]) -> float:
+        """SLATE's validation loss: the dVAE's squared error per image (tokens decoded) plus the token
+        cross-entropy, each where the stage computes it."""
+        parts = [metrics.get("dvae_mse_sum", float("nan")), metrics.get("ce", float("nan"))]
+        finite = [part for part in parts if part == part]
+        return sum(finite) if finite else float("nan")
 
     def progress(self, loss, metrics, last_eval):
         if last_eval.get("mse") is None:  # stage dvae, or before the first evaluation
