@@ -11,7 +11,7 @@ from .model import SLATE
 __all__ = ["load_dvae", "DVAE_FIELDS"]
 
 # The architecture fields the dVAE's weights and token grid depend on: they must agree between the runs.
-DVAE_FIELDS = ("resolution", "vocab_size", "dvae_channels")
+DVAE_FIELDS = ("resolution", "vocab_size", "dvae_channels", "dvae_encoder_blocks")
 
 
 def load_dvae(model: SLATE, run: Union[str, Path]) -> dict:
@@ -50,7 +50,7 @@ def load_dvae(model: SLATE, run: Union[str, Path]) -> dict:
     if saved.get("stage") == "slots":
         raise ValueError(f"--dvae {run}: this run trained slots on a frozen dVAE; give the run that trained the "
                          "dVAE (--stage dvae or joint)")
-    record = state.get("model_config", {})
+    record = {**model.config.LEGACY, **state.get("model_config", {})}  # a field it predates: the legacy value
     now = {name: getattr(model.config, name) for name in DVAE_FIELDS}
     differ = [f"{name}: dVAE run {record.get(name)!r} vs now {now[name]!r}" for name in DVAE_FIELDS
               if record.get(name, now[name]) != now[name]]
