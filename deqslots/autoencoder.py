@@ -5,20 +5,24 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Optional
+from typing import Any, ClassVar, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ._inputs import check_images
+from .initialization import check_init, keras_defaults_
 from .slot_attention import SLOT_INITS, SlotAttention
 from ._replace import replace_fields
 
 __all__ = ["AutoencoderConfig", "SlotAutoencoder", "CONFIGS", "RECIPES", "config_for", "SoftPositionEmbedding",
-           "MASK_SOURCES"]
+           "MASK_SOURCES", "TRANSPOSED_PADDINGS", "SameConvTranspose2d"]
 
 MASK_SOURCES = ("decoder", "attention")
+# How the decoder's stride-2 transposed convs align their 2x output: "same" = TensorFlow's padding="SAME"
+# (Slot Attention's code); "torch" = PyTorch's padding=k // 2, output_padding=1 (one pixel shifted from TF's).
+TRANSPOSED_PADDINGS = ("same", "torch")
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,24 @@ class AutoencoderConfig:
             ``"learned"`` (one learned vector per slot, BO-QSA); see :class:`SlotAttention`.
         backward_max_iter: cap of the adjoint Broyden solve of the BB / IB variants (the paper's 7); raise
             it (e.g. ``--set backward_max_iter=50``) for an adjoint that converges rather than stops at the cap.
+        init: how a fresh model's weights are drawn (:data:`deqslots.initialization.INITS`): ``"reference"``
+            (Slot Attention's code: Keras' defaults, :func:`deqslots.initialization.keras_defaults_`) or
+            ``"torch"`` (PyTorch's layer defaults, as every model before this field).
+        layer_norm_eps: epsilon of the encoder's LayerNorm and of slot attention's three (Keras' 1e-3, as Slot
+            Attention's code; PyTorch's 1e-5 before this field).
+        transposed_padding: alignment of the decoder's stride-2 transposed convs (:data:`TRANSPOSED_PADDINGS`):
+            ``"same"`` (TensorFlow's ``padding="SAME"``, Slot Attention's code: of the full transposed output,
+            (k - 2) // 2 pixels are cropped at the start and the rest at the end, leaving exactly 2x) or
+            ``"torch"`` (``padding=k // 2, output_padding=1``: 2x too, but one pixel shifted, as every model
+            before this field). Stride-1 convs are the same either way.
+
+    The defaults are the authors' choices (Locatello et al.'s TensorFlow code); :attr:`LEGACY` gives the
+    values of every model built before the fields ``init``, ``layer_norm_eps`` and ``transposed_padding``.
     """
+
+    # What every model built before these fields existed had (checkpoints that predate them were trained so).
+    LEGACY: ClassVar[Mapping[str, Any]] = MappingProxyType(
+        {"init": "torch", "layer_norm_eps": 1e-5, "transposed_padding": "torch"})
 
     resolution: int = 64
     channels: int = 64
@@ -79,6 +100,9 @@ class AutoencoderConfig:
     decoder_position_frequencies: int = 0
     slot_init: str = "gaussian"
     backward_max_iter: int = 7
+    init: str = "reference"
+    layer_norm_eps: float = 1e-3
+    transposed_padding: str = "same"
 
     def __post_init__(self) -> None:
         ups = self.resolution / self.broadcast
@@ -109,6 +133,13 @@ class AutoencoderConfig:
             raise ValueError(f"backward_max_iter must be a positive int; got {cap!r}")
         if self.slot_init not in SLOT_INITS:
             raise ValueError(f"slot_init must be one of {', '.join(SLOT_INITS)}; got {self.slot_init!r}")
+        check_init(self.init, "init")
+        eps = self.layer_norm_eps
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:  # NaN fails too
+            raise ValueError(f"layer_norm_eps must be a number > 0 (Keras' 1e-3, PyTorch's 1e-5); got {eps!r}")
+        if self.transposed_padding not in TRANSPOSED_PADDINGS:
+            raise ValueError(f"transposed_padding must be one of {', '.join(TRANSPOSED_PADDINGS)} (TensorFlow's "
+                             f"SAME or PyTorch's padding); got {self.transposed_padding!r}")
         if isinstance(self.decoder_refine, bool) or not isinstance(self.decoder_refine, int) or self.decoder_refine < 0:
             raise ValueError(f"decoder_refine must be an int >= 0; got {self.decoder_refine!r}")
         out = self.decoder_size
@@ -130,10 +161,11 @@ class AutoencoderConfig:
 
 # Discovers objects in minutes on a 2-core CPU (BENCHMARKS.md, "Object discovery on a CPU"): per-pixel
 # features (1x1 convs) at full resolution, masks from slot attention's own attention, and a small decoder
-# that paints each slot's colour at 16x16.
+# that paints each slot's colour at 16x16. Like every CPU config it keeps the initialisation, LayerNorm epsilon
+# and transposed-conv alignment it was measured (and its pretrained weights trained) with: AutoencoderConfig.LEGACY.
 _CPU_SMALL = AutoencoderConfig(resolution=32, channels=32, encoder_strides=(1, 1), encoder_kernel=1, num_slots=7,
                                slot_dim=32, iters=7, mlp_hidden=64, decoder_kernel=3, decoder_resolution=16,
-                               decoder_refine=0, mask_source="attention")
+                               decoder_refine=0, mask_source="attention", **AutoencoderConfig.LEGACY)
 
 # Slot Attention's decoder masks on a CPU (BENCHMARKS.md, "Objects, not colours"): cpu-small's per-pixel
 # encoder and small decoder to 16x16, whose alpha channel now gives the masks, 3 iterations, and attention
@@ -141,9 +173,10 @@ _CPU_SMALL = AutoencoderConfig(resolution=32, channels=32, encoder_strides=(1, 1
 # as wide with one more layer ran 1.6x slower and was no better at equal steps.)
 _CPU_OBJECTS = _CPU_SMALL.replace(mask_source="decoder", iters=3, attention_guidance_steps=3000)
 
-# Named configurations: the paper's (Locatello et al.) at three sizes, and the light ones for CPUs. The
-# paper's get attention guidance too: it changes only the first steps' loss, not the architecture.
-_PAPER = AutoencoderConfig(attention_guidance_steps=3000)
+# Named configurations: the paper's (Locatello et al.'s object-discovery autoencoder as their TensorFlow code
+# computes it: AutoencoderConfig's defaults, tests/deqslots/test_slot_attention_parity.py) at three sizes, and
+# the light ones for CPUs.
+_PAPER = AutoencoderConfig()
 CONFIGS = {
     "paper-128": _PAPER.replace(resolution=128),
     "paper-64": _PAPER.replace(resolution=64),
@@ -156,15 +189,21 @@ CONFIGS = {
 }
 
 
-# The training recipe each CPU config was measured with (BENCHMARKS.md): what `deqslots train --config NAME`
-# uses for the settings not given. Slot Attention's own (lr 4e-4, warm-up 10k, batch 64, 500k steps) would
-# take days here; the paper configs keep it.
+# The training recipe of each named config: what `deqslots train --config NAME` uses for the settings not given.
+# The CPU configs: the one they were measured with (BENCHMARKS.md). The paper configs: the authors'
+# (slot_attention/object_discovery/train.py: Adam 4e-4, batch 64, 500k steps, linear warm-up over 10k steps,
+# lr halved every 100k steps, no clipping), which would take days on a CPU.
 _CPU_RECIPE = dict(lr=6e-4, warmup_steps=200, decay_steps=0, batch_size=16, eval_every=500, eval_batches=8)
+_PAPER_RECIPE = MappingProxyType(dict(lr=4e-4, batch_size=64, steps=500_000, warmup_steps=10_000,
+                                      decay_steps=100_000, eval_every=5_000, eval_batches=8))  # clipping: off
 RECIPES = MappingProxyType({
     # 10 minutes on 2 cores (about 20 steps/s): object discovery where colour separates objects
     "cpu-small": MappingProxyType({**_CPU_RECIPE, "steps": 10_000}),
     # about 30 minutes on 2 cores (about 8-11 steps/s): the decoder's masks need the longer budget
     "cpu-objects": MappingProxyType({**_CPU_RECIPE, "steps": 15_000}),
+    "paper-128": _PAPER_RECIPE,
+    "paper-64": _PAPER_RECIPE,
+    "paper-32": _PAPER_RECIPE,
 })
 
 
@@ -200,6 +239,26 @@ class SoftPositionEmbedding(nn.Module):
         return x + self.proj(self.grid)
 
 
+class SameConvTranspose2d(nn.ConvTranspose2d):
+    """A transposed conv aligned as TensorFlow's ``Conv2DTranspose(padding="SAME")``: output exactly ``stride`` x.
+
+    TF's SAME transposed conv is the adjoint of the SAME conv from the ``stride * n`` output to the ``n`` input,
+    whose padding totals ``pad = k - stride`` (for ``k >= stride``) with ``pad // 2`` before and the rest after:
+    so of the full transposed output (``(n - 1) * stride + k`` long) it drops ``pad // 2`` at the start and
+    ``pad - pad // 2`` at the end. Built with ``padding = pad // 2`` (which drops that many at both ends), this
+    keeps the first ``stride * n`` rows and columns. The weights are an ``nn.ConvTranspose2d``'s (same names).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int) -> None:
+        if kernel_size < stride:
+            raise ValueError(f"SameConvTranspose2d needs kernel_size >= stride; got {kernel_size} < {stride}")
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=(kernel_size - stride) // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        s = self.stride[0]
+        return super().forward(x)[..., :s * x.shape[-2], :s * x.shape[-1]]
+
+
 class SlotAutoencoder(nn.Module):
     """Encoder -> slot attention -> spatial broadcast decoder with per-slot RGB and alpha masks.
 
@@ -227,26 +286,31 @@ class SlotAutoencoder(nn.Module):
         self.encoder = nn.Sequential(*layers)
         self.feature_size = feat = c.resolution // math.prod(c.encoder_strides)
         self.encoder_pos = SoftPositionEmbedding(c.channels, feat)
-        self.encoder_norm = nn.LayerNorm(c.channels)
+        self.encoder_norm = nn.LayerNorm(c.channels, eps=c.layer_norm_eps)
         self.encoder_mlp = nn.Sequential(nn.Linear(c.channels, c.channels), nn.ReLU(),
                                          nn.Linear(c.channels, c.channels))
         self.slot_attention = SlotAttention(c.channels, c.slot_dim, c.num_slots, c.iters, c.mlp_hidden,
                                             c.variant, eval_iters=c.eval_iters, init=c.slot_init,
-                                            backward_max_iter=c.backward_max_iter)
+                                            backward_max_iter=c.backward_max_iter, layer_norm_eps=c.layer_norm_eps)
         self.decoder_pos = SoftPositionEmbedding(c.slot_dim, c.broadcast, c.decoder_position_frequencies)
         ups = int(round(math.log2(c.decoder_size // c.broadcast)))
         width, kernel = c.decoder_channels or c.channels, c.decoder_kernel
         dec: list[nn.Module] = []
         in_ch = c.slot_dim
         for _ in range(ups):
-            dec += [nn.ConvTranspose2d(in_ch, width, kernel, stride=2, padding=kernel // 2, output_padding=1),
-                    nn.ReLU()]
+            if c.transposed_padding == "same":
+                up: nn.Module = SameConvTranspose2d(in_ch, width, kernel, stride=2)
+            else:
+                up = nn.ConvTranspose2d(in_ch, width, kernel, stride=2, padding=kernel // 2, output_padding=1)
+            dec += [up, nn.ReLU()]
             in_ch = width
         for _ in range(c.decoder_refine):
             dec += [nn.ConvTranspose2d(in_ch, width, kernel, stride=1, padding=kernel // 2), nn.ReLU()]
             in_ch = width
         dec += [nn.ConvTranspose2d(in_ch, 4, 3, stride=1, padding=1)]
         self.decoder = nn.Sequential(*dec)
+        if c.init == "reference":
+            keras_defaults_(self)  # Slot Attention's code: Keras' defaults (after PyTorch drew its own)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Images [B, 3, H, W] in [0, 1] -> input features [B, N, channels]."""
@@ -310,10 +374,18 @@ class SlotAutoencoder(nn.Module):
             loss = loss + (1.0 - step / guidance) * (guided - images).pow(2).mean()
         return loss
 
-    def forward(self, images: torch.Tensor, iters: Optional[int] = None) -> dict[str, torch.Tensor]:
-        """Returns recon, masks, rgb, slots, attn (attention of the slots over encoder positions)."""
+    def forward(self, images: torch.Tensor, iters: Optional[int] = None,
+                slots: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+        """Returns recon, masks, rgb, slots, attn (attention of the slots over encoder positions).
+
+        Args:
+            images: [B, 3, H, W] in [0, 1].
+            iters: slot-attention iterations for this call (default: the config's).
+            slots: initial slots [B, num_slots, slot_dim] instead of sampling them (e.g. to compare with
+                another implementation from the same start); see :meth:`SlotAttention.forward`.
+        """
         feats = self.encode(images)
-        slots, attn = self.slot_attention(feats, return_attn=True, iters=iters)
+        slots, attn = self.slot_attention(feats, return_attn=True, iters=iters, slots=slots)
         out = self.decode(slots, attn)
         out["slots"], out["attn"] = slots, attn
         return out

@@ -32,7 +32,10 @@ def _train_parser(commands) -> None:
                    "tfrecord:[NAME:]PATH, coco:ANNOTATIONS.json:IMAGES, clevr-mirror:PATH, shapestacks:PATH")
     p.add_argument("--config", default=d.config,
                    help="named architecture: cpu-small, cpu-objects, cpu-small-decoder-masks, paper-32, paper-64, "
-                   "paper-128 (slot-attention); cpu-small, cpu-slate, paper-64, paper-96 (slate)")
+                   "paper-128 (slot-attention); cpu-small, cpu-slate, paper-64, paper-96 (slate). Slot attention's "
+                   "paper-* are the authors' model and train with the authors' recipe (500000 steps, batch 64, "
+                   "Adam 4e-4, warm-up 10000, lr halved every 100000 steps, no clipping; evaluation every 5000 "
+                   "steps on 8 batches), its cpu-* with the CPU recipe (README); flags override either")
     p.add_argument("--set", dest="config_set", default="", metavar="FIELD=VALUE,...",
                    help="change other fields of the named architecture, e.g. --set decoder_position_frequencies=3,"
                    "attention_guidance_steps=5000 (see deqslots.autoencoder.AutoencoderConfig)")

@@ -101,7 +101,7 @@ LR = 4e-4  # Slot Attention's peak rate (TrainConfig's default); the value does 
 def before_config(resolution: int = 32) -> AutoencoderConfig:
     """The previous ``cpu-small`` (variant IN), spelled out since ``CONFIGS`` now holds the new one."""
     return AutoencoderConfig(resolution=resolution, channels=32, encoder_strides=(2, 1, 1, 1), num_slots=5,
-                             slot_dim=32, mlp_hidden=64, iters=3, variant="IN")
+                             slot_dim=32, mlp_hidden=64, iters=3, variant="IN", **AutoencoderConfig.LEGACY)
 
 
 def after_config(resolution: int = 32) -> AutoencoderConfig:

@@ -16,9 +16,12 @@ def test_cpu_configs_need_no_flags(name, steps):
     assert (config.eval_every, config.eval_batches, config.grad_clip) == (500, 8, None)
 
 
-def test_paper_configs_keep_slot_attentions_recipe_and_flags_win():
-    paper = TrainConfig(config="paper-64", steps=50_000)
-    assert (paper.batch_size, paper.lr, paper.warmup, paper.decay, paper.eval_every) == (32, 4e-4, 5000, 100_000, 200)
+def test_paper_configs_take_the_authors_recipe_and_flags_win():
+    paper = TrainConfig(config="paper-64")
+    assert (paper.steps, paper.batch_size, paper.lr, paper.warmup, paper.decay) == (500_000, 64, 4e-4, 10_000, 100_000)
+    assert (paper.grad_clip, paper.eval_every, paper.eval_batches) == (None, 5_000, 8)
+    shorter = TrainConfig(config="paper-64", steps=50_000, batch_size=32)
+    assert (shorter.steps, shorter.batch_size, shorter.warmup, shorter.decay) == (50_000, 32, 10_000, 100_000)
     mine = TrainConfig(config="cpu-objects", steps=20, batch_size=4, lr=1e-3, warmup_steps=0, decay_steps=10)
     assert (mine.steps, mine.batch_size, mine.lr, mine.warmup, mine.decay) == (20, 4, 1e-3, 0, 10)
     assert set(RECIPES) <= set(CONFIGS)
