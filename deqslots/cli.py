@@ -35,7 +35,9 @@ def _train_parser(commands) -> None:
                    "paper-128 (slot-attention); cpu-small, cpu-slate, paper-64, paper-96 (slate). Slot attention's "
                    "paper-* are the authors' model and train with the authors' recipe (500000 steps, batch 64, "
                    "Adam 4e-4, warm-up 10000, lr halved every 100000 steps, no clipping; evaluation every 5000 "
-                   "steps on 8 batches), its cpu-* with the CPU recipe (README); flags override either")
+                   "steps on 8 batches), its cpu-* with the CPU recipe (README); SLATE's paper-* are SLATE's model "
+                   "with SLATE's recipe (250000 steps, batch 50, lr 1e-4 / dVAE 3e-4, warm-up and tau over 30000 "
+                   "steps, --lr-plateau-patience 4); flags override either")
     p.add_argument("--set", dest="config_set", default="", metavar="FIELD=VALUE,...",
                    help="change other fields of the named architecture, e.g. --set decoder_position_frequencies=3,"
                    "attention_guidance_steps=5000 (see deqslots.autoencoder.AutoencoderConfig)")
@@ -49,15 +51,17 @@ def _train_parser(commands) -> None:
     p.add_argument("--dvae", default=None, metavar="RUN_DIR",
                    help="slate, --stage slots: the run (train --stage dvae --out RUN_DIR) whose dVAE is loaded, frozen")
     p.add_argument("--steps", type=int, default=None,
-                   help="default: the config's recipe (cpu-small 10000, cpu-objects 15000), else 1000")
-    p.add_argument("--batch-size", type=int, default=None, help="default: the config's recipe (cpu-*: 16), else 32")
+                   help="default: the config's recipe (cpu-small 10000, cpu-objects 15000; the paper configs the "
+                   "authors': slot-attention 500000, slate 250000), else 1000")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="default: the config's recipe (cpu-*: 16; paper-*: slot-attention 64, slate 50), else 32")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--lr", type=float, default=None,
                    help="default: cpu-small/cpu-objects 6e-4; else 4e-4 (slot-attention), 1e-4 (slate, non-dVAE)")
     p.add_argument("--dvae-lr", type=float, default=None, help="slate: the dVAE's learning rate (default 3e-4)")
     p.add_argument("--warmup-steps", type=int, default=None,
-                   help="default: cpu-small/cpu-objects 200; else min(10000, steps/10) "
-                   "(slate: min(30000, steps/10)); 0 = off")
+                   help="default: cpu-small/cpu-objects 200; paper-*: 10000 (slot-attention), 30000 (slate); "
+                   "else min(10000, steps/10) (slate: min(30000, steps/10)); 0 = off")
     p.add_argument("--decay-steps", type=int, default=None,
                    help="lr halves every N steps; default: cpu-small/cpu-objects off; else 100000 (slate: off); "
                    "0 = off")
@@ -74,8 +78,8 @@ def _train_parser(commands) -> None:
     p.add_argument("--lr-plateau-patience", type=int, default=None, metavar="N",
                    help="halve every learning rate after N evaluations in a row without a lower validation loss "
                    "(slate paper-64/96 recipe: 4, SLATE's rule); default off; 0 = off")
-    p.add_argument("--eval-every", type=int, default=None, help="default: cpu-*: 500; else 200")
-    p.add_argument("--eval-batches", type=int, default=None, help="default: cpu-*: 8; else 4")
+    p.add_argument("--eval-every", type=int, default=None, help="default: cpu-*: 500; paper-*: 5000; else 200")
+    p.add_argument("--eval-batches", type=int, default=None, help="default: cpu-* and paper-*: 8; else 4")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     p.add_argument("--out", default=d.out)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")

@@ -53,8 +53,9 @@ class TrainConfig:
 
     Fields left None take the named config's recipe first (``deqslots.autoencoder.RECIPES``: ``cpu-small`` and
     ``cpu-objects`` carry the CPU recipe they were measured with: batch 16, Adam 6e-4, warm-up 200, no decay,
-    their step budgets), then the model's (its kind's ``defaults``): Slot Attention's for "slot-attention",
-    SLATE's for "slate"; then steps 1000, batch 32, evaluation every 200 steps on 4 batches.
+    their step budgets; the ``paper-*`` configs their authors' recipes, and so do SLATE's in
+    ``deqslots.slate.SLATE_RECIPES``), then the model's (its kind's ``defaults``): Slot Attention's for
+    "slot-attention", SLATE's for "slate"; then steps 1000, batch 32, evaluation every 200 steps on 4 batches.
 
     Attributes:
         model: a name in ``deqslots.models.MODELS``: "slot-attention" | "slate".
