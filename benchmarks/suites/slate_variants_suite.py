@@ -1,7 +1,7 @@
 """Suite ``slate-variants``: the paper's Figure 3b at CPU scale: token cross-entropy against step for SLATE's
 slot-attention variants, trained in stages on one frozen dVAE.
 
-    python -m benchmarks slate-variants [--quick] [--out DIR] [--dvae RUN] [--variants vanilla,IN,...]
+    python -m benchmarks slate-variants [--quick] [--out DIR] [--data NAME] [--dvae RUN] [--variants vanilla,IN,...]
         [--steps N] [--seed-list 0,1,2] [--set FIELD=VALUE,...] [--no-clip-warmup] [--jobs N]
 
 Every run is ``deqslots train --model slate --config cpu-slate --stage slots --dvae RUN``: slot attention and the
@@ -18,7 +18,9 @@ of steps clipped. The summary gives each variant's mean ± sd over seeds and its
 
 The recipe is the lever study's (BENCHMARKS.md "SLATE on a CPU"): batch 32, Adam 4e-4 with 200 warm-up steps,
 SLATE's inf-norm clipping at 1.0, 3 iterations; ``--no-clip-warmup`` removes both clipping and warm-up (the
-paper's claim is that vanilla needs them and the implicit variants do not), ``--set iters=7`` raises T.
+paper's claim is that vanilla needs them and the implicit variants do not), ``--set iters=7`` raises T, and
+``--set init=reference,decoder_activation=relu,...`` trains the authors' SLATE fields on cpu-slate's sizes
+(BENCHMARKS.md "The reference models"). ``--data`` picks the data set (default shapes; the dVAE must be of it).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ SIZES = MappingProxyType({  # steps per run, dVAE steps, batch, eval batches, re
 
 def add_arguments(group) -> None:
     """The suite's own options."""
+    group.add_argument("--data", default=None, help="the data set of the dVAE and every run (default shapes)")
     group.add_argument("--dvae", default=None, metavar="RUN",
                        help="a trained dVAE run (deqslots train --model slate --config cpu-slate --stage dvae); "
                             "default: train one first")
@@ -73,12 +76,12 @@ def add_arguments(group) -> None:
 
 
 def staged_config(variant: str, seed: int, steps: int, dvae: str, out: Path, size: tuple, config_set: str,
-                  clip_warmup: bool):
+                  clip_warmup: bool, data: str = RECIPE["data"]):
     """The ``TrainConfig`` of one slots-stage run."""
     from deqslots.train import TrainConfig
 
     _, _, batch, eval_batches, resolution, vocab = size
-    recipe = {**RECIPE, "batch_size": batch, "eval_batches": eval_batches}
+    recipe = {**RECIPE, "batch_size": batch, "eval_batches": eval_batches, "data": data}
     if not clip_warmup:
         recipe.update(grad_clip=0.0, warmup_steps=0)
     return TrainConfig(**recipe, variant=variant, seed=seed, steps=steps, stage="slots", dvae=dvae,
@@ -174,6 +177,7 @@ def run(ctx: RunContext, bar) -> SuiteResult:
     config_set = o.get("config_set")
     config_set = "backward_max_iter=50" if config_set is None else config_set
     clip_warmup = not o.get("no_clip_warmup")
+    data = o.get("data") or RECIPE["data"]
     jobs = o.get("jobs") or 1
     if jobs < 1:
         raise UsageError("--jobs must be >= 1")
@@ -184,7 +188,8 @@ def run(ctx: RunContext, bar) -> SuiteResult:
         dvae = str(ctx.out / "dvae")
         _, _, batch, eval_batches, resolution, vocab = size
         if not (Path(dvae) / "summary.json").exists():
-            train_one(TrainConfig(**{**RECIPE, "batch_size": batch, "eval_batches": eval_batches}, stage="dvae",
+            train_one(TrainConfig(**{**RECIPE, "batch_size": batch, "eval_batches": eval_batches, "data": data},
+                                  stage="dvae",
                                   steps=dvae_steps, dvae_lr=1e-3, resolution=resolution, vocab_size=vocab,
                                   eval_every=dvae_steps, checkpoint_every=dvae_steps, out=dvae, progress=False,
                                   threads=1))
@@ -192,7 +197,7 @@ def run(ctx: RunContext, bar) -> SuiteResult:
         raise UsageError(f"--dvae {dvae}: no checkpoint.pt there; train one with deqslots train --model slate "
                          "--config cpu-slate --stage dvae --out RUN")
     bar.update()
-    specs = {(v, s): staged_config(v, s, steps, dvae, ctx.out / f"{v}_seed{s}", size, config_set, clip_warmup)
+    specs = {(v, s): staged_config(v, s, steps, dvae, ctx.out / f"{v}_seed{s}", size, config_set, clip_warmup, data)
              for s in seeds for v in variants}
     for config in specs.values():  # this suite's own output from an earlier call: start afresh
         if Path(config.out).exists():
@@ -210,7 +215,7 @@ def run(ctx: RunContext, bar) -> SuiteResult:
                 bar.update()
     result = SuiteResult("slate-variants", {"steps": steps, "seeds": seeds, "variants": variants, "dvae": dvae,
                                             "config_set": config_set, "clip_warmup": clip_warmup,
-                                            "recipe": dict(RECIPE), "size": list(size)})
+                                            "recipe": dict(RECIPE, data=data), "size": list(size)})
     runs = result.tables["runs"] = Table(
         f"Slots stage of cpu-slate on the frozen dVAE {dvae}: {steps} steps per run, batch {size[2]}, Adam "
         f"{RECIPE['lr']}, " + ("warm-up 200 steps, inf-norm clipping 1.0" if clip_warmup else

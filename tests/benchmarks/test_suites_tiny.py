@@ -81,3 +81,20 @@ def test_slate_variants_refuses_a_missing_dvae_and_unknown_variants(tmp_path, ca
             assert exit_.value.code == 2 and message in capsys.readouterr().err
     finally:
         torch.set_num_threads(threads)
+
+
+def test_slate_variants_on_other_data_with_the_authors_fields(tmp_path):
+    """--data trains the dVAE and every run on that data; --set reaches the reference-model fields."""
+    from benchmarks.__main__ import main
+
+    threads = torch.get_num_threads()
+    fields = "backward_max_iter=50,init=reference,decoder_activation=relu,first_block_norm=replace"
+    try:
+        doc = main(["slate-variants", "--tiny", "--out", str(tmp_path), "--data", "same-hue", "--variants", "IN",
+                    "--set", fields])
+    finally:
+        torch.set_num_threads(threads)
+    assert doc["settings"]["recipe"]["data"] == "same-hue" and doc["settings"]["config_set"] == fields
+    state = torch.load(tmp_path / "IN_seed0" / "checkpoint.pt", weights_only=False)
+    assert state["train_config"]["data"] == "same-hue"
+    assert state["model_config"]["init"] == "reference" and state["model_config"]["decoder_activation"] == "relu"
