@@ -9,13 +9,14 @@ from typing import ClassVar, Mapping, Optional
 from ..initialization import check_init
 from ..slot_attention import ATTENTION_RETURNED, VARIANTS
 from .._replace import replace_fields
+from .transformer import ACTIVATIONS as ACTIVATION_LAYERS
 
 __all__ = ["SLATEConfig", "SLATE_CONFIGS", "SLATE_RECIPES", "slate_config_for", "SLOT_INPUTS", "MASK_UPSAMPLING",
            "ACTIVATIONS", "FIRST_BLOCK_NORMS", "TARGET_TOKENS"]
 
 SLOT_INPUTS = ("embedding", "dvae")
 MASK_UPSAMPLING = ("nearest", "bilinear")
-ACTIVATIONS = ("relu", "gelu")
+ACTIVATIONS = tuple(ACTIVATION_LAYERS)  # the decoder's nonlinearities, by name
 # "replace": block 0 replaces the residual stream by its LayerNorm (SLATE's is_first); "pre": pre-LN everywhere
 FIRST_BLOCK_NORMS = ("replace", "pre")
 # "independent": the decoder's targets are the argmax of a second Gumbel sample (SLATE); "shared": of the one the
