@@ -243,13 +243,33 @@ def rebuild_model(state: dict, path: Path | str, num_slots: Optional[int] = None
     overrides: dict = {"resume": True}
     if num_slots is not None:
         overrides["num_slots"] = num_slots
-    config = TrainConfig(**{**saved, **overrides})
+    config = _with_predated_fields(TrainConfig(**{**saved, **overrides}), state)
     model = build_model(config)
     if num_slots is not None and getattr(model.config, "slot_init", "gaussian") == "learned":
         raise ValueError(f"{path} was trained with learned initial slots (slot_init=learned): one vector per slot, "
                          f"so it runs with {saved.get('num_slots') or 'its'} slots only; drop --num-slots")
     load_model_state(model, state, path, may_differ=("num_slots",) if num_slots is not None else ())
     return config, model
+
+
+def _with_predated_fields(config: TrainConfig, state: dict) -> TrainConfig:
+    """``config`` with ``--set`` entries for the architecture fields the checkpoint ``state`` predates.
+
+    A model saved before a field of its config class existed was trained with the class's ``LEGACY`` value for it
+    (``SLATEConfig.LEGACY``, ``AutoencoderConfig.LEGACY``), whatever the named config's default is now: a shipped
+    ``cpu-slate`` model of November 2026 rebuilds with the architecture it was trained with.
+    """
+    recorded = state.get("model_config")
+    if not isinstance(recorded, dict):
+        return config
+    now = config.model_config()
+    legacy = getattr(type(now), "LEGACY", {})
+    missing = [f"{key}={value}" for key, value in legacy.items()
+               if key not in recorded and getattr(now, key) != value]
+    if not missing:
+        return config
+    return dataclasses.replace(config, config_set=",".join([config.config_set, *missing] if config.config_set
+                                                            else missing))
 
 
 def _train_loss(model: torch.nn.Module, config: TrainConfig, images: torch.Tensor, step: int

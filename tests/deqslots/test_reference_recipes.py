@@ -2,6 +2,7 @@
 predate the reference-model fields load only into the model they were trained as."""
 
 import csv
+import dataclasses
 import doctest
 
 import pytest
@@ -9,8 +10,8 @@ import torch
 
 import deqslots.train
 from deqslots.checkpoint import load_checkpoint, load_model_state
-from deqslots.slate import SLATE, slate_config_for
-from deqslots.train import Plateau, TrainConfig, train
+from deqslots.slate import SLATE, SLATEConfig, slate_config_for
+from deqslots.train import Plateau, TrainConfig, rebuild_model, train
 
 
 def _lrs(out):
@@ -68,13 +69,36 @@ def test_training_halves_the_rates_on_a_plateau_and_a_resumed_run_keeps_the_fact
 
 def test_a_checkpoint_that_predates_the_reference_fields_loads_as_the_model_it_was(tmp_path):
     torch.manual_seed(0)
-    old = SLATE(slate_config_for("cpu-slate", resolution=16))
+    legacy = dict(SLATEConfig.LEGACY)
+    old = SLATE(slate_config_for("cpu-slate", resolution=16, **legacy))  # cpu-slate as trained before issue #22
     record = {key: value for key, value in vars(old.config).items()
-              if key not in type(old.config).LEGACY}  # what a checkpoint written before the fields holds
+              if key not in legacy}  # what a checkpoint written before the fields holds
     state = {"model": old.state_dict(), "model_config": record}
-    load_model_state(SLATE(slate_config_for("cpu-slate", resolution=16)), state, tmp_path / "old.pt")
-    # the same weights into a model with the authors' decoder: refused, saying which --set rebuilds the old one
-    other = SLATE(slate_config_for("cpu-slate", resolution=16, decoder_activation="relu"))
+    load_model_state(SLATE(slate_config_for("cpu-slate", resolution=16, **legacy)), state, tmp_path / "old.pt")
+    # the same weights into today's cpu-slate (the authors' fields): refused, naming the --set that rebuilds it
     with pytest.raises(ValueError, match=r"decoder_activation: checkpoint 'gelu' vs model 'relu'.*"
-                                         r"--set decoder_activation=gelu"):
-        load_model_state(other, state, tmp_path / "old.pt")
+                                         r"--set dvae_encoder_blocks=4,decoder_activation=gelu,"):
+        load_model_state(SLATE(slate_config_for("cpu-slate", resolution=16)), state, tmp_path / "old.pt")
+
+
+def test_rebuilding_a_checkpoint_that_predates_the_fields_takes_their_legacy_values(tmp_path):
+    """deqslots eval / load_pretrained on a run saved before issue #22 rebuild the model it trained, although
+    cpu-slate's defaults have become the authors' since."""
+    torch.manual_seed(0)
+    config = TrainConfig(model="slate", config="cpu-slate", data="shapes", resolution=16, stage="dvae",
+                         config_set="backward_max_iter=5")
+    old = SLATE(slate_config_for("cpu-slate", resolution=16, backward_max_iter=5, variant=config.variant,
+                                 **SLATEConfig.LEGACY)).set_stage("dvae")
+    state = {"model": old.state_dict(), "train_config": dataclasses.asdict(config),
+             "model_config": {key: value for key, value in vars(old.config).items()
+                              if key not in SLATEConfig.LEGACY}}
+    rebuilt_config, model = rebuild_model(state, tmp_path / "old.pt")
+    assert {key: getattr(model.config, key) for key in SLATEConfig.LEGACY} == dict(SLATEConfig.LEGACY)
+    assert model.config.backward_max_iter == 5  # the run's own --set is kept
+    assert rebuilt_config.config_set.startswith("backward_max_iter=5,dvae_encoder_blocks=4,")
+    for name, tensor in old.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+    # a checkpoint that records the fields rebuilds with what it records: nothing added
+    state["model_config"] = vars(SLATE(config.model_config()).config)
+    state["model"] = SLATE(config.model_config()).state_dict()
+    assert rebuild_model(state, tmp_path / "new.pt")[0].config_set == "backward_max_iter=5"
