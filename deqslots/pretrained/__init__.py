@@ -28,6 +28,7 @@ import torch
 from ..batches import BatchStream
 from ..checkpoint import check_training_checkpoint, load_checkpoint, save_atomic
 from ..models import MODELS, kind_of
+from ..slate.config import SLATEConfig
 
 __all__ = ["PretrainedModel", "PRETRAINED", "FIXED_TEST_BATCH", "pretrained_path", "load_pretrained",
            "load_exported", "evaluate_pretrained", "export_pretrained"]
@@ -93,13 +94,17 @@ def _objects_command(data: str, variant: str) -> str:
             f"--decay-steps 100000 --seed 0 --threads 1 --out runs/{data}-{variant}")
 
 
-def _slate_command(variant: str, data: str = "shapes") -> str:
-    # the dVAE once, then the slots stage on its frozen tokens (benchmarks slate-variants' recipe)
+def _slate_command(variant: str, data: str = "shapes", legacy: bool = False) -> str:
+    # the dVAE once, then the slots stage on its frozen tokens (benchmarks slate-variants' recipe); legacy: the
+    # fields cpu-slate had before it took the authors' (SLATEConfig.LEGACY), which the shapes models trained with
+    fields = ",".join(f"{key}={value}" for key, value in SLATEConfig.LEGACY.items()) if legacy else ""
     common = (f"deqslots train --model slate --config cpu-slate --data {data} --vocab-size 256 --batch-size 32 "
               "--eval-batches 4 --seed 0 --threads 1")
-    return (f"{common} --stage dvae --steps 4000 --dvae-lr 1e-3 --eval-every 500 --out runs/{data}-slate-dvae && "
-            f"{common} --stage slots --dvae runs/{data}-slate-dvae --variant {variant} --steps 2000 --lr 4e-4 "
-            f"--warmup-steps 200 --set backward_max_iter=50 --eval-every 2000 --out runs/{data}-slate-{variant}")
+    dvae_set = f" --set {fields}" if legacy else ""
+    slots_set = "backward_max_iter=50" + (f",{fields}" if legacy else "")
+    return (f"{common} --stage dvae --steps 4000 --dvae-lr 1e-3 --eval-every 500{dvae_set} --out runs/{data}-slate-dvae"
+            f" && {common} --stage slots --dvae runs/{data}-slate-dvae --variant {variant} --steps 2000 --lr 4e-4 "
+            f"--warmup-steps 200 --set {slots_set} --eval-every 2000 --out runs/{data}-slate-{variant}")
 
 
 PRETRAINED = MappingProxyType({
@@ -127,25 +132,28 @@ PRETRAINED = MappingProxyType({
     # SLATE ships the same way: export_pretrained(RUN, "deqslots/pretrained/NAME.pt") on a --stage slots run, then
     # an entry with model="slate" and the fg_ari / mse that evaluate_pretrained(NAME) gives (README, "Pretrained").
     # These two are seed 0 of `python -m benchmarks slate-variants` (issue #12; BENCHMARKS.md, "Figure 3b at CPU
-    # scale"): cpu-slate with vocabulary 256, the slots stage on one frozen dVAE. They do not find objects (FG-ARI
-    # 0.30-0.32, colour control 1.0; MSE through the slots 2x the mean-colour bar): what SLATE reaches on 2 cores.
-    # Seconds: both stages, 1 torch thread with another run beside it.
+    # scale"): cpu-slate with vocabulary 256, the slots stage on one frozen dVAE, built with the fields cpu-slate had
+    # before it took the authors' (SLATEConfig.LEGACY; a checkpoint that predates them rebuilds so). They do not
+    # find objects (FG-ARI 0.30-0.32, colour control 1.0; MSE through the slots 2x the mean-colour bar). Not
+    # re-trained with the authors' fields: on shapes their dVAE stayed at the mean colour in 4,000 steps (issue
+    # #22). Seconds: both stages, 1 torch thread with another run beside it.
     "shapes-slate-IN": PretrainedModel("shapes-slate-IN", "shapes-slate-IN.pt", "IN", "shapes", fg_ari=0.3196,
                                        mse=5.481e-02, steps=2000, seconds=571 + 274,
-                                       command=_slate_command("IN"), model="slate"),
+                                       command=_slate_command("IN", legacy=True), model="slate"),
     "shapes-slate-vanilla": PretrainedModel("shapes-slate-vanilla", "shapes-slate-vanilla.pt", "vanilla", "shapes",
                                             fg_ari=0.2995, mse=5.536e-02, steps=2000, seconds=571 + 268,
-                                            command=_slate_command("vanilla"), model="slate"),
-    # SLATE where colour fails (issue #12 item 4): the same recipe on same-hue (colour control 0.005). Its attention
-    # masks stand 0.25-0.32 above colour, and its dVAE decodes at 0.40x the mean-colour MSE (0.0058 vs 0.0146), but
-    # generation from the slots does not reach the mean colour (MSE 1.4-1.6x). Seconds: both stages, 1 torch thread
-    # with two to three other runs beside it.
+                                            command=_slate_command("vanilla", legacy=True), model="slate"),
+    # SLATE where colour fails: the same recipe on same-hue (colour control 0.005), with the authors' architecture
+    # and initialisation (cpu-slate since issue #22; re-trained 2026-12-03). Its attention masks stand 0.31 above
+    # colour (token oracle 0.71), its dVAE decodes at 0.47x the mean-colour MSE (0.0069 vs 0.0146), generation from
+    # the slots at 1.12x (IN) / 1.15x (vanilla); the models it replaced, with our earlier fields: 1.42x / 1.58x.
+    # Seconds: both stages, 1 torch thread with another run beside it.
     "same-hue-slate-IN": PretrainedModel("same-hue-slate-IN", "same-hue-slate-IN.pt", "IN", "same-hue",
-                                         fg_ari=0.3233, mse=2.070e-02, steps=2000, seconds=1364 + 498,
+                                         fg_ari=0.3190, mse=1.628e-02, steps=2000, seconds=799 + 354,
                                          command=_slate_command("IN", "same-hue"), model="slate"),
     "same-hue-slate-vanilla": PretrainedModel("same-hue-slate-vanilla", "same-hue-slate-vanilla.pt", "vanilla",
-                                              "same-hue", fg_ari=0.2521, mse=2.302e-02, steps=2000,
-                                              seconds=1364 + 510, command=_slate_command("vanilla", "same-hue"),
+                                              "same-hue", fg_ari=0.3175, mse=1.679e-02, steps=2000,
+                                              seconds=799 + 355, command=_slate_command("vanilla", "same-hue"),
                                               model="slate"),
 })
 
