@@ -10,7 +10,8 @@ from typing import Any, Union
 
 import torch
 
-__all__ = ["save_atomic", "load_checkpoint", "check_training_checkpoint", "load_model_state"]
+__all__ = ["save_atomic", "load_checkpoint", "check_training_checkpoint", "load_model_state",
+           "predated_settings"]
 
 #: What every checkpoint written by ``deqslots train`` holds.
 TRAINING_KEYS = ("model", "optimizer", "step", "train_config")
@@ -61,6 +62,27 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def _predated(config: Any, recorded: dict) -> dict[str, Any]:
+    """The ``LEGACY`` values of the fields of ``config``'s class that a checkpoint's ``model_config`` lacks."""
+    return {key: value for key, value in getattr(type(config), "LEGACY", {}).items() if key not in recorded}
+
+
+def predated_settings(config: Any, recorded: dict) -> str:
+    """``--set`` text (``FIELD=VALUE,...``) that makes ``config`` the model a checkpoint was trained as: the
+    fields its recorded ``model_config`` predates, at their ``LEGACY`` values where ``config`` has another (a
+    model built before a field existed was trained with that value). Empty when nothing differs.
+
+    Examples:
+        >>> from deqslots.slate import slate_config_for
+        >>> config = slate_config_for("cpu-slate")  # the authors' fields since issue #22
+        >>> recorded = {k: v for k, v in vars(config).items() if k not in ("init", "decoder_activation")}
+        >>> predated_settings(config, recorded)
+        'decoder_activation=gelu,init=torch'
+    """
+    return ",".join(f"{key}={value}" for key, value in _predated(config, recorded).items()
+                    if _plain(value) != _plain(getattr(config, key)))
+
+
 def load_model_state(model: torch.nn.Module, state: dict, path: Union[str, Path],
                      may_differ: tuple[str, ...] = ()) -> None:
     """Load a checkpoint's weights into ``model``, refusing another architecture with a readable message.
@@ -80,14 +102,13 @@ def load_model_state(model: torch.nn.Module, state: dict, path: Union[str, Path]
         # A field the checkpoint predates was trained with the config class's LEGACY value where it names one
         # (SLATEConfig.LEGACY, AutoencoderConfig.LEGACY: the authors' architecture became the default later),
         # and counts as matching otherwise.
-        predated = {key: value for key, value in getattr(type(config), "LEGACY", {}).items() if key not in saved}
-        saved = {**predated, **saved}
+        old = predated_settings(config, saved)
+        saved = {**_predated(config, saved), **saved}
         diffs = [f"{key}: checkpoint {saved[key]!r} vs model {now[key]!r}" for key in now
                  if key in saved and key not in may_differ and _plain(saved[key]) != _plain(now[key])]
         extra = sorted(set(saved) - set(now))
         if diffs or extra:
             detail = "; ".join(diffs + ([f"fields unknown to this model: {', '.join(extra)}"] if extra else []))
-            old = ",".join(f"{key}={value}" for key, value in predated.items() if _plain(value) != _plain(now[key]))
             hint = (f" (it predates these fields: build the model with --set {old})" if old else "")
             raise ValueError(f"checkpoint {path} was saved from a different model ({type(model).__name__} "
                              f"differs in {detail}); load it with the model and settings that trained it{hint}")

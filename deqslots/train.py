@@ -26,7 +26,8 @@ from tqdm import tqdm
 
 from ._json import dumps as strict_json
 from .batches import BatchStream
-from .checkpoint import check_training_checkpoint, load_checkpoint, load_model_state, save_atomic
+from .checkpoint import (check_training_checkpoint, load_checkpoint, load_model_state, predated_settings,
+                         save_atomic)
 from .distributed import DEVICES, DistContext, process_group
 from .evaluate import colour_control, evaluate
 from .figures import plot_loss_curves
@@ -260,16 +261,10 @@ def _with_predated_fields(config: TrainConfig, state: dict) -> TrainConfig:
     ``cpu-slate`` model of November 2026 rebuilds with the architecture it was trained with.
     """
     recorded = state.get("model_config")
-    if not isinstance(recorded, dict):
-        return config
-    now = config.model_config()
-    legacy = getattr(type(now), "LEGACY", {})
-    missing = [f"{key}={value}" for key, value in legacy.items()
-               if key not in recorded and getattr(now, key) != value]
+    missing = predated_settings(config.model_config(), recorded) if isinstance(recorded, dict) else ""
     if not missing:
         return config
-    return dataclasses.replace(config, config_set=",".join([config.config_set, *missing] if config.config_set
-                                                            else missing))
+    return dataclasses.replace(config, config_set=f"{config.config_set},{missing}" if config.config_set else missing)
 
 
 def _train_loss(model: torch.nn.Module, config: TrainConfig, images: torch.Tensor, step: int
