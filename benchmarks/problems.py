@@ -357,7 +357,7 @@ def slot_attention_map(batch: int, dtype: torch.dtype = torch.float32, device: D
         tensors ``f`` depends on that a gradient would reach (the step's parameters, and the keys and
         values as leaf tensors), with ``requires_grad`` as asked.
     """
-    from deqslots.slot_attention import SlotAttention  # benchmarks of the bare solvers need no deqslots
+    from deqslots.slot_attention.module import SlotAttention  # benchmarks of the bare solvers need no deqslots
 
     with torch.random.fork_rng(devices=[]):  # the module's own initialisation, independent of global state
         torch.manual_seed(seed)

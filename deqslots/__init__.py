@@ -1,11 +1,13 @@
-"""deqslots: implicit slot attention and SLATE on top of the `solvers` library."""
+"""deqslots: implicit slot attention and SLATE on top of the `solvers` library.
 
-from .slot_attention import VARIANTS, SlotAttention
+The packages, from the top (the layers are written down in ``pyproject.toml`` and checked by ``lint-imports``):
+``cli`` and ``demo``; ``pretrained`` (shipped weights); ``training`` (the run's config, the loop, checkpoints, the
+model-kind protocol and registry); the two models, ``slot_attention`` and ``slate``, independent of each other
+(SLATE builds on slot attention's module only) and of the loop; ``nn``, ``evaluation`` and ``data`` below them.
+"""
 
-__all__ = ["SlotAttention", "VARIANTS"]
-from .autoencoder import CONFIGS, AutoencoderConfig, SlotAutoencoder, config_for  # noqa: E402
+from .slate import SLATE, SLATE_CONFIGS, SLATEConfig, slate_config_for
+from .slot_attention import CONFIGS, VARIANTS, AutoencoderConfig, SlotAttention, SlotAutoencoder, config_for
 
-__all__ += ["SlotAutoencoder", "AutoencoderConfig", "CONFIGS", "config_for"]
-from .slate import SLATE, SLATE_CONFIGS, SLATEConfig, slate_config_for  # noqa: E402
-
-__all__ += ["SLATE", "SLATEConfig", "SLATE_CONFIGS", "slate_config_for"]
+__all__ = ["SlotAttention", "VARIANTS", "SlotAutoencoder", "AutoencoderConfig", "CONFIGS", "config_for", "SLATE",
+           "SLATEConfig", "SLATE_CONFIGS", "slate_config_for"]

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ._json import dumps as strict_json  # NaN (an undefined FG-ARI) -> null
+from .training.strict_json import dumps as strict_json  # NaN (an undefined FG-ARI) -> null
 
 __all__ = ["main"]
 
@@ -20,8 +20,8 @@ def _optional_float(text: str) -> Optional[float]:
 
 
 def _train_parser(commands) -> None:
-    from .models import MODELS
-    from .train import TrainConfig
+    from .training.registry import MODELS
+    from .training.config import TrainConfig
 
     d = TrainConfig()
     p = commands.add_parser("train", help="train a model; writes metrics.csv, checkpoint.pt and figures to --out")
@@ -40,7 +40,7 @@ def _train_parser(commands) -> None:
                    "steps, --lr-plateau-patience 4); flags override either")
     p.add_argument("--set", dest="config_set", default="", metavar="FIELD=VALUE,...",
                    help="change other fields of the named architecture, e.g. --set decoder_position_frequencies=3,"
-                   "attention_guidance_steps=5000 (see deqslots.autoencoder.AutoencoderConfig)")
+                   "attention_guidance_steps=5000 (see deqslots.slot_attention.config.AutoencoderConfig)")
     p.add_argument("--resolution", type=int, default=None)
     p.add_argument("--iters", type=int, default=None, help="slot-attention iterations in training")
     p.add_argument("--num-slots", type=int, default=None)
@@ -95,7 +95,8 @@ def _train_parser(commands) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from .train import TrainConfig, TrainingInterrupted, train
+    from .training.config import TrainConfig
+    from .training.loop import TrainingInterrupted, train
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in fields}
@@ -105,7 +106,7 @@ def _run_train(args: argparse.Namespace) -> int:
             del values[name]
         elif args.model != "slate":
             raise ValueError(f"--{name.replace('_', '-')} is a SLATE setting; use it with --model slate")
-    from .distributed import env_rank
+    from .training.distributed import env_rank
 
     main_rank = env_rank() == 0  # under torchrun every rank returns the same summary: print it once
     try:
@@ -139,9 +140,9 @@ def _composition_pairs(args: argparse.Namespace, kind, model, data: str) -> int:
 def _run_eval_pretrained(args: argparse.Namespace) -> int:
     import tempfile
 
-    from .batches import BatchStream
-    from .evaluate import colour_control
-    from .models import kind_of
+    from .data.batches import BatchStream
+    from .evaluation.colour_control import colour_control
+    from .training.registry import kind_of
     from .pretrained import FIXED_TEST_BATCH, PRETRAINED, evaluate_pretrained, load_pretrained
 
     if args.run is not None:
@@ -199,11 +200,12 @@ def _run_eval(args: argparse.Namespace) -> int:
         raise ValueError("--out applies to --pretrained; a run's results go into its own folder")
     if args.batches is None:
         args.batches = 10
-    from .checkpoint import check_training_checkpoint, load_checkpoint
-    from .evaluate import colour_control, evaluate
-    from .models import MODELS, model_kind
-    from .train import rebuild_model, write_figures
-    from .batches import BatchStream
+    from .training.checkpoint import check_training_checkpoint, load_checkpoint
+    from .evaluation.colour_control import colour_control
+    from .evaluation.evaluate import evaluate
+    from .training.registry import MODELS, model_kind
+    from .training.loop import rebuild_model, write_figures
+    from .data.batches import BatchStream
 
     run = Path(args.run)
     state = load_checkpoint(run / "checkpoint.pt")
@@ -313,7 +315,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ev = commands.add_parser("eval", help="evaluate a trained run: MSE and FG-ARI (slate: through the slots, "
                              "CE, FID); writes DIR/eval_SPLIT.json")
     ev.add_argument("run", nargs="?", default=None, help="the run folder given to train --out")
-    from .models import model_kind
+    from .training.registry import model_kind
     from .pretrained import PRETRAINED
 
     shipped = ", ".join(f"{name} ({model_kind(entry.model).title}, {entry.data}, FG-ARI {entry.fg_ari:.2f})"

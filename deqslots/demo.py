@@ -12,13 +12,15 @@ from typing import Optional
 
 import torch
 
-from .figures import plot_loss_curves, plot_segmentation_grid
+from .evaluation.figures import plot_loss_curves, plot_segmentation_grid
 from .solver_demo import run_solver_demo
-from .train import TrainConfig, build_model, train
-from .batches import BatchStream
-from .checkpoint import load_checkpoint, load_model_state
-from .evaluate import colour_control, evaluate
-from .models import kind_of, model_kind
+from .training.config import TrainConfig
+from .training.loop import build_model, train
+from .data.batches import BatchStream
+from .training.checkpoint import load_checkpoint, load_model_state
+from .evaluation.colour_control import colour_control
+from .evaluation.evaluate import evaluate
+from .training.registry import kind_of, model_kind
 from .pretrained import FIXED_TEST_BATCH, PRETRAINED, load_pretrained
 
 __all__ = ["run_demo"]

@@ -19,9 +19,9 @@ import torch
 
 from deqslots import SLATE, slate_config_for
 from deqslots.data import generate_batch
-from deqslots.metrics import mse_per_image_sum
-from deqslots.schedule import learning_rate
-from deqslots.slate import cosine_anneal
+from deqslots.evaluation.metrics import mse_per_image_sum
+from deqslots.training.schedule import learning_rate
+from deqslots.training.schedule import cosine_anneal
 from deqslots.slate.figures import plot_slate_grid
 
 

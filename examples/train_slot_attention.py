@@ -14,9 +14,9 @@ import torch
 
 from deqslots import SlotAutoencoder, config_for
 from deqslots.data import generate_batch
-from deqslots.figures import plot_slot_grid
-from deqslots.metrics import fg_ari, mse_per_pixel
-from deqslots.schedule import learning_rate
+from deqslots.evaluation.figures import plot_slot_grid
+from deqslots.evaluation.metrics import fg_ari, mse_per_pixel
+from deqslots.training.schedule import learning_rate
 
 
 @dataclass

@@ -493,7 +493,7 @@ def end_with_parent(grace_s: float = 10.0) -> None:
     A suite's process-pool initializer: a study stopped with ``kill`` (or killed outright) would otherwise
     leave its spawned workers training to the end of their runs, holding the cores, and then waiting for work
     that never comes. On Linux the worker gets SIGTERM at once (``prctl``'s parent-death signal), which
-    ``deqslots.train`` turns into a checkpoint of the finished step; a watcher thread then ends the process
+    ``deqslots.training.loop`` turns into a checkpoint of the finished step; a watcher thread then ends the process
     ``grace_s`` seconds after the parent is gone, whatever the task did with the signal. Elsewhere only the
     watcher acts.
     """

@@ -31,7 +31,7 @@ from types import MappingProxyType
 import torch
 
 from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError
-from deqslots.checkpoint import load_checkpoint, save_atomic
+from deqslots.training.checkpoint import load_checkpoint, save_atomic
 
 __all__ = ["run", "add_arguments", "TABLES", "train_speed", "checkpoint_cost"]
 

@@ -142,7 +142,8 @@ def _caching_row(kind: str, batch: int, dim: int, iters: int, repeats: int) -> d
 
 def compile_speedup(variant: str, batch: int, resolution: int, repeats: int, backend: str) -> list[dict]:
     """(c): eager vs compiled slot-attention solve, for the slot-attention step alone and a full training step."""
-    from deqslots.autoencoder import SlotAutoencoder, config_for
+    from deqslots.slot_attention.autoencoder import SlotAutoencoder
+    from deqslots.slot_attention.config import config_for
 
     torch.manual_seed(0)
     model = SlotAutoencoder(config_for("cpu-small", variant=variant, resolution=resolution))

@@ -43,8 +43,8 @@ import torch
 import solvers
 from benchmarks.suites.common import Budget, RunContext, SuiteResult, Table, UsageError, step_rates, sync, time_call
 from deqslots import SLATE, SlotAutoencoder, config_for, slate_config_for
-from deqslots.batches import BatchStream
-from deqslots.metrics import mse_per_pixel
+from deqslots.data.batches import BatchStream
+from deqslots.evaluation.metrics import mse_per_pixel
 
 __all__ = ["run", "add_arguments", "default_device", "TABLES", "PARTS", "BUDGETS"]
 

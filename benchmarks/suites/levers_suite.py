@@ -3,7 +3,7 @@ config change.
 
 The lever table of BENCHMARKS.md ("Objects, not colours") was made with this loop. It trains
 :class:`deqslots.SlotAutoencoder` from a named config with ``FIELD=VALUE`` changes (any
-:class:`deqslots.autoencoder.AutoencoderConfig` field, values as Python literals) on a pool of generated
+:class:`deqslots.slot_attention.config.AutoencoderConfig` field, values as Python literals) on a pool of generated
 training images held in memory, and prints validation MSE and FG-ARI (256 fixed val scenes) every
 ``--every`` steps, so that two configurations can be compared at equal steps in minutes. The loss is the
 model's own :meth:`~deqslots.SlotAutoencoder.loss` (so ``attention_guidance_steps`` applies).
@@ -27,10 +27,11 @@ from typing import Any, Sequence
 import torch
 
 from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError
-from deqslots.autoencoder import SlotAutoencoder, config_for
+from deqslots.slot_attention.autoencoder import SlotAutoencoder
+from deqslots.slot_attention.config import config_for
 from deqslots.data import generate_batch
-from deqslots.metrics import fg_ari
-from deqslots.schedule import learning_rate
+from deqslots.evaluation.metrics import fg_ari
+from deqslots.training.schedule import learning_rate
 
 __all__ = ["run_lever", "run", "add_arguments", "TABLES"]
 

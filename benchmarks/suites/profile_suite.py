@@ -3,7 +3,7 @@
 
     python -m benchmarks profile [--steps N] [--threads T] [--profile-steps P] [--out DIR]
 
-Profiles the training step of ``deqslots train`` (batch from :class:`deqslots.batches.BatchStream`, forward,
+Profiles the training step of ``deqslots train`` (batch from :class:`deqslots.data.batches.BatchStream`, forward,
 per-pixel MSE, ``zero_grad``, backward, gradient norm, Adam step) for two architectures, both variant IN on
 the procedural ``shapes`` data at 32x32:
 
@@ -63,9 +63,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError, machine
-from deqslots.autoencoder import AutoencoderConfig, SlotAutoencoder, config_for
-from deqslots.batches import BatchStream
-from deqslots.metrics import mse_per_pixel
+from deqslots.slot_attention.config import AutoencoderConfig, config_for
+from deqslots.slot_attention.autoencoder import SlotAutoencoder
+from deqslots.data.batches import BatchStream
+from deqslots.evaluation.metrics import mse_per_pixel
 
 __all__ = ["PHASES", "PHASE_LABELS", "before_config", "after_config", "describe", "build_arms", "Arm", "StepProfiler",
            "profile_arms", "run", "add_arguments", "TABLES"]
@@ -199,7 +200,7 @@ class StepProfiler:
         self.seconds: dict[str, list[float]] = {p: [] for p in PHASES}
 
     def step(self, record: bool = True) -> dict[str, float]:
-        """One training step, as ``deqslots.train`` runs it; returns (and if ``record`` keeps) phase seconds."""
+        """One training step, as ``deqslots.training.loop`` runs it; returns (and if ``record`` keeps) phase seconds."""
         arm, model = self.arm, self.arm.model
         t0 = time.perf_counter()
         with record_function("data"):

@@ -93,7 +93,7 @@ def write_files(reader: str, folder: Path, items: int, seed: int = 0) -> str:
 
 def measure(data: str, resolution: int, items: int) -> float:
     """Images per second reading ``items`` train items of ``data`` through ``BatchStream``."""
-    from deqslots.batches import BatchStream
+    from deqslots.data.batches import BatchStream
 
     stream = BatchStream(data, "train", resolution, 1, seed=0)
     stream.batch(0)  # open files, fill the shuffle buffer's first items

@@ -8,7 +8,7 @@ vocabulary 128, d_model 64, 2 blocks, 7 slots of 64):
 - time to reconstruct a batch through the slot bottleneck (generate 256 tokens from the slots, then decode)
   with and without the cache (median of repeats; the paper-64 architecture too unless --quick);
 - training steps/s of each variant (median of timed steps after warm-up; data generation excluded);
-- the science at CPU scale: vanilla and IN trained with `deqslots.train` on clevr-mirror 64x64 with the
+- the science at CPU scale: vanilla and IN trained with `deqslots.training.loop` on clevr-mirror 64x64 with the
   same seeds, data and steps; final token cross-entropy (training, last 10% of steps; validation, teacher
   forcing) and reconstruction MSE through the slots on 64 validation images, per seed, with the paired
   difference. Reported as measured, whichever way it comes out.
@@ -34,11 +34,12 @@ import torch
 from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError
 
 from deqslots import SLATE, slate_config_for
-from deqslots.batches import BatchStream
-from deqslots.checkpoint import load_checkpoint
+from deqslots.data.batches import BatchStream
+from deqslots.training.checkpoint import load_checkpoint
 from deqslots.data import generate_batch
 from deqslots.slate.figures import plot_slate_grid
-from deqslots.train import TrainConfig, build_model, train
+from deqslots.training.config import TrainConfig
+from deqslots.training.loop import build_model, train
 
 VARIANTS = ("vanilla", "IN", "BN", "BB", "IB")
 # CPU-scale recipe of the seed study (the same for both variants): SLATE's optimiser and schedules with

@@ -78,7 +78,7 @@ def add_arguments(group) -> None:
 def staged_config(variant: str, seed: int, steps: int, dvae: str, out: Path, size: tuple, config_set: str,
                   clip_warmup: bool, data: str = RECIPE["data"]):
     """The ``TrainConfig`` of one slots-stage run."""
-    from deqslots.train import TrainConfig
+    from deqslots.training.config import TrainConfig
 
     _, _, batch, eval_batches, resolution, vocab = size
     recipe = {**RECIPE, "batch_size": batch, "eval_batches": eval_batches, "data": data}
@@ -91,7 +91,7 @@ def staged_config(variant: str, seed: int, steps: int, dvae: str, out: Path, siz
 
 def train_one(config) -> dict:
     """Train one run (in a worker process when ``--jobs`` > 1) and return its summary."""
-    from deqslots.train import train
+    from deqslots.training.loop import train
 
     began = time.perf_counter()
     summary = train(config)
@@ -100,7 +100,7 @@ def train_one(config) -> dict:
 
 
 def _read_curve(metrics: Path) -> list[dict]:
-    from deqslots.figures import read_metrics
+    from deqslots.evaluation.figures import read_metrics
 
     columns = read_metrics(metrics)
     return [{"step": int(step), "ce": ce, "grad_norm": norm}
@@ -160,7 +160,7 @@ def _plot(curves: dict[tuple[str, int], list[dict]], variants: list[str], out: P
 
 def run(ctx: RunContext, bar) -> SuiteResult:
     """The dVAE (unless given), then every (variant, seed) run; ``bar`` advances once per run."""
-    from deqslots.train import TrainConfig
+    from deqslots.training.config import TrainConfig
 
     size = SIZES["tiny" if ctx.size == "tiny" else "quick" if ctx.size == "quick" else "full"]
     o = ctx.overrides

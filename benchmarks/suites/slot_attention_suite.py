@@ -21,7 +21,7 @@ import torch
 from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError, step_rates
 from deqslots import SlotAutoencoder, config_for
 from deqslots.data import generate_batch
-from deqslots.metrics import mse_per_pixel
+from deqslots.evaluation.metrics import mse_per_pixel
 
 __all__ = ["run", "add_arguments", "TABLES", "VARIANTS", "steps_per_second", "saved_bytes",
            "slot_attention_saved_bytes", "data_throughput"]

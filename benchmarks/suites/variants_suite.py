@@ -2,7 +2,7 @@
 
 Trains the slot-attention autoencoder (``cpu-small``) with each variant over several seeds at equal
 budgets, then the tricks ablation (with / without gradient clipping and warm-up) and iteration counts,
-all through :func:`deqslots.train.train`. The default plan, ``cpu``, is the study at the scale where
+all through :func:`deqslots.training.loop.train`. The default plan, ``cpu``, is the study at the scale where
 ``cpu-small`` discovers objects on ``shapes`` on a 2-core CPU; ``full`` is the larger clevr-mirror plan.
 Each run is trained in segments with ``resume=True`` (resuming is exact, so the trajectory is the
 uninterrupted one); after each segment the checkpoint is loaded and the spectral radius of the
@@ -209,7 +209,7 @@ def _specs(plan: Plan) -> dict[Spec, list[str]]:
 
 
 def _config(spec: Spec, plan: Plan, clip_value: float, out: Path, steps: int, segment: int):
-    from deqslots.train import TrainConfig
+    from deqslots.training.config import TrainConfig
 
     slate = spec.model == "slate"  # SLATE keeps its own recipe: lr 1e-4 (dVAE 3e-4), clip 1.0 on the max-norm
     return TrainConfig(model=spec.model, variant=spec.variant, data=plan.data, config=plan.config,
@@ -239,7 +239,7 @@ def _num(value) -> float:
 
 @functools.lru_cache(maxsize=4)  # once per process: every run of a worker measures on the same batch
 def _fixed_images(plan: Plan) -> torch.Tensor:
-    from deqslots.batches import BatchStream
+    from deqslots.data.batches import BatchStream
 
     return BatchStream(plan.data, "val", plan.resolution, plan.rho_batch, 0).batch(0)["image"]
 
@@ -247,8 +247,8 @@ def _fixed_images(plan: Plan) -> torch.Tensor:
 @torch.no_grad()
 def _spectral(config, checkpoint: Path, images: torch.Tensor, device: torch.device) -> dict:
     """rho of the step's Jacobian at the model's T-th iterate and at the converged fixed point."""
-    from deqslots.checkpoint import load_checkpoint
-    from deqslots.train import build_model
+    from deqslots.training.checkpoint import load_checkpoint
+    from deqslots.training.loop import build_model
 
     model = build_model(config)
     model.load_state_dict(load_checkpoint(checkpoint)["model"])
@@ -297,7 +297,7 @@ def _train_run(spec: Spec, groups: list[str], plan: Plan, clip_value: float, out
     A top-level function of picklable arguments, so a worker process can run it; it writes only its own run
     folder and hands its rows back, so the caller can add them in plan order whatever order runs finish in.
     """
-    from deqslots.train import train
+    from deqslots.training.loop import train
 
     out = out_root / "runs" / spec.name
     if spec.model == "slate":
@@ -350,7 +350,7 @@ def _train_run(spec: Spec, groups: list[str], plan: Plan, clip_value: float, out
 
 def _pilot(plan: Plan, out_root: Path) -> tuple[float, list[float]]:
     """Gradient norms of an unclipped vanilla run (seed 1000): the clip threshold is their low quantile."""
-    from deqslots.train import train
+    from deqslots.training.loop import train
 
     out = out_root / "runs" / "pilot"
     if out.exists():
@@ -580,7 +580,7 @@ def _slate_available() -> Optional[str]:
     """None when SLATE can be trained here, else why not."""
     try:
         import deqslots
-        from deqslots.train import TrainConfig
+        from deqslots.training.config import TrainConfig
 
         if not hasattr(deqslots, "SLATE"):
             return "deqslots.SLATE does not exist"

@@ -105,7 +105,7 @@ class HDF5Dataset(Dataset):
     as already in ``[0, 1]``). Slot masks are converted to ids by taking, per pixel, the first slot
     with the largest value, so slot 0 (the background in the Multi-Object Datasets convention) maps to
     id 0, slot ``k`` to id ``k``, and a pixel covered by no slot to 0. Ids are the stored slot
-    indices, so they need not be contiguous; metrics such as :func:`deqslots.metrics.fg_ari` do not
+    indices, so they need not be contiguous; metrics such as :func:`deqslots.evaluation.metrics.fg_ari` do not
     require it.
 
     The file is opened on first access in each process (h5py handles must not cross a ``fork``), so

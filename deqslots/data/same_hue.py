@@ -3,7 +3,8 @@
 Colour alone does not separate these objects: every object of a scene has the same hue and saturation,
 and each is shaded by a brightness ramp in its own random direction that spans most of the brightness
 range, so pixels of equal colour lie on every object (k-means on pixel colour cuts the scene into
-brightness bands across objects; its FG-ARI is about 0.1, see :func:`deqslots.metrics.colour_baseline_fg_ari`).
+brightness bands across objects; its FG-ARI is about 0.1, see
+:func:`deqslots.evaluation.metrics.colour_baseline_fg_ari`).
 What does separate them is shape and contiguity: each object is one connected region whose brightness
 changes smoothly, with a step at its outline where the ramp of the next object or the background starts.
 Objects may touch and occlude each other. Per-pixel noise on objects and background means no two pixels

@@ -1,7 +1,7 @@
 """Pretrained models shipped with the package (no downloads): slot-attention autoencoders, and SLATE runs.
 
 Each entry was trained with the project's own ``deqslots train`` (the command is recorded in the entry)
-and stripped of its optimizer state by :func:`export_pretrained`; any model kind of :mod:`deqslots.models`
+and stripped of its optimizer state by :func:`export_pretrained`; any model kind of :mod:`deqslots.training.registry`
 ships the same way (an entry's ``model`` names it). The FG-ARI and MSE an entry documents are those of
 :func:`evaluate_pretrained` on a fixed batch of test scenes, which the test suite checks.
 
@@ -25,9 +25,9 @@ from typing import Optional, Union
 
 import torch
 
-from ..batches import BatchStream
-from ..checkpoint import check_training_checkpoint, load_checkpoint, save_atomic
-from ..models import MODELS, kind_of
+from ..data.batches import BatchStream
+from ..training.checkpoint import check_training_checkpoint, load_checkpoint, save_atomic
+from ..training.registry import MODELS, kind_of
 from ..slate.config import SLATEConfig
 
 __all__ = ["PretrainedModel", "PRETRAINED", "FIXED_TEST_BATCH", "pretrained_path", "load_pretrained",
@@ -53,7 +53,7 @@ class PretrainedModel:
             stages: ``steps`` of the ``--stage slots`` run, ``seconds`` of both stages).
         command: the ``deqslots train`` command that trained it (SLATE in stages: the ``--stage dvae``
             command, `` && ``, the ``--stage slots`` one).
-        model: its kind, a key of :data:`deqslots.models.MODELS` (``--model`` of ``deqslots train``).
+        model: its kind, a key of :data:`deqslots.training.registry.MODELS` (``--model`` of ``deqslots train``).
 
     Examples:
         A SLATE entry (the file written by ``export_pretrained("runs/shapes-slate-IN", ...)``):
@@ -175,7 +175,7 @@ def pretrained_path(name: str) -> Path:
 
 def load_exported(path: Union[str, Path], num_slots: Optional[int] = None) -> torch.nn.Module:
     """The model of a file written by :func:`export_pretrained` (or a run's checkpoint.pt), in eval mode on the
-    CPU, built by its kind (:mod:`deqslots.models`) from the run's recorded ``train_config``.
+    CPU, built by its kind (:mod:`deqslots.training.registry`) from the run's recorded ``train_config``.
 
     Nothing outside the file is read: a SLATE ``--stage slots`` run's frozen dVAE is among its weights, so the
     dVAE run it was trained on need not exist. ``num_slots`` builds it with another slot count (slot attention's
@@ -185,7 +185,7 @@ def load_exported(path: Union[str, Path], num_slots: Optional[int] = None) -> to
         ValueError: for a file that is not a deqslots checkpoint, one from a version with settings this one
             does not know, or weights that do not fit the recorded architecture.
     """
-    from ..train import rebuild_model
+    from ..training.loop import rebuild_model
 
     state = load_checkpoint(path)
     missing = [key for key in ("model", "model_config", "train_config") if not isinstance(state, dict)
@@ -223,7 +223,7 @@ def evaluate_pretrained(name: str, split: str = FIXED_TEST_BATCH["split"],
                         model: Optional[torch.nn.Module] = None, data: Optional[str] = None,
                         iters: Optional[int] = None) -> dict[str, float]:
     """The metrics of the shipped model ``name`` on fixed batches of its data set's ``split``, by its kind
-    (:func:`deqslots.evaluate.evaluate`): ``mse``, ``mse_sum`` and ``fg_ari``; SLATE adds the dVAE's own MSE,
+    (:func:`deqslots.evaluation.evaluate.evaluate`): ``mse``, ``mse_sum`` and ``fg_ari``; SLATE adds the dVAE's own MSE,
     the token cross-entropy, the mean-colour baseline, ... (:func:`deqslots.slate.evaluate.evaluate_slate`).
 
     ``model``: ``load_pretrained(name)`` when the caller already holds it (None loads it), e.g. with another
@@ -231,7 +231,7 @@ def evaluate_pretrained(name: str, split: str = FIXED_TEST_BATCH["split"],
     ``"same-hue@min_objects=6,max_objects=8"``); ``iters``: slot-attention iterations at evaluation. The
     documented figures of an entry are those of the defaults.
     """
-    from ..evaluate import evaluate
+    from ..evaluation.evaluate import evaluate
 
     entry = _entry(name)
     model = load_pretrained(name) if model is None else model

@@ -12,8 +12,8 @@ import torch
 from torch.nn import functional as F
 
 from ..data.shapes import ShapesOptions, draw_shapes, sample_shapes
-from ..eval_mode import seeded_eval
-from ..metrics import fg_ari, mean_fg_ari, mse_per_pixel
+from ..evaluation.eval_mode import seeded_eval
+from ..evaluation.metrics import fg_ari, mean_fg_ari, mse_per_pixel
 from .generate import generate_tokens
 from .model import SLATE
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import ClassVar, Mapping, Optional
 
-from ..initialization import check_init
-from ..slot_attention import ATTENTION_RETURNED, VARIANTS
-from .._replace import replace_fields
+from ..nn.initialization import check_init
+from ..slot_attention.module import ATTENTION_RETURNED, VARIANTS
+from ..nn.fields import replace_fields
 from .transformer import ACTIVATIONS as ACTIVATION_LAYERS
 
 __all__ = ["SLATEConfig", "SLATE_CONFIGS", "SLATE_RECIPES", "slate_config_for", "SLOT_INPUTS", "MASK_UPSAMPLING",
@@ -67,7 +67,7 @@ class SLATEConfig:
         target_tokens: the decoder's training targets: ``"independent"`` (SLATE: the argmax of a second,
             independent Gumbel sample) or ``"shared"`` (the argmax of the sample the dVAE decoder sees). In eval
             mode and in the "slots" stage both are the argmax of the logits (deterministic metrics).
-        init: ``"reference"`` (SLATE's initialisation, :func:`deqslots.initialization.slate_reference_`) or
+        init: ``"reference"`` (SLATE's initialisation, :func:`deqslots.nn.initialization.slate_reference_`) or
             ``"torch"`` (PyTorch's defaults and a positional embedding of std 0.02).
 
     Examples:

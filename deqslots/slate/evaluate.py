@@ -8,9 +8,9 @@ from typing import Optional
 import torch
 from torch.nn import functional as F
 
-from ..batches import BatchStream
-from ..eval_mode import seeded_eval
-from ..metrics import fg_ari, mean_fg_ari, mse_per_image_sum, mse_per_pixel
+from ..data.batches import BatchStream
+from ..evaluation.eval_mode import seeded_eval
+from ..evaluation.metrics import fg_ari, mean_fg_ari, mse_per_image_sum, mse_per_pixel
 from .fid import FIDScore
 from .model import SLATE, UPSAMPLING
 
@@ -96,7 +96,7 @@ def token_oracle_fg_ari(true_ids: torch.Tensor, grid: int, upsample: str = "near
         upsample: ``"nearest"`` or ``"bilinear"`` (the config's ``mask_upsample``).
 
     Returns:
-        ``float64 [B]`` FG-ARI per image (NaN without foreground), as :func:`deqslots.metrics.fg_ari`.
+        ``float64 [B]`` FG-ARI per image (NaN without foreground), as :func:`deqslots.evaluation.metrics.fg_ari`.
 
     Examples:
         >>> ids = torch.zeros(1, 8, 8, dtype=torch.long)

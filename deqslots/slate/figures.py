@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from ..figures import save_grid  # noqa: E402
+from ..evaluation.figures import save_grid  # noqa: E402
 
 __all__ = ["plot_slate_grid", "plot_composition_grid"]
 

@@ -1,4 +1,4 @@
-"""SLATE as a :class:`deqslots.protocol.ModelKind` (``--model slate``): the dVAE with its own learning rate,
+"""SLATE as a :class:`deqslots.training.protocol.ModelKind` (``--model slate``): the dVAE with its own learning rate,
 the annealed Gumbel-softmax temperature, token cross-entropy, evaluation through the slots, and figures."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from typing import Optional
 
 import torch
 
-from ..batches import BatchStream
-from ..eval_mode import seeded_eval
-from ..figures import plot_loss_curves
-from ..metrics import colour_baseline_fg_ari, fg_ari, mean_fg_ari, mse_per_pixel
-from ..protocol import ModelKind, config_changes
-from ..schedule import learning_rate
+from ..data.batches import BatchStream
+from ..evaluation.eval_mode import seeded_eval
+from ..evaluation.figures import plot_loss_curves
+from ..evaluation.metrics import colour_baseline_fg_ari, fg_ari, mean_fg_ari, mse_per_pixel
+from ..training.protocol import ModelKind, config_changes
+from ..training.schedule import learning_rate
 from .config import SLATE_RECIPES, SLATEConfig, slate_config_for
 from .evaluate import evaluate_slate, mean_colour_mse
 from .compose import compose, composition_pairs, composition_scores

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._inputs import check_images
-from ..initialization import slate_reference_
-from ..slot_attention import SlotAttention
+from ..nn.inputs import check_images
+from ..nn.initialization import slate_reference_
+from ..slot_attention.module import SlotAttention
 from .config import SLATEConfig
 from .dvae import DVAE, gumbel_softmax
 from .embedding import TokenEmbedding

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Union
 
-from ..checkpoint import check_training_checkpoint, load_checkpoint
+from ..training.checkpoint import check_training_checkpoint, load_checkpoint
 from .model import SLATE
 
 __all__ = ["load_dvae", "DVAE_FIELDS"]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from benchmarks.suites.profile_suite import PHASES, StepProfiler, build_arms
-from deqslots.metrics import mse_per_pixel
+from deqslots.evaluation.metrics import mse_per_pixel
 
 
 @pytest.fixture(scope="module")

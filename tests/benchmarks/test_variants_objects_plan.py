@@ -7,8 +7,8 @@ import torch
 
 from benchmarks.suites import load_suite
 from benchmarks.suites.common import RunContext
-from deqslots.autoencoder import config_for
-from deqslots.train import build_model
+from deqslots.slot_attention.config import config_for
+from deqslots.training.loop import build_model
 
 
 def plan(tmp_path, **overrides):

@@ -18,8 +18,8 @@ import sys
 import torch
 import torch.distributed as dist
 
-import deqslots.distributed
-import deqslots.train as train_module
+import deqslots.training.distributed
+import deqslots.training.loop as train_module
 from deqslots.cli import main
 
 
@@ -27,14 +27,14 @@ def run(spec_path: str, result_path: str) -> int:
     dist.init_process_group("gloo")
     rank = dist.get_rank()
     models: list[torch.nn.Module] = []
-    real_wrap = deqslots.distributed.DistContext.wrap
+    real_wrap = deqslots.training.distributed.DistContext.wrap
     real_loss = train_module._train_loss
 
     def capture(self, model, find_unused_parameters=False):
         models.append(model)  # the bare model each rank trains (DDP wraps it)
         return real_wrap(self, model, find_unused_parameters)
 
-    deqslots.distributed.DistContext.wrap = capture
+    deqslots.training.distributed.DistContext.wrap = capture
     results = []
     for item in json.loads(open(spec_path).read()):
         nan_at = tuple(item["nan_at"]) if item.get("nan_at") else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from deqslots.train import TrainConfig
+from deqslots.training.config import TrainConfig
 
 
 def tiny_slate_config(out: Path, **kw) -> TrainConfig:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deqslots.autoencoder import SlotAutoencoder, config_for
+from deqslots.slot_attention.autoencoder import SlotAutoencoder
+from deqslots.slot_attention.config import config_for
 from deqslots.data import generate_batch
 
 
@@ -51,7 +52,7 @@ def test_bad_guidance(changes, match):
 
 
 def test_fourier_position_features_of_the_decoder():
-    from deqslots.autoencoder import SoftPositionEmbedding
+    from deqslots.slot_attention.autoencoder import SoftPositionEmbedding
 
     linear, fourier = SoftPositionEmbedding(8, 16), SoftPositionEmbedding(8, 16, frequencies=3)
     assert linear.grid.shape == (16, 16, 4) and fourier.grid.shape == (16, 16, 16)

@@ -20,13 +20,15 @@ import torch
 from PIL import Image
 
 from deqslots import SLATE, slate_config_for
-from deqslots.autoencoder import SlotAutoencoder, config_for
-from deqslots.batches import BatchStream
-from deqslots.checkpoint import load_checkpoint
+from deqslots.slot_attention.autoencoder import SlotAutoencoder
+from deqslots.slot_attention.config import config_for
+from deqslots.data.batches import BatchStream
+from deqslots.training.checkpoint import load_checkpoint
 from deqslots.cli import main
 from deqslots.data import DataError, HDF5Dataset, ImageFolderDataset
-from deqslots.evaluate import evaluate
-from deqslots.train import TrainConfig, build_model, train
+from deqslots.evaluation.evaluate import evaluate
+from deqslots.training.config import TrainConfig
+from deqslots.training.loop import build_model, train
 
 RES = 16
 

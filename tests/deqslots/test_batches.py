@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deqslots.batches import BatchStream, procedural_data
+from deqslots.data.batches import BatchStream, procedural_data
 from deqslots.data import generate_batch
 
 

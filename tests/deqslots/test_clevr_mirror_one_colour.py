@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deqslots._assignments import parse_assignments
-from deqslots.batches import BatchStream
+from deqslots.data.assignments import parse_assignments
+from deqslots.data.batches import BatchStream
 from deqslots.data.clevr_mirror import ClevrMirrorOptions, render_clevr_mirror
-from deqslots.evaluate import colour_control
+from deqslots.evaluation.colour_control import colour_control
 
 
 def test_same_scene_and_masks_one_colour_per_scene():

@@ -10,7 +10,7 @@ import torch
 
 pytest.importorskip("pycocotools")
 
-from deqslots.batches import BatchStream  # noqa: E402
+from deqslots.data.batches import BatchStream  # noqa: E402
 from deqslots.cli import main  # noqa: E402
 from deqslots.data.coco import CocoDataset  # noqa: E402
 from deqslots.data.errors import DataError  # noqa: E402

@@ -8,7 +8,7 @@ import torch
 from sklearn.cluster import KMeans
 
 from deqslots.data import generate_batch
-from deqslots.metrics import colour_baseline_fg_ari, colour_kmeans_ids, fg_ari
+from deqslots.evaluation.metrics import colour_baseline_fg_ari, colour_kmeans_ids, fg_ari
 
 
 def test_flat_distinct_colours_are_solved_by_colour_alone():

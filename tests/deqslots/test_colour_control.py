@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deqslots.batches import BatchStream
+from deqslots.data.batches import BatchStream
 from deqslots.cli import main
 from deqslots.demo import _report
-from deqslots.evaluate import colour_control
-from deqslots.figures import plot_segmentation_grid
-from deqslots.metrics import colour_baseline_fg_ari, mean_fg_ari
+from deqslots.evaluation.colour_control import colour_control
+from deqslots.evaluation.figures import plot_segmentation_grid
+from deqslots.evaluation.metrics import colour_baseline_fg_ari, mean_fg_ari
 from deqslots.pretrained import load_pretrained
-from deqslots.train import TrainConfig, train
+from deqslots.training.config import TrainConfig
+from deqslots.training.loop import train
 
 
 def test_colour_control_numbers_and_margin():
@@ -111,7 +112,7 @@ def test_demo_report_prints_the_control_beside_each_fg_ari():
 def test_docstring_examples():
     import doctest
 
-    import deqslots.evaluate
+    import deqslots.evaluation.evaluate
 
-    result = doctest.testmod(deqslots.evaluate, optionflags=doctest.ELLIPSIS)
+    result = doctest.testmod(deqslots.evaluation.evaluate, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0

@@ -274,7 +274,7 @@ def test_folder_data_finds_its_masks_from_the_cli(tmp_path, capsys, layout):
 def test_the_split_of_files_on_disk_does_not_depend_on_the_seed(tmp_path):
     # runs of several seeds must share one test set: with a seeded split seed 1 trained on 19 of seed 0's 20
     # test images
-    from deqslots.batches import BatchStream
+    from deqslots.data.batches import BatchStream
     from deqslots.data.sources import open_split
 
     path = tmp_path / "d.h5"

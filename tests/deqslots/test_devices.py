@@ -7,10 +7,11 @@ import pytest
 import torch
 
 import solvers
-from deqslots.checkpoint import load_checkpoint
-from deqslots.metrics import mse_per_pixel
-from deqslots.slot_attention import VARIANTS
-from deqslots.train import TrainConfig, build_model, train
+from deqslots.training.checkpoint import load_checkpoint
+from deqslots.evaluation.metrics import mse_per_pixel
+from deqslots.slot_attention.module import VARIANTS
+from deqslots.training.config import TrainConfig
+from deqslots.training.loop import build_model, train
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -17,11 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from deqslots.batches import BatchStream
-from deqslots.checkpoint import load_checkpoint
-from deqslots.distributed import DistContext, process_group, resolve_device
-from deqslots.slot_attention import SlotAttention
-from deqslots.train import TrainConfig, _StopRequests, train
+from deqslots.data.batches import BatchStream
+from deqslots.training.checkpoint import load_checkpoint
+from deqslots.training.distributed import DistContext, process_group, resolve_device
+from deqslots.slot_attention.module import SlotAttention
+from deqslots.training.config import TrainConfig
+from deqslots.training.interrupts import StopRequests
+from deqslots.training.loop import train
 
 HELPER = Path(__file__).with_name("ddp_helper.py")
 COMMON = dict(data="shapes", config="cpu-small", resolution=16, num_slots=3, batch_size=4, eval_batches=1,
@@ -202,7 +204,7 @@ def test_cuda_asked_for_without_cuda_says_what_to_do():
 
 
 def test_repeated_signals_are_absorbed_under_torchrun():
-    with _StopRequests(absorb_repeats=True) as stop:
+    with StopRequests(absorb_repeats=True) as stop:
         signal.raise_signal(signal.SIGINT)
         signal.raise_signal(signal.SIGINT)  # torchrun's forwarded copy of a terminal's Ctrl-C
         assert stop.signal == signal.SIGINT

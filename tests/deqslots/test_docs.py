@@ -6,9 +6,9 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("name", ["deqslots.slot_attention", "deqslots.autoencoder", "deqslots.schedule",
-                                  "deqslots.data", "deqslots.metrics", "deqslots.batches", "deqslots._assignments",
-                                  "deqslots.checkpoint"])
+@pytest.mark.parametrize("name", ["deqslots.slot_attention.module", "deqslots.slot_attention.autoencoder",
+                                  "deqslots.training.schedule", "deqslots.data", "deqslots.evaluation.metrics",
+                                  "deqslots.data.batches", "deqslots.data.assignments", "deqslots.training.checkpoint"])
 def test_docstring_examples(name):
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0

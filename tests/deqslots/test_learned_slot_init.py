@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from deqslots import SlotAttention, SlotAutoencoder
-from deqslots.autoencoder import config_for
+from deqslots.slot_attention.config import config_for
 from deqslots.cli import main
 
 

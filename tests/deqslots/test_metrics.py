@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from deqslots.metrics import fg_ari, masks_to_ids, mse_per_image_sum, mse_per_pixel
+from deqslots.evaluation.metrics import fg_ari, masks_to_ids, mse_per_image_sum, mse_per_pixel
 
 
 def _sklearn_fg_ari(true, pred):

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from deqslots.cli import main
-from deqslots.models import kind_of
+from deqslots.training.registry import kind_of
 from deqslots.pretrained import FIXED_TEST_BATCH, PRETRAINED, evaluate_pretrained, load_pretrained, pretrained_path
 
 

@@ -11,13 +11,14 @@ import pytest
 import torch
 
 from deqslots import SLATE, demo, pretrained
-from deqslots.batches import BatchStream
-from deqslots.checkpoint import load_checkpoint, load_model_state
+from deqslots.data.batches import BatchStream
+from deqslots.training.checkpoint import load_checkpoint, load_model_state
 from deqslots.cli import main
-from deqslots.evaluate import evaluate
+from deqslots.evaluation.evaluate import evaluate
 from deqslots.pretrained import (FIXED_TEST_BATCH, PretrainedModel, evaluate_pretrained, export_pretrained,
                                  load_exported, load_pretrained)
-from deqslots.train import TrainConfig, build_model, train
+from deqslots.training.config import TrainConfig
+from deqslots.training.loop import build_model, train
 
 from .slate_runs import tiny_slate_config
 

@@ -12,15 +12,18 @@ import pytest
 import torch
 from torch import nn
 
-from deqslots.batches import BatchStream
-from deqslots.checkpoint import load_checkpoint
+from deqslots.data.batches import BatchStream
+from deqslots.training.checkpoint import load_checkpoint
 from deqslots.cli import main
-from deqslots.evaluate import evaluate
-from deqslots.figures import plot_loss_curves
-from deqslots.metrics import fg_ari, mean_fg_ari, mse_per_pixel
-from deqslots.models import MODELS, kind_of, model_kind
-from deqslots.protocol import ModelKind
-from deqslots.train import METRIC_COLUMNS, SLATE_METRIC_COLUMNS, TrainConfig, build_model, train
+from deqslots.evaluation.evaluate import evaluate
+from deqslots.evaluation.figures import plot_loss_curves
+from deqslots.evaluation.metrics import fg_ari, mean_fg_ari, mse_per_pixel
+from deqslots.training.registry import MODELS, kind_of, model_kind
+from deqslots.training.protocol import ModelKind
+from deqslots.slate.kind import SLATE_METRIC_COLUMNS
+from deqslots.slot_attention.kind import METRIC_COLUMNS
+from deqslots.training.loop import build_model, train
+from deqslots.training.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,7 @@ def test_shipped_kinds_columns_are_what_their_steps_and_evaluations_give(name, c
     assert set(columns) <= logged, set(columns) - logged
 
 
-@pytest.mark.parametrize("name", ["deqslots.protocol", "deqslots.models"])
+@pytest.mark.parametrize("name", ["deqslots.training.protocol", "deqslots.training.registry"])
 def test_docstring_examples(name):
     import doctest
     import importlib

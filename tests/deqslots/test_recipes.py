@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from deqslots.autoencoder import CONFIGS, RECIPES
+from deqslots.slot_attention.config import CONFIGS, RECIPES
 from deqslots.cli import main
-from deqslots.train import TrainConfig
+from deqslots.training.config import TrainConfig
 
 
 @pytest.mark.parametrize("name, steps", [("cpu-small", 10_000), ("cpu-objects", 15_000)])
@@ -38,7 +38,7 @@ def test_cli_uses_the_recipe(tmp_path, capsys):
 
 
 def test_set_changes_other_architecture_fields(tmp_path, capsys):
-    from deqslots.train import build_model
+    from deqslots.training.loop import build_model
 
     model = build_model(TrainConfig(config="cpu-objects", config_set="decoder_position_frequencies=3,iters=4"))
     config = model.config

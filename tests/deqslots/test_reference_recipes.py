@@ -8,10 +8,12 @@ import doctest
 import pytest
 import torch
 
-import deqslots.train
-from deqslots.checkpoint import load_checkpoint, load_model_state
+import deqslots.training.loop
+from deqslots.training.checkpoint import load_checkpoint, load_model_state
 from deqslots.slate import SLATE, SLATEConfig, slate_config_for
-from deqslots.train import Plateau, TrainConfig, rebuild_model, train
+from deqslots.training.loop import rebuild_model, train
+from deqslots.training.schedule import Plateau
+from deqslots.training.config import TrainConfig
 
 
 def _lrs(out):
@@ -55,7 +57,7 @@ def _tiny(out, **kw):
 
 
 def test_training_halves_the_rates_on_a_plateau_and_a_resumed_run_keeps_the_factor(tmp_path, monkeypatch):
-    monkeypatch.setattr(deqslots.train, "evaluate", lambda *args, **kwargs: {"mse": 1.0, "fg_ari": 0.5})
+    monkeypatch.setattr(deqslots.training.loop, "evaluate", lambda *args, **kwargs: {"mse": 1.0, "fg_ari": 0.5})
     full, part = tmp_path / "full", tmp_path / "part"
     train(_tiny(full))
     factors = [lr / 1e-30 for lr in _lrs(full)]

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from deqslots.batches import BatchStream
+from deqslots.data.batches import BatchStream
 from deqslots.data.errors import DataError
 from deqslots.data.shapestacks import ShapeStacksDataset
 from tests.deqslots.real_data_files import write_shapestacks

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from deqslots import SLATE, SLATEConfig, slate_config_for
-from deqslots.slate import ImageGPTDecoder, TokenEmbedding, cosine_anneal, generate_tokens, gumbel_softmax
-from deqslots.train import TrainConfig
+from deqslots.training.schedule import cosine_anneal
+from deqslots.slate import ImageGPTDecoder, TokenEmbedding, generate_tokens, gumbel_softmax
+from deqslots.training.config import TrainConfig
 
 
 def tiny(variant="IN", **kw):

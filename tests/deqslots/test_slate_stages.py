@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from deqslots import SLATE, slate_config_for
-from deqslots.checkpoint import load_checkpoint
+from deqslots.training.checkpoint import load_checkpoint
 from deqslots.cli import main
 from deqslots.slate.evaluate import mean_colour_mse
 from deqslots.slate.stages import load_dvae
-from deqslots.train import TrainConfig, build_model, train
+from deqslots.training.config import TrainConfig
+from deqslots.training.loop import build_model, train
 
 from .slate_runs import metrics_rows, tiny_slate_config
 
@@ -205,7 +206,7 @@ def test_mean_colour_mse_is_the_best_constant_per_image():
 
 
 def test_token_oracle_shows_what_masks_on_a_token_grid_can_reach():
-    from deqslots.batches import BatchStream
+    from deqslots.data.batches import BatchStream
     from deqslots.slate.evaluate import token_oracle_fg_ari
 
     def oracle(resolution, upsample):

@@ -7,9 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from deqslots.checkpoint import load_checkpoint
+from deqslots.training.checkpoint import load_checkpoint
 from deqslots.cli import main
-from deqslots.train import SLATE_METRIC_COLUMNS, TrainConfig, build_model, train
+from deqslots.slate.kind import SLATE_METRIC_COLUMNS
+from deqslots.training.loop import build_model, train
+from deqslots.training.config import TrainConfig
 
 from .slate_runs import metrics_rows, tiny_slate_config
 

@@ -30,9 +30,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deqslots.autoencoder import CONFIGS, AutoencoderConfig, SlotAutoencoder, config_for
-from deqslots.schedule import learning_rate
-from deqslots.train import TrainConfig
+from deqslots.slot_attention.config import CONFIGS, AutoencoderConfig, config_for
+from deqslots.slot_attention.autoencoder import SlotAutoencoder
+from deqslots.training.schedule import learning_rate
+from deqslots.training.config import TrainConfig
 
 F64 = torch.float64
 RESOLUTION, NUM_SLOTS, BATCH, ITERS = 32, 3, 2, 3

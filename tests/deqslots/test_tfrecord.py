@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from deqslots.batches import BatchStream
+from deqslots.data.batches import BatchStream
 from deqslots.cli import main
 from deqslots.data.errors import DataError
 from deqslots.data.stream import BLOCK, record_split
@@ -210,7 +210,7 @@ def test_train_and_eval_from_the_cli_with_fg_ari(tmp_path, capsys):
     assert json.loads((out / "eval_test.json").read_text())["mse"] == result["mse"]
 
 
-@pytest.mark.parametrize("name", ["deqslots.data.tfrecord", "deqslots.data.stream", "deqslots._json"])
+@pytest.mark.parametrize("name", ["deqslots.data.tfrecord", "deqslots.data.stream", "deqslots.training.strict_json"])
 def test_docstring_examples(name):
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0

@@ -6,12 +6,13 @@ import json
 import pytest
 import torch
 
-from deqslots.checkpoint import load_checkpoint, save_atomic
+from deqslots.training.checkpoint import load_checkpoint, save_atomic
 from deqslots.cli import main
-from deqslots.schedule import learning_rate
-from deqslots.batches import BatchStream
-from deqslots.evaluate import evaluate
-from deqslots.train import TrainConfig, build_model, train
+from deqslots.training.schedule import learning_rate
+from deqslots.data.batches import BatchStream
+from deqslots.evaluation.evaluate import evaluate
+from deqslots.training.config import TrainConfig
+from deqslots.training.loop import build_model, train
 
 
 def tiny(out, **kw):
@@ -162,7 +163,7 @@ def test_sigterm_checkpoints_the_finished_step_and_resume_is_exact(tmp_path):
 
 
 def test_nonfinite_loss_skips_or_stops(tmp_path, monkeypatch):
-    import deqslots.train as train_module
+    import deqslots.training.loop as train_module
 
     real = train_module._train_loss
 

@@ -84,7 +84,7 @@ def plot_segmentation_grid(model: torch.nn.Module, data: str, out: Union[str, Pa
                            rows: int = 6, seed: int = 0) -> dict[str, float]:
     """Segment ``rows`` generated scenes of ``data`` and draw input, true objects, the model's segmentation
     (argmax of its masks), the colour-only control's segmentation (k-means on pixel RGB with k = true objects
-    + 1, :func:`deqslots.metrics.colour_kmeans_ids`), the model's reconstruction and each slot's masked
+    + 1, :func:`deqslots.evaluation.metrics.colour_kmeans_ids`), the model's reconstruction and each slot's masked
     colour, with the FG-ARI of both segmentations per row.
 
     Args:
@@ -96,7 +96,7 @@ def plot_segmentation_grid(model: torch.nn.Module, data: str, out: Union[str, Pa
     Returns:
         ``{"fg_ari": mean over the rows, "colour_fg_ari": the colour control's mean over the same rows}``.
     """
-    from .data import generate_batch
+    from ..data import generate_batch
     from .eval_mode import seeded_eval
     from .metrics import colour_kmeans_ids, fg_ari
 

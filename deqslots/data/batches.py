@@ -8,10 +8,10 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ._assignments import parse_assignments
-from .data import DATASETS, SPLITS, generate_batch, make_dataset
-from .data.sources import is_disk_data, open_split
-from .data.stream import SplitStream
+from .assignments import parse_assignments
+from . import DATASETS, SPLITS, generate_batch, make_dataset
+from .sources import is_disk_data, open_split
+from .stream import SplitStream
 
 __all__ = ["BatchStream", "describe_data", "procedural_data"]
 

@@ -1,9 +1,9 @@
-"""The registry of trainable models: ``--model NAME`` -> its :class:`deqslots.protocol.ModelKind`.
+"""The registry of trainable models: ``--model NAME`` -> its :class:`deqslots.training.protocol.ModelKind`.
 
 A new model is a new module with a ``ModelKind`` subclass and one line here.
 
 Examples:
-    >>> from deqslots.models import MODELS, model_kind
+    >>> from deqslots.training.registry import MODELS, model_kind
     >>> sorted(MODELS)
     ['slate', 'slot-attention']
     >>> model_kind("slate").title
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import torch
 
-from .autoencoder_kind import SlotAttentionKind
+from ..slot_attention.kind import SlotAttentionKind
 from .protocol import ModelKind
-from .slate.kind import SLATEKind
+from ..slate.kind import SLATEKind
 
 __all__ = ["MODELS", "model_kind", "kind_of"]
 
@@ -47,4 +47,4 @@ def kind_of(model: torch.nn.Module) -> ModelKind:
         if isinstance(model, kind.model_class):
             return kind
     raise ValueError(f"no registered model kind builds {type(model).__name__}; add a ModelKind for it to "
-                     "deqslots.models.MODELS")
+                     "deqslots.training.registry.MODELS")

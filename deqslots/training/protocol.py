@@ -1,13 +1,13 @@
 """What the training loop, the evaluators and the CLI know of a model: one small protocol, :class:`ModelKind`.
 
 A model kind (Slot Attention's autoencoder, SLATE, ...) is a stateless object that builds its model from a
-:class:`deqslots.train.TrainConfig`, gives the loss of a batch at a step with the per-step entries of
-metrics.csv, evaluates, draws its figures and names its metric columns. :func:`deqslots.train.train`,
-:func:`deqslots.evaluate.evaluate` and ``deqslots train`` / ``eval`` reach a model only through it, so a new
-model is one new file with a subclass of :class:`ModelKind` plus one line in :data:`deqslots.models.MODELS`.
+:class:`~deqslots.training.config.TrainConfig`, gives the loss of a batch at a step with the per-step entries of
+metrics.csv, evaluates, draws its figures and names its metric columns. :func:`deqslots.training.loop.train`,
+:func:`deqslots.evaluation.evaluate.evaluate` and ``deqslots train`` / ``eval`` reach a model only through it, so a new
+model is one new file with a subclass of :class:`ModelKind` plus one line in :data:`deqslots.training.registry.MODELS`.
 
 Examples:
-    >>> from deqslots.models import model_kind
+    >>> from deqslots.training.registry import model_kind
     >>> kind = model_kind("slot-attention")
     >>> kind.metric_columns[:3], kind.defaults["lr"]
     (['step', 'loss', 'lr'], 0.0004)
@@ -16,30 +16,63 @@ Examples:
 from __future__ import annotations
 
 import abc
-from types import MappingProxyType
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional, Protocol
 
 import torch
 
+from ..data.assignments import parse_assignments
 from .schedule import learning_rate
 
-if TYPE_CHECKING:  # for hints only: train imports this module
-    from .batches import BatchStream
-    from .train import TrainConfig
+if TYPE_CHECKING:  # for hints only
+    from ..data.batches import BatchStream
 
-from ._assignments import parse_assignments
-
-__all__ = ["ModelKind", "config_changes"]
+__all__ = ["ModelKind", "RunConfig", "config_changes"]
 
 
-def config_changes(config: "TrainConfig", names: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The architecture overrides a :class:`~deqslots.train.TrainConfig` asks for: its variant, and the
+class RunConfig(Protocol):
+    """What a model kind may read of a run's settings: :class:`deqslots.training.config.TrainConfig` has all of it.
+
+    A structural type, so that this protocol, which the model packages import, needs nothing of ``TrainConfig``:
+    that resolves itself against the registry of model kinds, so importing it here would close a circle
+    (config -> registry -> kinds -> protocol -> config). ``tests/deqslots/training/test_protocol.py`` checks that
+    ``TrainConfig`` provides every member.
+    """
+
+    model: str
+    variant: str
+    data: str
+    config: str
+    config_set: Optional[str]
+    resolution: Optional[int]
+    iters: Optional[int]
+    num_slots: Optional[int]
+    vocab_size: Optional[int]
+    steps: int
+    lr: float
+    dvae_lr: Optional[float]
+    stage: Optional[str]
+    dvae: Optional[str]
+    resume: bool
+
+    @property
+    def warmup(self) -> int: ...
+
+    @property
+    def decay(self) -> int: ...
+
+    def tau(self, step: int) -> float: ...
+
+
+
+def config_changes(config: "RunConfig", names: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The architecture overrides a :class:`~deqslots.training.config.TrainConfig` asks for: its variant, and the
     ``resolution`` / ``iters`` / ``num_slots`` (plus ``names``) that are set (not None), and ``config_set``.
 
     Examples:
-        >>> from deqslots.train import TrainConfig
+        >>> from deqslots.training.config import TrainConfig
         >>> config_changes(TrainConfig(variant="BN", num_slots=4))
         {'variant': 'BN', 'num_slots': 4}
     """
@@ -73,7 +106,8 @@ class ModelKind(abc.ABC):
     Attributes:
         name: the ``--model`` value (``TrainConfig.model``), saved in every checkpoint.
         title: the name in messages, e.g. ``"SLATE"``.
-        model_class: the ``nn.Module`` class it builds; :func:`deqslots.models.kind_of` finds a model's kind by it.
+        model_class: the ``nn.Module`` class it builds; :func:`deqslots.training.registry.kind_of` finds a model's
+            kind by it.
         metric_columns: the header of metrics.csv: ``step, loss, lr, grad_norm, elapsed_s``, the keys of
             :meth:`set_learning_rates` and :meth:`loss`'s metrics, and ``val_KEY`` for keys of :meth:`evaluate`
             logged at each periodic evaluation.
@@ -108,18 +142,18 @@ class ModelKind(abc.ABC):
     scene_figure_name: ClassVar[str] = "scenes.png"
 
     @abc.abstractmethod
-    def model_config(self, config: "TrainConfig") -> Any:
+    def model_config(self, config: "RunConfig") -> Any:
         """The architecture (a frozen dataclass with a ``resolution``) that ``config`` describes."""
 
-    def validate(self, config: "TrainConfig") -> None:  # noqa: B027 (an optional hook; by default a no-op)
+    def validate(self, config: "RunConfig") -> None:  # noqa: B027 (an optional hook; by default a no-op)
         """Refuse settings this kind cannot train with a ``ValueError`` saying what to pass instead (called
         when the ``TrainConfig`` is made, before anything is written); by default nothing more to check."""
 
-    def build(self, config: "TrainConfig") -> torch.nn.Module:
+    def build(self, config: "RunConfig") -> torch.nn.Module:
         """A freshly initialised model (the caller seeds torch first)."""
         return self.model_class(self.model_config(config))
 
-    def initialise(self, model: torch.nn.Module, config: "TrainConfig") -> None:  # noqa: B027 (optional hook, no-op)
+    def initialise(self, model: torch.nn.Module, config: "RunConfig") -> None:  # noqa: B027 (optional hook, no-op)
         """Prepare the model of a run that starts (not a resumed one: its checkpoint holds every weight), e.g.
         load weights trained by another run; called on rank 0 only (DistributedDataParallel then copies rank 0's
         weights to the other ranks). By default nothing."""
@@ -128,11 +162,11 @@ class ModelKind(abc.ABC):
         """What a checkpoint records of the architecture (``model_config``), compared field by field on load."""
         return dataclasses.asdict(model.config)
 
-    def optimizer(self, model: torch.nn.Module, config: "TrainConfig") -> torch.optim.Optimizer:
+    def optimizer(self, model: torch.nn.Module, config: "RunConfig") -> torch.optim.Optimizer:
         """Adam over every parameter at ``config.lr`` (the schedule sets the rate each step)."""
         return torch.optim.Adam(model.parameters(), lr=config.lr)
 
-    def set_learning_rates(self, optimizer: torch.optim.Optimizer, config: "TrainConfig", step: int
+    def set_learning_rates(self, optimizer: torch.optim.Optimizer, config: "RunConfig", step: int
                            ) -> dict[str, float]:
         """Set this step's rates on ``optimizer``; returns them by metrics.csv column (``lr``, ...)."""
         lr = learning_rate(step, config.lr, config.warmup, 0.5, config.decay)
@@ -141,7 +175,7 @@ class ModelKind(abc.ABC):
         return {"lr": lr}
 
     @abc.abstractmethod
-    def loss(self, model: torch.nn.Module, config: "TrainConfig", images: torch.Tensor, step: int
+    def loss(self, model: torch.nn.Module, config: "RunConfig", images: torch.Tensor, step: int
              ) -> tuple[torch.Tensor, dict[str, float]]:
         """The loss to minimise on ``images`` at 0-based ``step`` and this step's metrics.csv entries.
 

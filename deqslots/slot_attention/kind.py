@@ -1,4 +1,4 @@
-"""Slot Attention's object-discovery autoencoder as a :class:`deqslots.protocol.ModelKind` (``--model
+"""Slot Attention's object-discovery autoencoder as a :class:`deqslots.training.protocol.ModelKind` (``--model
 slot-attention``): per-pixel MSE, the MSEs and FG-ARI at evaluation, slots.png."""
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ from typing import Optional
 
 import torch
 
-from .autoencoder import RECIPES, AutoencoderConfig, SlotAutoencoder, config_for
-from .batches import BatchStream
-from .eval_mode import seeded_eval
-from .figures import plot_segmentation_grid, plot_slot_grid
-from .metrics import fg_ari, mean_fg_ari, mse_per_image_sum, mse_per_pixel
-from .protocol import ModelKind, config_changes
+from .config import RECIPES, AutoencoderConfig, config_for
+from .autoencoder import SlotAutoencoder
+from ..data.batches import BatchStream
+from ..evaluation.eval_mode import seeded_eval
+from ..evaluation.figures import plot_segmentation_grid, plot_slot_grid
+from ..evaluation.metrics import fg_ari, mean_fg_ari, mse_per_image_sum, mse_per_pixel
+from ..training.protocol import ModelKind, config_changes
 
 __all__ = ["SlotAttentionKind", "METRIC_COLUMNS"]
 
@@ -74,6 +75,6 @@ class SlotAttentionKind(ModelKind):
 
     def scene_figure(self, model: SlotAutoencoder, data: str, out: Path, split: str = "test", seed: int = 0,
                      rows: int = 6) -> dict[str, float]:
-        """:func:`deqslots.figures.plot_segmentation_grid`: input, true objects, the model's segmentation, the
-        colour-only control's, the reconstruction and each slot; returns both FG-ARIs on these scenes."""
+        """Draws :func:`~deqslots.evaluation.figures.plot_segmentation_grid`: input, true objects, the model's
+        segmentation, the colour-only control's, the reconstruction and each slot; returns both FG-ARIs on these scenes."""
         return plot_segmentation_grid(model, data, out, split=split, rows=rows, seed=seed)

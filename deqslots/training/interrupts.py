@@ -1,0 +1,55 @@
+"""Stopping a run cleanly: SIGINT / SIGTERM become a request the loop honours between steps
+(:class:`StopRequests`), after which it checkpoints and raises :class:`TrainingInterrupted`."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+__all__ = ["StopRequests", "TrainingInterrupted"]
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT/SIGTERM arrived: the step in progress was finished and checkpointed, then training stopped."""
+
+    def __init__(self, step: int, signum: int, out: Path) -> None:
+        self.step, self.signum = step, signum
+        super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint saved in {out}. "
+                         f"Continue with the same command and --resume.")
+
+
+class StopRequests:
+    """Turns SIGINT/SIGTERM into a flag checked between steps, so a stop never leaves a half-done step.
+
+    A second signal of the same kind gets the default behaviour (e.g. Ctrl-C twice interrupts at once).
+    Handlers can only be installed from the main thread; elsewhere signals keep their default behaviour.
+
+    Args:
+        absorb_repeats: ignore signals after the first (under torchrun, which forwards the signal it gets
+            to its workers, so a terminal's Ctrl-C reaches each worker twice; torchrun kills workers still
+            running after its --shutdown-timeout).
+    """
+
+    def __init__(self, absorb_repeats: bool = False) -> None:
+        self.signal = 0
+        self.absorb_repeats = absorb_repeats
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signal and self.absorb_repeats:
+            return
+        if self.signal:
+            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+            signal.raise_signal(signum)
+        self.signal = signum
+
+    def __enter__(self) -> "StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
