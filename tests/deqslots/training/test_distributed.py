@@ -1,6 +1,6 @@
 """Multi-process training: 2 CPU processes (gloo, launched by torchrun) equal 1 process on the global batch.
 
-One torchrun launch (tests/deqslots/ddp_helper.py) runs every multi-process case; the single-process
+One torchrun launch (tests/deqslots/training/ddp_helper.py) runs every multi-process case; the single-process
 references run in this process.
 """
 

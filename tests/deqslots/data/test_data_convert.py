@@ -13,7 +13,7 @@ from deqslots.cli import main
 from deqslots.data import HDF5Dataset
 from deqslots.data.convert import convert
 from deqslots.data.tfrecord import MultiObjectTFRecord
-from tests.deqslots.real_data_files import multi_object_example, write_shapestacks, write_tfrecord
+from tests.deqslots.data.real_data_files import multi_object_example, write_shapestacks, write_tfrecord
 
 
 def _tetrominoes(tmp_path, n=5):

@@ -1,6 +1,6 @@
 """Run under torchrun by test_distributed.py: ``deqslots train`` runs on every rank, then each rank's parameters.
 
-Usage: ``python -m torch.distributed.run --nproc_per_node=2 tests/deqslots/ddp_helper.py SPEC.json RESULT.pt``.
+Usage: ``python -m torch.distributed.run --nproc_per_node=2 tests/deqslots/training/ddp_helper.py SPEC.json RESULT.pt``.
 SPEC.json is a list of runs, each ``{"args": [deqslots CLI arguments], "nan_at": [rank, step] or null,
 "sigterm_at": [rank, step] or null}``.
 The process group is created here, so ``train()`` uses it and leaves it open (and one launch serves several

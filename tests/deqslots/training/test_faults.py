@@ -15,7 +15,7 @@ import torch
 
 from deqslots.cli import main
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 STEPS = 300  # long enough that no interruption lands after the end, even with the fast cpu-small
 ARGS = ["train", "--data", "shapes", "--resolution", "16", "--num-slots", "3", "--batch-size", "4",
         "--steps", str(STEPS), "--eval-every", "50", "--eval-batches", "1", "--checkpoint-every", "1",

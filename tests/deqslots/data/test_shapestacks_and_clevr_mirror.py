@@ -10,7 +10,7 @@ from PIL import Image
 from deqslots.data.batches import BatchStream
 from deqslots.data.errors import DataError
 from deqslots.data.shapestacks import ShapeStacksDataset
-from tests.deqslots.real_data_files import write_shapestacks
+from tests.deqslots.data.real_data_files import write_shapestacks
 
 SCENARIOS = {"env_ccs-easy-h=3-vcom=0-vpsf=0-v=1": "train", "env_ccs-easy-h=3-vcom=1-vpsf=0-v=2": "train",
              "env_blocks-hard-h=3-vcom=0-vpsf=1-v=3": "eval", "env_blocks-easy-h=3-vcom=0-vpsf=0-v=4": "test"}

@@ -20,7 +20,7 @@ from deqslots.pretrained import (FIXED_TEST_BATCH, PretrainedModel, evaluate_pre
 from deqslots.training.config import TrainConfig
 from deqslots.training.loop import build_model, train
 
-from .slate_runs import tiny_slate_config
+from ..slate.slate_runs import tiny_slate_config
 
 
 def tiny(out, **kw):

@@ -16,7 +16,7 @@ from deqslots.cli import main
 from deqslots.data.errors import DataError
 from deqslots.data.stream import BLOCK, record_split
 from deqslots.data.tfrecord import MultiObjectTFRecord, masked_crc32c, parse_example, read_records
-from tests.deqslots.real_data_files import frame, multi_object_example, write_tfrecord
+from tests.deqslots.data.real_data_files import frame, multi_object_example, write_tfrecord
 
 # A record written by the `tfrecord` package (1.14.6, TFRecordWriter) for {"x": [1, 2] int, "b": b"ab" byte}:
 # an independent check of the framing (length, masked CRC-32C, data, masked CRC-32C).
@@ -116,7 +116,7 @@ def test_a_wrong_name_or_an_unknown_layout_is_refused(tmp_path):
 
 def test_the_byte_feature_trap_is_reported_not_read_as_one_byte(tmp_path):
     """A whole image stored as ONE bytes element is joined correctly; a short one is refused by name."""
-    from tests.deqslots.real_data_files import example_class
+    from tests.deqslots.data.real_data_files import example_class
 
     rng = np.random.default_rng(0)
     image, masks, ids = _scene(rng, 35, 35, 4)

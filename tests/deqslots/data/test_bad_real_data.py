@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.deqslots.real_data_files import multi_object_example, write_coco, write_shapestacks, write_tfrecord
+from tests.deqslots.data.real_data_files import multi_object_example, write_coco, write_shapestacks, write_tfrecord
 from tests.deqslots.test_bad_input import cli_error, tiny_args
 
 

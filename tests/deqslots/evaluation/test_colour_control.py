@@ -112,7 +112,7 @@ def test_demo_report_prints_the_control_beside_each_fg_ari():
 def test_docstring_examples():
     import doctest
 
-    import deqslots.evaluation.evaluate
+    import deqslots.evaluation.colour_control
 
-    result = doctest.testmod(deqslots.evaluation.evaluate, optionflags=doctest.ELLIPSIS)
+    result = doctest.testmod(deqslots.evaluation.colour_control, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0

@@ -14,7 +14,7 @@ from deqslots.data.batches import BatchStream  # noqa: E402
 from deqslots.cli import main  # noqa: E402
 from deqslots.data.coco import CocoDataset  # noqa: E402
 from deqslots.data.errors import DataError  # noqa: E402
-from tests.deqslots.real_data_files import write_coco  # noqa: E402
+from tests.deqslots.data.real_data_files import write_coco  # noqa: E402
 
 H, W = 40, 60
 
