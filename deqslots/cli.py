@@ -223,7 +223,7 @@ def _run_eval(args: argparse.Namespace) -> int:
                                 ) from None
     fid, kind = None, model_kind(config.model)
     if kind.fid:
-        from .slate.fid import fid_scorer
+        from .evaluation.fid import fid_scorer
 
         fid = fid_scorer(args.fid_weights, log=lambda message: print(message, file=sys.stderr))
     elif args.fid_weights:

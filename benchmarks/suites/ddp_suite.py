@@ -111,7 +111,7 @@ def run(ctx: RunContext, bar) -> SuiteResult:
         raise UsageError("--warmup must be between 1 and --steps - 1")
     if batch < 2 or repeats < 1:
         raise UsageError("--batch-size must be >= 2 (two processes split it) and --repeats >= 1")
-    # tiny (the test suite's size) starts one process only: torchrun itself is tested in tests/deqslots
+    # tiny (the test suite's size) starts one process only: torchrun itself is tested in tests/deqslots/training
     layouts = {"tiny": [(1, 1, "cpu")], "quick": [(1, 1, "cpu"), (2, 1, "cpu")]}.get(
         ctx.size, [(1, 1, "cpu"), (1, 2, "cpu"), (2, 1, "cpu")])
     if torch.cuda.is_available() and ctx.size != "tiny":

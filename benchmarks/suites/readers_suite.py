@@ -55,7 +55,7 @@ def _scene(rng: np.random.Generator, h: int, w: int, k: int) -> tuple[np.ndarray
 
 def write_files(reader: str, folder: Path, items: int, seed: int = 0) -> str:
     """Write ``items`` items of ``reader``'s format under ``folder``; return the ``--data`` value."""
-    from tests.deqslots.real_data_files import (multi_object_example, write_coco, write_shapestacks,
+    from tests.deqslots.data.real_data_files import (multi_object_example, write_coco, write_shapestacks,
                                                 write_tfrecord)
 
     rng = np.random.default_rng(seed)

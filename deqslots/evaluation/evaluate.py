@@ -8,7 +8,7 @@ import torch
 
 from ..data.batches import BatchStream
 from ..training.registry import MODELS, kind_of
-from ..slate.fid import FIDScore
+from .fid import FIDScore
 
 __all__ = ["evaluate"]
 
@@ -22,7 +22,7 @@ def evaluate(model: torch.nn.Module, stream: BatchStream, batches: int = 4, seed
     training RNG (a resumed run stays identical to an uninterrupted one). The metrics are those of the
     model's :meth:`deqslots.training.protocol.ModelKind.evaluate`; a :class:`deqslots.SLATE` model is evaluated by
     :func:`deqslots.slate.evaluate.evaluate_slate` (its metrics, and FID when a
-    :class:`~deqslots.slate.fid.FIDScore` is passed as ``fid``).
+    :class:`~deqslots.evaluation.fid.FIDScore` is passed as ``fid``).
 
     Returns:
         For a :class:`deqslots.SlotAutoencoder`: ``mse`` (mean per pixel and channel, images in [0, 1]),

@@ -32,7 +32,7 @@ class SLATEConfig:
     computes it: vocabulary 1024, d_model 192, 4 decoder blocks with 4 heads, dropout 0.1, slot size 192, 3
     slot-attention iterations, the dVAE encoder's six 1x1 blocks, a ReLU feed-forward network, block 0
     replacing its input by its LayerNorm, dropout on the attention weights, the last iteration's attention as
-    masks, targets from a second Gumbel sample and the authors' initialisation (``tests/deqslots/
+    masks, targets from a second Gumbel sample and the authors' initialisation (``tests/deqslots/slate/
     test_slate_parity.py`` proves it against a transcription of their code). The CPU configurations deviate
     field by field (README, "SLATE: the authors' model and the CPU configs"); :attr:`LEGACY` holds the values
     of every model built before these fields existed.

@@ -11,7 +11,7 @@ from torch.nn import functional as F
 from ..data.batches import BatchStream
 from ..evaluation.eval_mode import seeded_eval
 from ..evaluation.metrics import fg_ari, mean_fg_ari, mse_per_image_sum, mse_per_pixel
-from .fid import FIDScore
+from ..evaluation.fid import FIDScore
 from .model import SLATE, UPSAMPLING
 
 __all__ = ["evaluate_slate", "mean_colour_mse", "token_oracle_fg_ari"]

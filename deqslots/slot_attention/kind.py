@@ -76,5 +76,6 @@ class SlotAttentionKind(ModelKind):
     def scene_figure(self, model: SlotAutoencoder, data: str, out: Path, split: str = "test", seed: int = 0,
                      rows: int = 6) -> dict[str, float]:
         """Draws :func:`~deqslots.evaluation.figures.plot_segmentation_grid`: input, true objects, the model's
-        segmentation, the colour-only control's, the reconstruction and each slot; returns both FG-ARIs on these scenes."""
+        segmentation, the colour-only control's, the reconstruction and each slot; returns both FG-ARIs on these
+        scenes."""
         return plot_segmentation_grid(model, data, out, split=split, rows=rows, seed=seed)

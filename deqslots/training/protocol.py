@@ -122,7 +122,7 @@ class ModelKind(abc.ABC):
             and the global defaults for fields left None (``steps``, ``batch_size``, ``warmup_steps``,
             ``decay_steps``, ``eval_every``, ...): the recipe a named config was measured with, so that
             ``deqslots train --config NAME --data ...`` needs no further flags.
-        fid: :meth:`evaluate` takes a :class:`deqslots.slate.fid.FIDScore` (``deqslots eval --fid-weights``).
+        fid: :meth:`evaluate` takes a :class:`deqslots.evaluation.fid.FIDScore` (``deqslots eval --fid-weights``).
         composes: the model generates from slots and :meth:`composition` measures slot swaps
             (``deqslots eval --composition N``).
         scene_figure_name: the file ``deqslots eval --pretrained NAME --out DIR`` writes :meth:`scene_figure` to.

@@ -1,5 +1,5 @@
 """The shipped pretrained checkpoints: they load, are small, and score what they document (SLATE's too, once
-shipped: tests/deqslots/test_pretrained_slate.py checks the SLATE path on a tiny run)."""
+shipped: tests/deqslots/pretrained/test_pretrained_slate.py checks the SLATE path on a tiny run)."""
 
 import json
 import math

@@ -193,9 +193,9 @@ def test_embedding_positions_line_up():
         assert torch.allclose(seq[:, j + 1:j + 2], emb.at(tokens[:, j], j + 1))
 
 
-@pytest.mark.parametrize("name", ["deqslots.slate.config", "deqslots.slate.schedule", "deqslots.slate.dvae",
+@pytest.mark.parametrize("name", ["deqslots.slate.config", "deqslots.slate.compose", "deqslots.slate.dvae",
                                   "deqslots.slate.embedding", "deqslots.slate.transformer", "deqslots.slate.model",
-                                  "deqslots.slate.fid", "deqslots.slate.figures"])
+                                  "deqslots.evaluation.fid", "deqslots.slate.figures"])
 def test_docstring_examples(name):
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from deqslots.slate.fid import FID_HOWTO, FIDScore, fid_scorer, load_feature_extractor
-from deqslots.slate.inception import FIDInceptionV3, load_fid_inception
+from deqslots.evaluation.fid import FID_HOWTO, FIDScore, fid_scorer, load_feature_extractor
+from deqslots.evaluation.inception import FIDInceptionV3, load_fid_inception
 
 pytest.importorskip("ignite", reason="FID needs pytorch-ignite (pip install -e '.[fid]')")
 

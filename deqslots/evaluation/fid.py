@@ -3,7 +3,7 @@
 Chang et al. (2022) computed FID with PyTorch-Ignite and pytorch-fid's Inception port. Nothing is
 downloaded here: the Inception weights are a file the user supplies (``--fid-weights PATH``), either
 pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` state dict (loaded into
-:class:`~deqslots.slate.inception.FIDInceptionV3`), or any network mapping images [B, 3, H, W] in [0, 1]
+:class:`~deqslots.evaluation.inception.FIDInceptionV3`), or any network mapping images [B, 3, H, W] in [0, 1]
 to features [B, F] saved by ``torch.export.save`` (with a dynamic batch dimension) or as TorchScript
 (``torch.jit.save``). Without one, :func:`fid_scorer` returns None and says how to enable FID.
 """
