@@ -169,8 +169,8 @@ _CPU_SMALL = AutoencoderConfig(resolution=32, channels=32, encoder_strides=(1, 1
 _CPU_OBJECTS = _CPU_SMALL.replace(mask_source="decoder", iters=3, attention_guidance_steps=3000)
 
 # Named configurations: the paper's (Locatello et al.'s object-discovery autoencoder as their TensorFlow code
-# computes it: AutoencoderConfig's defaults, tests/deqslots/slot_attention/test_slot_attention_parity.py) at three sizes, and
-# the light ones for CPUs.
+# computes it: AutoencoderConfig's defaults, tests/deqslots/slot_attention/test_slot_attention_parity.py) at three
+# sizes, and the light ones for CPUs.
 _PAPER = AutoencoderConfig()
 CONFIGS = {
     "paper-128": _PAPER.replace(resolution=128),

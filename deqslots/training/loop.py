@@ -53,6 +53,8 @@ def train(config: TrainConfig) -> dict:
 
 
 def _train(config: TrainConfig, dist: DistContext) -> dict:
+    """Start (or resume) the run; per step: learning rates, loss, the reduction over ranks, the optimiser step, the
+    metrics.csv row, evaluation, checkpoint and a requested stop; then the summary."""
     run = _start(config, dist)
     kind, model = run.kind, run.model
     net = dist.wrap(model, find_unused_parameters=config.variant != "vanilla")
