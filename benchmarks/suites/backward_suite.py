@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Callable
 
@@ -24,7 +25,8 @@ import torch
 
 import solvers
 from benchmarks.problems import _unit_spectral, slot_attention_map
-from benchmarks.suites.common import RunContext, SuiteResult, Table, median, saved_bytes, time_call
+from benchmarks.suites.common import (RunContext, SuiteResult, Table, median, pyplot, save_figure, saved_bytes,
+                                      time_call)
 
 __all__ = ["run", "TABLES", "COST_COLUMNS", "FIDELITY_COLUMNS", "ADJOINT_COLUMNS"]
 
@@ -94,9 +96,8 @@ def _cost(built: Built, sizes: Sizes, ctx: RunContext, tab: Table) -> None:
             mode = make()
 
             def forward(t=t, mode=mode):
-                z, info = solvers.fixed_point(f, z0, forward=solvers.Iterate(keep="last"), backward=mode, tol=None,
-                                              max_iter=t, on_fail="ignore")
-                return z, info
+                return solvers.fixed_point(f, z0, forward=solvers.Iterate(keep="last"), backward=mode, tol=None,
+                                           max_iter=t, on_fail="ignore")
 
             nbytes, count = saved_bytes(lambda: forward()[0], exclude=tuple(params))  # also a warm-up run
             totals, backs, nfe = [], [], 0
@@ -155,11 +156,8 @@ def _accuracy(built: Built, sizes: Sizes, fid: Table, adj: Table) -> None:
                 ms_backward=1e3 * seconds, cosine=_cosine(grad, exact))
 
 
-def _plot(result: SuiteResult, path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _plot(result: SuiteResult, out: Path) -> str:
+    plt = pyplot()
     cost, fid = result.tables["cost"].rows, result.tables["fidelity"].rows
     problems = list(dict.fromkeys(r["problem"] for r in cost))
     fid_problems = list(dict.fromkeys(r["problem"] for r in fid))
@@ -191,9 +189,7 @@ def _plot(result: SuiteResult, path) -> None:
         ax.legend(fontsize=7)
     for ax in axes[1][len(fid_problems):]:
         ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return save_figure(fig, out, "backward.png")
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:
@@ -234,6 +230,5 @@ def run(ctx: RunContext, bar) -> SuiteResult:
             else:
                 _accuracy(built, sizes, fid, adj)
             bar.update()
-    _plot(result, ctx.out / "backward.png")
-    result.plots.append("backward.png")
+    result.plots.append(_plot(result, ctx.out))
     return result
