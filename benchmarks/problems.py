@@ -23,7 +23,7 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 
 __all__ = ["Problem", "tanh_deq", "h_equation", "bratu", "bratu_exact", "broyden_tridiagonal", "integral_equation",
-           "slot_attention_step", "slot_attention_map", "all_problems", "TanhDEQ"]
+           "slot_attention_step", "slot_attention_map", "TanhDEQ"]
 
 FlatMap = Callable[[torch.Tensor], torch.Tensor]
 Device = Union[str, torch.device, None]
@@ -246,12 +246,6 @@ def broyden_tridiagonal(n: int = 100, omega: float = 1.0 / 6.0) -> Problem:
 
     return Problem(f"Broyden tridiagonal n={n}", n, make, {"F_at_root": 0.0, "x1": -0.57076, "xn": -0.41641},
                    check)
-
-
-def all_problems() -> list[Problem]:
-    """The problems with their default sizes (the tanh DEQ at d = 256, homogeneous and mixed)."""
-    return [tanh_deq(256, 0.5), tanh_deq(256, 0.9), tanh_deq(256, [0.3, 0.6, 0.9, 0.95]),
-            h_equation(), bratu(), broyden_tridiagonal(), integral_equation(), slot_attention_step()]
 
 
 def _green_kernel(n: int) -> torch.Tensor:

@@ -25,7 +25,7 @@ import torch
 
 import solvers
 from benchmarks.problems import _unit_spectral, slot_attention_map
-from benchmarks.suites.common import (RunContext, SuiteResult, Table, median, pyplot, save_figure, saved_bytes,
+from benchmarks.suites.common import (RunContext, SuiteResult, Table, median_ms, pyplot, save_figure, saved_bytes,
                                       time_call)
 
 __all__ = ["run", "TABLES", "COST_COLUMNS", "FIDELITY_COLUMNS", "ADJOINT_COLUMNS"]
@@ -110,7 +110,7 @@ def _cost(built: Built, sizes: Sizes, ctx: RunContext, tab: Table) -> None:
                 backs.append(sec_b)
                 nfe = info.backward.nfe if info.backward is not None else 0
             tab.add(problem=name, B=z0.shape[0], D=dim, mode=label, T=t, saved_bytes=nbytes, saved_tensors=count,
-                    saved_states=nbytes / state_bytes, ms_total=1e3 * median(totals), ms_backward=1e3 * median(backs),
+                    saved_states=nbytes / state_bytes, ms_total=median_ms(totals), ms_backward=median_ms(backs),
                     backward_nfe=nfe)
 
 
@@ -123,10 +123,6 @@ def _flat_grad(f, z0, params, mode, loss_weights) -> tuple[torch.Tensor, solvers
     seconds = time.perf_counter() - start
     flat = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
     return flat, info, seconds
-
-
-def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
 
 
 def _accuracy(built: Built, sizes: Sizes, fid: Table, adj: Table) -> None:
@@ -146,14 +142,14 @@ def _accuracy(built: Built, sizes: Sizes, fid: Table, adj: Table) -> None:
         for label, mode in modes:
             grad, _, _ = _flat_grad(f, z0, params, mode, weights)
             fid.add(**common, rho_median=float(rho.median()), forward_residual=residual, mode=label, k=k,
-                    cosine=_cosine(grad, exact))
+                    cosine=float(torch.nn.functional.cosine_similarity(grad, exact, dim=0)))
     for solver in solvers.ADJOINT_SOLVERS:
         mode = solvers.Implicit(solver=solver, tol=1e-6, max_iter=sizes.adjoint_max_iter)
         grad, info, seconds = _flat_grad(f, z0, params, mode, weights)
         b = info.backward
         adj.add(**common, solver=solver, tol=1e-6, max_iter=sizes.adjoint_max_iter, vjps=b.nfe, steps=b.steps,
                 residual_max=float(b.residual.max()), converged_frac=float(b.converged.float().mean()),
-                ms_backward=1e3 * seconds, cosine=_cosine(grad, exact))
+                ms_backward=1e3 * seconds, cosine=float(torch.nn.functional.cosine_similarity(grad, exact, dim=0)))
 
 
 def _plot(result: SuiteResult, out: Path) -> str:

@@ -39,9 +39,9 @@ import torch
 import solvers
 
 __all__ = ["SCHEMA_VERSION", "SIZES", "RunContext", "Table", "SuiteResult", "resolve_device", "sync", "time_call",
-           "median", "median_ms", "write_suite", "validate_results", "render_tables", "render_document", "fmt",
+           "median_ms", "write_suite", "validate_results", "render_tables", "render_document", "fmt",
            "table", "machine", "Counter", "TimedMap", "count_vjps", "saved_bytes", "rows_table", "load_average",
-           "Budget", "UsageError", "source_line", "step_rates", "end_with_parent", "interleaved", "by_size",
+           "Budget", "UsageError", "source_line", "step_rates", "end_with_parent", "f_only", "interleaved", "by_size",
            "tail_mean", "mean_sd", "seed_list", "train_run", "read_metrics", "InlineExecutor",
            "init_worker", "worker_pool", "pyplot", "save_figure", "band", "FORWARD_SOLVERS", "max_residual",
            "torchdeq_solver"]
@@ -163,6 +163,15 @@ def time_call(fn: Callable[[], Any], device: Optional[torch.device] = None) -> t
     return time.perf_counter() - start, out
 
 
+def f_only(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, n: int) -> torch.Tensor:
+    """``n`` evaluations of ``f`` from ``z0`` outside autograd: the floor of any solver making ``n``."""
+    with torch.no_grad():
+        z = z0
+        for _ in range(n):
+            z = f(z)
+    return z
+
+
 def interleaved(cases: Mapping[str, Callable[[], Any]], repeats: int, device: Optional[torch.device] = None,
                 warmup: bool = False, rotate: bool = False) -> dict[str, list[float]]:
     """Seconds of every timed call of each case, the cases taking turns so that load from other processes and
@@ -186,15 +195,6 @@ def interleaved(cases: Mapping[str, Callable[[], Any]], repeats: int, device: Op
         for name in order:
             times[name].append(time_call(cases[name], device)[0])
     return times
-
-
-def median(values: Sequence[float]) -> float:
-    """Median of the non-NaN values (NaN when there are none)."""
-    vals = sorted(v for v in values if v == v)
-    if not vals:
-        return float("nan")
-    mid = len(vals) // 2
-    return vals[mid] if len(vals) % 2 else 0.5 * (vals[mid - 1] + vals[mid])
 
 
 def median_ms(times: Sequence[float]) -> float:

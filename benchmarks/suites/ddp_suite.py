@@ -12,7 +12,7 @@ start-up, process-group set-up and the final evaluation are excluded; data gener
 rank generates only its share). Then the checkpoint the 1-process run wrote is written again with
 ``save_atomic`` ``--repeats`` times (median time, file size) and read back with ``load_checkpoint``.
 The 1-minute load average (``uptime``) is recorded before and after, since other jobs may share the
-machine. Writes DIR/results.json and DIR/report.md (default runs/bench/ddp).
+machine.
 """
 
 from __future__ import annotations

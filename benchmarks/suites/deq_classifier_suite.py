@@ -89,10 +89,6 @@ class DEQClassifier(torch.nn.Module):
         return lambda z: torch.tanh(z @ w + inject)
 
 
-def _flat_grad(model: torch.nn.Module) -> torch.Tensor:
-    return torch.cat([p.grad.flatten() for p in model.parameters()])
-
-
 def _train(mode: str, seed: int, sizes: tuple, task: tuple[torch.Tensor, ...], exact: Optional[torch.Tensor]
            ) -> dict:
     inputs, dim, train, _, batch, steps, _ = sizes
@@ -124,7 +120,7 @@ def _train(mode: str, seed: int, sizes: tuple, task: tuple[torch.Tensor, ...], e
             loss = torch.nn.functional.cross_entropy(model.V(solve(f, torch.zeros(batch, dim))), y_train[idx])
             loss.backward()
             if i == 0 and exact is not None:
-                g = _flat_grad(model)
+                g = torch.cat([p.grad.flatten() for p in model.parameters()])
                 cosine = float(g @ exact / (g.norm() * exact.norm()).clamp_min(1e-30))
             opt.step()
             times.append(time.perf_counter() - start)
@@ -150,7 +146,7 @@ def _exact_gradient(seed: int, sizes: tuple, task: tuple[torch.Tensor, ...]) -> 
     z, _ = solvers.fixed_point(f, torch.zeros(batch, dim), forward=solvers.Anderson(), tol=1e-4, max_iter=30,
                                backward=solvers.Implicit(solver="gmres", tol=1e-10, max_iter=200), on_fail="ignore")
     torch.nn.functional.cross_entropy(model.V(z), task[1][idx]).backward()
-    return _flat_grad(model)
+    return torch.cat([p.grad.flatten() for p in model.parameters()])
 
 
 def add_arguments(group) -> None:

@@ -15,8 +15,7 @@ machine. Sections:
     ``--compile-backend``), the slot-attention step alone (forward + backward on fixed encoder features) and a
     full training step (forward + backward + Adam), with the one-off compilation time.
 
-Times are medians over interleaved repeats with ``torch.set_num_threads`` fixed. The tables go to
-``DIR/report.md`` and with the raw numbers to ``DIR/results.json`` (default ``runs/bench/deq-features``).
+Times are medians over interleaved repeats with ``torch.set_num_threads`` fixed.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ collect-only pytest), whatever the budgets say; it checks the code paths, not th
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import re
 import subprocess
@@ -41,8 +42,8 @@ from typing import Any, Callable, Optional
 import torch
 
 import solvers
-from benchmarks.suites.common import (FORWARD_SOLVERS, Budget, RunContext, SuiteResult, Table, UsageError, saved_bytes,
-                                      step_rates, sync, time_call)
+from benchmarks.suites.common import (FORWARD_SOLVERS, Budget, RunContext, SuiteResult, Table, UsageError, f_only,
+                                      saved_bytes, step_rates, sync, time_call)
 from deqslots import SLATE, SlotAutoencoder, config_for, slate_config_for
 from deqslots.batches import BatchStream
 from deqslots.metrics import mse_per_pixel
@@ -194,13 +195,8 @@ def _solver_overhead(ctx: RunContext, budget: Budget, dry: bool, result: SuiteRe
             info = solve()  # warm-up (and the nfe)
             solve_s = sorted(time_call(solve, device)[0] for _ in range(repeats))[repeats // 2]
 
-            def f_only(n: int = info.nfe) -> None:
-                with torch.no_grad():
-                    z = z0
-                    for _ in range(n):
-                        z = f(z)
-
-            f_s = sorted(time_call(f_only, device)[0] for _ in range(repeats))[repeats // 2] / max(1, info.nfe)
+            f_evaluations = functools.partial(f_only, f, z0, info.nfe)
+            f_s = sorted(time_call(f_evaluations, device)[0] for _ in range(repeats))[repeats // 2] / max(1, info.nfe)
             tab.add(solver=name, tol=tol, B=batch, d=dim, nfe=info.nfe, solve_ms=1e3 * solve_s, f_ms=1e3 * f_s,
                     overhead=solve_s / (max(1, info.nfe) * f_s), host_syncs=_count_syncs(solve, device))
 

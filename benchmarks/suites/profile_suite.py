@@ -44,8 +44,7 @@ computes (``encode``, ``slot_attention(..., return_attn=True)``, ``decode``), th
 Timed steps run without the profiler, whose per-op bookkeeping would inflate the many small ops; both
 architectures are timed in interleaved rounds (one step of each per round, order alternating) so that load
 from other processes hits both alike, after warm-up steps. The top-ops tables come from separate profiled
-steps afterwards (``--profile-steps``). Writes DIR/results.json, DIR/report.md and DIR/profiler_tables.txt
-(torch.profiler's own key_averages tables), default DIR runs/bench/profile.
+steps afterwards (``--profile-steps``); DIR/profiler_tables.txt keeps torch.profiler's own tables.
 """
 
 from __future__ import annotations

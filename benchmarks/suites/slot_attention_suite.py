@@ -8,7 +8,6 @@ at resolution 64, and optionally Slot Attention's `paper-64`), batch 32:
   warm-up step; forward + backward + Adam step, data generation excluded);
 - bytes autograd saves during the forward pass, per variant, as the iteration count grows (1, 3, 7, 15);
 - generation throughput of clevr-mirror at 64x64 against what training consumes (batch x steps/s).
-Writes DIR/results.json and DIR/report.md (default runs/bench/slot-attention).
 """
 
 from __future__ import annotations

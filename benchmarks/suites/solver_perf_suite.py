@@ -16,8 +16,7 @@ Run ``python -m benchmarks solver-perf [--quick] [--out DIR] [--threads N] [--on
     in ``--only``: compiling takes a minute or more).
 
 Times are medians over interleaved repeats (ours and the other library alternate, order flipped every
-repeat) with ``torch.set_num_threads`` fixed. Tables go to ``DIR/report.md`` and, with the raw numbers, to
-``DIR/results.json`` (default ``runs/bench/solver-perf``).
+repeat) with ``torch.set_num_threads`` fixed.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ from solvers.forward._progress import write_slot
 from solvers.forward.anderson import _write_row_col
 from benchmarks.problems import TanhDEQ, bratu, broyden_tridiagonal, h_equation, tanh_deq
 from benchmarks.suites.common import (FORWARD_SOLVERS, Counter, RunContext, SuiteResult, TimedMap, UsageError,
-                                      count_vjps, interleaved, max_residual, median_ms, rows_table, saved_bytes,
+                                      count_vjps, f_only, interleaved, max_residual, median_ms, rows_table, saved_bytes,
                                       time_call, torchdeq_solver)
 
 try:  # optional competitors: a section whose library is missing is skipped and a note says so
@@ -72,14 +71,6 @@ def _ours(f, z0, solver, tol, max_iter, stop_mode):
                                    stop_mode=stop_mode, on_fail="ignore")[0]
 
 
-def _f_only(f, z0, n: int) -> None:
-    """``n`` evaluations of f alone: a floor for any solver making n evaluations."""
-    with torch.no_grad():
-        z = z0
-        for _ in range(n):
-            z = f(z)
-
-
 def bench_forward(configs, repeats: int) -> list[dict]:
     """(a) Forward solves, ours vs torchdeq, the f evaluations alone as the floor."""
     rows = []
@@ -94,7 +85,7 @@ def bench_forward(configs, repeats: int) -> list[dict]:
             z_o, z_t = run_ours(), run_theirs()  # warm-up, and the counted run
             nfe_o, nfe_t = c_ours.calls, c_theirs.calls
             ms = {k: median_ms(t) for k, t in interleaved(
-                {"ours": run_ours, "torchdeq": run_theirs, "f_only": functools.partial(_f_only, f, z0, nfe_o)},
+                {"ours": run_ours, "torchdeq": run_theirs, "f_only": functools.partial(f_only, f, z0, nfe_o)},
                 repeats, warmup=True).items()}
             res_o, res_t = (max_residual(f, z, relative=stop_mode == "rel") for z in (z_o, z_t))
             rows.append({

@@ -30,7 +30,7 @@ import solvers
 from benchmarks.problems import (Problem, bratu, broyden_tridiagonal, h_equation, integral_equation,
                                  slot_attention_step, tanh_deq)
 from benchmarks.suites.common import (FORWARD_SOLVERS, Counter, RunContext, SuiteResult, Table, interleaved,
-                                      max_residual, median, pyplot, save_figure, torchdeq_solver)
+                                      max_residual, median_ms, pyplot, save_figure, torchdeq_solver)
 
 try:  # optional peer: the suite reports None for a missing library rather than failing
     import scipy.optimize as sopt
@@ -147,7 +147,7 @@ def _bench_case(case: Case, family: str, repeats: int, ctx: RunContext) -> dict:
                         repeats, ctx.device, rotate=True)  # who goes first rotates
     for lib, z in answers.items():
         res = max_residual(f, z)
-        row.update({f"ms_{lib}": 1e3 * median(times[lib]), f"res_{lib}": res,
+        row.update({f"ms_{lib}": median_ms(times[lib]), f"res_{lib}": res,
                     f"ok_{lib}": bool(res == res and res <= case.tol), f"check_{lib}": case.problem.check(z)})
 
     def ratio(a, b):
