@@ -1,1 +1,1 @@
-"""Benchmarks (run as modules, e.g. python -m benchmarks.solver_perf)."""
+"""Benchmarks of the project, one front door: ``python -m benchmarks SUITE`` (``--help`` lists them)."""

@@ -28,7 +28,7 @@ from benchmarks.suites import SUITES, load_suite
 from benchmarks.suites.common import (SCHEMA_VERSION, RunContext, UsageError, machine, render_document,
                                       render_tables, resolve_device, validate_results, write_suite)
 
-__all__ = ["main", "build_parser", "render", "forward"]
+__all__ = ["main", "build_parser", "render"]
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
@@ -150,15 +150,6 @@ def main(argv: Optional[Sequence[str]] = None) -> Any:
     (out / "report.md").write_text("\n\n".join(reports))
     print(f"all: wrote {out}/results.json, report.md ({combined['wall_s']:.0f} s)")
     return combined
-
-
-def forward(old: str, suite: str, argv: Optional[Sequence[str]] = None) -> Any:
-    """What an old entry point (``python -m benchmarks.OLD``) does now: say the new command, then run it."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    print(f"note: `python -m {old}` moved to `python -m benchmarks {suite}` (`python -m benchmarks --help` lists "
-          f"every benchmark); running `python -m benchmarks {suite} {' '.join(argv)}`".rstrip("` ") + "`",
-          file=sys.stderr, flush=True)
-    return main([suite, *argv])
 
 
 if __name__ == "__main__":

@@ -23,10 +23,11 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 
 __all__ = ["Problem", "tanh_deq", "h_equation", "bratu", "bratu_exact", "broyden_tridiagonal", "integral_equation",
-           "slot_attention_step", "slot_attention_map", "all_problems", "TanhDEQ"]
+           "slot_attention_step", "slot_attention_map", "TanhDEQ"]
 
 FlatMap = Callable[[torch.Tensor], torch.Tensor]
 Device = Union[str, torch.device, None]
+Made = tuple[FlatMap, torch.Tensor]  # what a problem's make() returns: (f, z0)
 
 
 @dataclass
@@ -43,7 +44,7 @@ class Problem:
 
     name: str
     dim: int
-    make: Callable[..., tuple[FlatMap, torch.Tensor]]
+    make: Callable[..., Made]
     facts: dict = field(default_factory=dict)
     check: Callable[[torch.Tensor], float] = lambda z: float("nan")
 
@@ -58,8 +59,15 @@ def _largest_residual(make) -> Callable[[torch.Tensor], float]:
     return check
 
 
-# ----------------------------------------------------------------------------------------------------
-# tanh DEQ
+def _second_difference(n: int) -> torch.Tensor:
+    """The Dirichlet second-difference matrix ``2 on the diagonal, -1 beside it`` (float64), i.e. ``-h^2 A``."""
+    off = torch.ones(n - 1, dtype=torch.float64)
+    return 2.0 * torch.eye(n, dtype=torch.float64) - torch.diag(off, 1) - torch.diag(off, -1)
+
+
+def _neighbours(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x_{i-1}`` and ``x_{i+1}`` of every row, zero beyond the ends (Dirichlet boundary)."""
+    return torch.nn.functional.pad(x[:, :-1], (1, 0)), torch.nn.functional.pad(x[:, 1:], (0, 1))
 
 
 def _unit_spectral(dim: int, gen: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
@@ -86,7 +94,7 @@ def tanh_deq(dim: int = 256, contraction: Union[float, Sequence[float]] = 0.9, s
         raise ValueError(f"contraction factors must lie in (0, 1); got {cs}")
     label = name or (f"tanh d={dim} c={'mix' if mixed else cs[0]}")
 
-    def make(batch: int, dtype: torch.dtype = torch.float32, device: Device = None) -> tuple[FlatMap, torch.Tensor]:
+    def make(batch: int, dtype: torch.dtype = torch.float32, device: Device = None) -> Made:
         gen = torch.Generator().manual_seed(seed)
         w = _unit_spectral(dim, gen, dtype).to(device)
         x = torch.randn(batch, dim, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
@@ -134,10 +142,6 @@ class TanhDEQ(torch.nn.Module):
         return torch.tanh(torch.addmm(inj, z, self.w))
 
 
-# ----------------------------------------------------------------------------------------------------
-# Chandrasekhar H-equation
-
-
 def h_equation(n: int = 100, c: float = 0.9) -> Problem:
     """Chandrasekhar's H-equation, Kelley's standard test for Anderson/Broyden, as ``x = G(x)``.
 
@@ -152,8 +156,7 @@ def h_equation(n: int = 100, c: float = 0.9) -> Problem:
     """
     exact_mean = (2.0 / c) * (1.0 - math.sqrt(1.0 - c))
 
-    def make(batch: int = 1, dtype: torch.dtype = torch.float64, device: Device = None
-             ) -> tuple[FlatMap, torch.Tensor]:
+    def make(batch: int = 1, dtype: torch.dtype = torch.float64, device: Device = None) -> Made:
         mu = (torch.arange(1, n + 1, dtype=torch.float64) - 0.5) / n
         kernel = (c / (2 * n)) * mu[:, None] / (mu[:, None] + mu[None, :])  # K[i, j]
         kt = kernel.T.contiguous().to(dtype=dtype, device=device)
@@ -167,10 +170,6 @@ def h_equation(n: int = 100, c: float = 0.9) -> Problem:
         return float((z.double().mean(dim=1) - exact_mean).abs().max())
 
     return Problem(f"H-equation N={n} c={c}", n, make, {"mean_x": exact_mean}, check)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Bratu
 
 
 def bratu_exact(lam: float, x: float = 0.5) -> float:
@@ -201,16 +200,10 @@ def bratu(n: int = 99, lam: Union[float, Sequence[float]] = 1.0) -> Problem:
     lams = [float(v) for v in (lam if not isinstance(lam, (int, float)) else [lam])]
     mid = (n - 1) // 2
 
-    def lam_of(batch: int, dtype: torch.dtype, device: Device) -> torch.Tensor:
-        return torch.tensor([lams[i % len(lams)] for i in range(batch)], dtype=dtype, device=device).unsqueeze(1)
-
-    def make(batch: int = 1, dtype: torch.dtype = torch.float64, device: Device = None
-             ) -> tuple[FlatMap, torch.Tensor]:
-        h = 1.0 / (n + 1)
-        minus_a = (2.0 * torch.eye(n, dtype=torch.float64) - torch.diag(torch.ones(n - 1, dtype=torch.float64), 1)
-                   - torch.diag(torch.ones(n - 1, dtype=torch.float64), -1)) / h ** 2
+    def make(batch: int = 1, dtype: torch.dtype = torch.float64, device: Device = None) -> Made:
+        minus_a = _second_difference(n) / (1.0 / (n + 1)) ** 2
         green_t = torch.linalg.inv(minus_a).T.contiguous().to(dtype=dtype, device=device)  # symmetric anyway
-        lam_b = lam_of(batch, dtype, device)
+        lam_b = torch.tensor([lams[i % len(lams)] for i in range(batch)], dtype=dtype, device=device).unsqueeze(1)
 
         def f(u: torch.Tensor) -> torch.Tensor:
             return (lam_b * torch.exp(u)) @ green_t
@@ -223,10 +216,6 @@ def bratu(n: int = 99, lam: Union[float, Sequence[float]] = 1.0) -> Problem:
 
     label = f"Bratu n={n} lambda={lams[0] if len(lams) == 1 else 'mix'}"
     return Problem(label, n, make, {"u_half": [bratu_exact(v) for v in lams]}, check)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Broyden tridiagonal
 
 
 def broyden_tridiagonal(n: int = 100, omega: float = 1.0 / 6.0) -> Problem:
@@ -242,12 +231,10 @@ def broyden_tridiagonal(n: int = 100, omega: float = 1.0 / 6.0) -> Problem:
     """
 
     def big_f(x: torch.Tensor) -> torch.Tensor:
-        left = torch.nn.functional.pad(x[:, :-1], (1, 0))
-        right = torch.nn.functional.pad(x[:, 1:], (0, 1))
+        left, right = _neighbours(x)
         return (3.0 - 2.0 * x) * x - left - 2.0 * right + 1.0
 
-    def make(batch: int = 1, dtype: torch.dtype = torch.float64, device: Device = None
-             ) -> tuple[FlatMap, torch.Tensor]:
+    def make(batch: int = 1, dtype: torch.dtype = torch.float64, device: Device = None) -> Made:
         def f(x: torch.Tensor) -> torch.Tensor:
             return x - omega * big_f(x)
 
@@ -259,16 +246,6 @@ def broyden_tridiagonal(n: int = 100, omega: float = 1.0 / 6.0) -> Problem:
 
     return Problem(f"Broyden tridiagonal n={n}", n, make, {"F_at_root": 0.0, "x1": -0.57076, "xn": -0.41641},
                    check)
-
-
-def all_problems() -> list[Problem]:
-    """The problems with their default sizes (the tanh DEQ at d = 256, homogeneous and mixed)."""
-    return [tanh_deq(256, 0.5), tanh_deq(256, 0.9), tanh_deq(256, [0.3, 0.6, 0.9, 0.95]),
-            h_equation(), bratu(), broyden_tridiagonal(), integral_equation(), slot_attention_step()]
-
-
-# ----------------------------------------------------------------------------------------------------
-# Discrete integral equation (More, Garbow & Hillstrom problem 29)
 
 
 def _green_kernel(n: int) -> torch.Tensor:
@@ -295,8 +272,7 @@ def integral_equation(n: int = 100) -> Problem:
     t64 = torch.arange(1, n + 1, dtype=torch.float64) / (n + 1)
     h = 1.0 / (n + 1)
 
-    def make(batch: int = 1, dtype: torch.dtype = torch.float64, device: Device = None
-             ) -> tuple[FlatMap, torch.Tensor]:
+    def make(batch: int = 1, dtype: torch.dtype = torch.float64, device: Device = None) -> Made:
         kt = (-(h / 2.0) * _green_kernel(n)).T.contiguous().to(dtype=dtype, device=device)
         t = t64.to(dtype=dtype, device=device)
 
@@ -311,8 +287,7 @@ def integral_equation(n: int = 100) -> Problem:
         x = z.double().cpu()
         cube = (x + t64 + 1.0).pow(3)
         f29 = x - cube @ kernel.T
-        left = torch.nn.functional.pad(x[:, :-1], (1, 0))
-        right = torch.nn.functional.pad(x[:, 1:], (0, 1))
+        left, right = _neighbours(x)
         f28 = 2.0 * x - left - right + h * h * cube / 2.0
         return f29, f28
 
@@ -329,18 +304,13 @@ def _integral_mid(n: int) -> float:
     h = 1.0 / (n + 1)
     t = torch.arange(1, n + 1, dtype=torch.float64) / (n + 1)
     x = t * (t - 1.0)
-    lap = 2.0 * torch.eye(n, dtype=torch.float64) - torch.diag(torch.ones(n - 1, dtype=torch.float64), 1) \
-        - torch.diag(torch.ones(n - 1, dtype=torch.float64), -1)
+    lap = _second_difference(n)
     for _ in range(30):
         cube = (x + t + 1.0).pow(3)
         big_f = lap @ x + h * h * cube / 2.0
         jac = lap + torch.diag(1.5 * h * h * (x + t + 1.0).pow(2))
         x = x - torch.linalg.solve(jac, big_f)
     return float(x[n // 2 - 1])
-
-
-# ----------------------------------------------------------------------------------------------------
-# The slot-attention step
 
 
 def slot_attention_map(batch: int, dtype: torch.dtype = torch.float32, device: Device = None, seed: int = 0,
@@ -387,8 +357,7 @@ def slot_attention_step(num_inputs: int = 64, seed: int = 0, **sizes) -> Problem
     each solver reaches the fixed point is part of the result. ``check`` returns the largest residual
     ``||f(z) - z||`` of the batch.
     """
-    def make(batch: int, dtype: torch.dtype = torch.float32, device: Device = None
-             ) -> tuple[FlatMap, torch.Tensor]:
+    def make(batch: int, dtype: torch.dtype = torch.float32, device: Device = None) -> Made:
         f, z0, _ = slot_attention_map(batch, dtype, device, seed, num_inputs, **sizes)
         return f, z0
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Callable
 
@@ -24,7 +25,8 @@ import torch
 
 import solvers
 from benchmarks.problems import _unit_spectral, slot_attention_map
-from benchmarks.suites.common import RunContext, SuiteResult, Table, median, saved_bytes, time_call
+from benchmarks.suites.common import (RunContext, SuiteResult, Table, median_ms, pyplot, save_figure, saved_bytes,
+                                      time_call)
 
 __all__ = ["run", "TABLES", "COST_COLUMNS", "FIDELITY_COLUMNS", "ADJOINT_COLUMNS"]
 
@@ -94,9 +96,8 @@ def _cost(built: Built, sizes: Sizes, ctx: RunContext, tab: Table) -> None:
             mode = make()
 
             def forward(t=t, mode=mode):
-                z, info = solvers.fixed_point(f, z0, forward=solvers.Iterate(keep="last"), backward=mode, tol=None,
-                                              max_iter=t, on_fail="ignore")
-                return z, info
+                return solvers.fixed_point(f, z0, forward=solvers.Iterate(keep="last"), backward=mode, tol=None,
+                                           max_iter=t, on_fail="ignore")
 
             nbytes, count = saved_bytes(lambda: forward()[0], exclude=tuple(params))  # also a warm-up run
             totals, backs, nfe = [], [], 0
@@ -109,7 +110,7 @@ def _cost(built: Built, sizes: Sizes, ctx: RunContext, tab: Table) -> None:
                 backs.append(sec_b)
                 nfe = info.backward.nfe if info.backward is not None else 0
             tab.add(problem=name, B=z0.shape[0], D=dim, mode=label, T=t, saved_bytes=nbytes, saved_tensors=count,
-                    saved_states=nbytes / state_bytes, ms_total=1e3 * median(totals), ms_backward=1e3 * median(backs),
+                    saved_states=nbytes / state_bytes, ms_total=median_ms(totals), ms_backward=median_ms(backs),
                     backward_nfe=nfe)
 
 
@@ -122,10 +123,6 @@ def _flat_grad(f, z0, params, mode, loss_weights) -> tuple[torch.Tensor, solvers
     seconds = time.perf_counter() - start
     flat = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
     return flat, info, seconds
-
-
-def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
 
 
 def _accuracy(built: Built, sizes: Sizes, fid: Table, adj: Table) -> None:
@@ -145,21 +142,18 @@ def _accuracy(built: Built, sizes: Sizes, fid: Table, adj: Table) -> None:
         for label, mode in modes:
             grad, _, _ = _flat_grad(f, z0, params, mode, weights)
             fid.add(**common, rho_median=float(rho.median()), forward_residual=residual, mode=label, k=k,
-                    cosine=_cosine(grad, exact))
+                    cosine=float(torch.nn.functional.cosine_similarity(grad, exact, dim=0)))
     for solver in solvers.ADJOINT_SOLVERS:
         mode = solvers.Implicit(solver=solver, tol=1e-6, max_iter=sizes.adjoint_max_iter)
         grad, info, seconds = _flat_grad(f, z0, params, mode, weights)
         b = info.backward
         adj.add(**common, solver=solver, tol=1e-6, max_iter=sizes.adjoint_max_iter, vjps=b.nfe, steps=b.steps,
                 residual_max=float(b.residual.max()), converged_frac=float(b.converged.float().mean()),
-                ms_backward=1e3 * seconds, cosine=_cosine(grad, exact))
+                ms_backward=1e3 * seconds, cosine=float(torch.nn.functional.cosine_similarity(grad, exact, dim=0)))
 
 
-def _plot(result: SuiteResult, path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _plot(result: SuiteResult, out: Path) -> str:
+    plt = pyplot()
     cost, fid = result.tables["cost"].rows, result.tables["fidelity"].rows
     problems = list(dict.fromkeys(r["problem"] for r in cost))
     fid_problems = list(dict.fromkeys(r["problem"] for r in fid))
@@ -191,9 +185,7 @@ def _plot(result: SuiteResult, path) -> None:
         ax.legend(fontsize=7)
     for ax in axes[1][len(fid_problems):]:
         ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return save_figure(fig, out, "backward.png")
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:
@@ -234,6 +226,5 @@ def run(ctx: RunContext, bar) -> SuiteResult:
             else:
                 _accuracy(built, sizes, fid, adj)
             bar.update()
-    _plot(result, ctx.out / "backward.png")
-    result.plots.append("backward.png")
+    result.plots.append(_plot(result, ctx.out))
     return result

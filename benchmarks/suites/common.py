@@ -4,8 +4,9 @@ A suite returns a :class:`SuiteResult`: named tables (declared columns, one dict
 :func:`write_suite` turns it into ``DIR/results.json`` (every raw figure, the machine, versions, date and
 command) and ``DIR/report.md`` (:func:`render_document` of that very file, so the report and
 ``python -m benchmarks render`` print the same tables). The schema is fixed by :data:`SCHEMA_VERSION` and
-checked by :func:`validate_results`, which the runner and the tests call. Measurement helpers that more than
-one suite needs live here too, since no suite imports another.
+checked by :func:`validate_results`, which the runner and the tests call. What more than one suite needs lives
+here too, since no suite imports another: interleaved timing, summaries over seeds, training-run drivers,
+worker pools, option parsing and plotting.
 """
 
 from __future__ import annotations
@@ -15,25 +16,35 @@ import ctypes
 import datetime
 import json
 import math
+import multiprocessing
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
+import warnings
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
+import solvers
+
 __all__ = ["SCHEMA_VERSION", "SIZES", "RunContext", "Table", "SuiteResult", "resolve_device", "sync", "time_call",
-           "median", "median_ms", "write_suite", "validate_results", "render_tables", "render_document", "fmt",
+           "median_ms", "write_suite", "validate_results", "render_tables", "render_document", "fmt",
            "table", "machine", "Counter", "TimedMap", "count_vjps", "saved_bytes", "rows_table", "load_average",
-           "Budget", "UsageError", "source_line", "step_rates", "end_with_parent"]
+           "Budget", "UsageError", "source_line", "step_rates", "end_with_parent", "f_only", "interleaved", "by_size",
+           "tail_mean", "mean_sd", "seed_list", "train_run", "read_metrics", "InlineExecutor",
+           "init_worker", "worker_pool", "pyplot", "save_figure", "band", "FORWARD_SOLVERS", "max_residual",
+           "torchdeq_solver"]
 
 SCHEMA_VERSION = 1
 # tiny: the test suite's size; quick: ~3 minutes for all suites; cpu: the variants study at CPU scale (that suite's
@@ -134,33 +145,79 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def sync(device: torch.device) -> None:
-    """Wait for queued kernels, so a wall-clock interval covers the work (a no-op on CPU)."""
-    if device.type == "cuda":
+def sync(device: Optional[torch.device]) -> None:
+    """Wait for queued kernels, so a wall-clock interval covers the work (a no-op on CPU and for None)."""
+    if device is not None and device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def time_call(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
+def time_call(fn: Callable[[], Any], device: Optional[torch.device] = None) -> tuple[float, Any]:
     """Seconds one call of ``fn`` takes, synchronised on ``device``, and its result."""
-    sync(device)
+    cuda = device is not None and device.type == "cuda"  # decided outside the timed interval
+    if cuda:
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
     out = fn()
-    sync(device)
+    if cuda:
+        torch.cuda.synchronize(device)
     return time.perf_counter() - start, out
 
 
-def median(values: Sequence[float]) -> float:
-    """Median of the non-NaN values (NaN when there are none)."""
-    vals = sorted(v for v in values if v == v)
-    if not vals:
-        return float("nan")
-    mid = len(vals) // 2
-    return vals[mid] if len(vals) % 2 else 0.5 * (vals[mid - 1] + vals[mid])
+def f_only(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, n: int) -> torch.Tensor:
+    """``n`` evaluations of ``f`` from ``z0`` outside autograd: the floor of any solver making ``n``."""
+    with torch.no_grad():
+        z = z0
+        for _ in range(n):
+            z = f(z)
+    return z
+
+
+def interleaved(cases: Mapping[str, Callable[[], Any]], repeats: int, device: Optional[torch.device] = None,
+                warmup: bool = False, rotate: bool = False) -> dict[str, list[float]]:
+    """Seconds of every timed call of each case, the cases taking turns so that load from other processes and
+    drift hit all alike.
+
+    Args:
+        cases: name -> the call to time.
+        repeats: rounds of one call of every case.
+        device: synchronised around each call (None: the CPU, nothing to wait for).
+        warmup: call every case once, untimed, first.
+        rotate: the next case goes first in each round (default: the order flips every round).
+    """
+    names = list(cases)
+    if warmup:
+        for fn in cases.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        shift = r % len(names)
+        order = names[shift:] + names[:shift] if rotate else names if r % 2 == 0 else names[::-1]
+        for name in order:
+            times[name].append(time_call(cases[name], device)[0])
+    return times
 
 
 def median_ms(times: Sequence[float]) -> float:
     """Median of seconds, in milliseconds (NaN for no times)."""
     return 1e3 * statistics.median(times) if times else float("nan")
+
+
+def tail_mean(values: Sequence[float], fraction: float = 0.1) -> float:
+    """Mean of the last ``fraction`` of ``values`` (at least one; NaN for none): where a training run ended."""
+    if not values:
+        return math.nan
+    tail = values[-max(1, int(len(values) * fraction)):]
+    return sum(tail) / len(tail)
+
+
+def mean_sd(values: Iterable[Optional[float]]) -> str:
+    """``mean ± sd`` of the finite values over seeds (the value alone when there is one; ``n/a`` for none)."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return "n/a"
+    if len(finite) == 1:
+        return f"{finite[0]:.4g}"
+    return f"{statistics.mean(finite):.4g} ± {statistics.stdev(finite):.2g}"
 
 
 class Budget:
@@ -183,17 +240,18 @@ class Budget:
 
 def step_rates(runs: dict[str, tuple[torch.nn.Module, torch.optim.Optimizer]],
                loss_fn: Callable[[torch.nn.Module], torch.Tensor], rounds: int, device: torch.device,
-               budget: Optional[Budget] = None, counts: Optional[dict[str, int]] = None) -> dict[str, float]:
+               budget: Optional[Budget] = None, counts: Optional[dict[str, int]] = None, warmup: int = 1,
+               before_step: Optional[Callable[[torch.nn.Module], Any]] = None) -> dict[str, float]:
     """Median training steps/s of each named (model, optimiser), timed in interleaved rounds.
 
-    One step (``loss_fn(model)``, backward, optimiser step) of every run per round, the order alternating
-    between rounds, so that load from other processes hits all alike; round 0 is a warm-up. ``budget``
-    stops after the round in which it ran out (at least one timed round); ``counts`` receives the number of
-    timed steps of each run.
+    One step (``loss_fn(model)``, backward, ``before_step(model)`` if given, e.g. clipping, optimiser step) of
+    every run per round, the order alternating between rounds, so that load from other processes hits all
+    alike; the first ``warmup`` rounds are not timed. ``budget`` stops after the round in which it ran out (at
+    least one timed round); ``counts`` receives the number of timed steps of each run.
     """
     times: dict[str, list[float]] = {name: [] for name in runs}
     names = list(runs)
-    for round_ in range(rounds + 1):
+    for round_ in range(rounds + warmup):
         for name in names if round_ % 2 == 0 else names[::-1]:
             model, opt = runs[name]
             sync(device)
@@ -201,11 +259,13 @@ def step_rates(runs: dict[str, tuple[torch.nn.Module, torch.optim.Optimizer]],
             loss = loss_fn(model)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if before_step is not None:
+                before_step(model)
             opt.step()
             sync(device)
-            if round_:
+            if round_ >= warmup:
                 times[name].append(time.perf_counter() - start)
-        if round_ and budget is not None and budget.over():
+        if round_ >= warmup and budget is not None and budget.over():
             break
     if counts is not None:
         counts.update({name: len(t) for name, t in times.items()})
@@ -263,18 +323,21 @@ def count_vjps() -> Iterator[dict]:
         torch.autograd.grad = original
 
 
-def saved_bytes(fn: Callable[[], torch.Tensor], exclude: tuple[torch.Tensor, ...] = ()) -> tuple[int, int]:
-    """Bytes of the distinct storages autograd saves while ``fn`` builds its graph, and the tensor count.
+def saved_bytes(fn: Callable[[], torch.Tensor], exclude: tuple[torch.Tensor, ...] = (), distinct: bool = True
+                ) -> tuple[int, int]:
+    """Bytes autograd saves while ``fn`` builds its graph, and the number of tensors it saves.
 
-    Storages of ``exclude`` (the parameters and inputs, which exist whatever the backward mode) are left
-    out, so the number is the memory the backward mode itself keeps alive.
+    With ``distinct`` each storage counts once at its full size and the storages of ``exclude`` (the parameters
+    and inputs, which exist whatever the backward mode) are left out, so the number is the memory the backward
+    mode itself keeps alive; without, every saved tensor's own bytes add up, as often as it is saved.
     """
     skip = {t.untyped_storage().data_ptr() for t in exclude}
     storages: dict[int, int] = {}
-    count = [0]
+    packed = {"count": 0, "bytes": 0}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
-        count[0] += 1
+        packed["count"] += 1
+        packed["bytes"] += t.numel() * t.element_size()
         ptr = t.untyped_storage().data_ptr()
         if ptr not in skip:
             storages[ptr] = max(storages.get(ptr, 0), t.untyped_storage().nbytes())
@@ -283,7 +346,38 @@ def saved_bytes(fn: Callable[[], torch.Tensor], exclude: tuple[torch.Tensor, ...
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out = fn()
     out.sum().backward()  # the graph must be usable
-    return sum(storages.values()), count[0]
+    return (sum(storages.values()) if distinct else packed["bytes"]), packed["count"]
+
+
+# our forward solvers by the family names the tables use
+FORWARD_SOLVERS = MappingProxyType({"iterate": solvers.Iterate, "anderson": solvers.Anderson,
+                                    "broyden": solvers.Broyden})
+
+
+def max_residual(f: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, relative: bool = False) -> float:
+    """The largest per-sample ``||f(z) - z||_2`` of a batch (``relative``: over ``||f(z)||_2 + 1e-9``)."""
+    with torch.no_grad():
+        fz = f(z)
+        res = torch.linalg.vector_norm(fz - z, dim=1)
+        if relative:
+            res = res / (torch.linalg.vector_norm(fz, dim=1) + 1e-9)
+    return float(res.max())
+
+
+def torchdeq_solver(name: str) -> Optional[Callable[..., torch.Tensor]]:
+    """torchdeq 0.1.0's forward solver ``name`` (``fixed_point_iter``, ``anderson_solver``, ``broyden_solver``)
+    with its defaults, as ``solve(f, z0, tol, max_iter, stop_mode="abs") -> z`` outside autograd; None when
+    torchdeq is not installed (the suites report a missing peer rather than fail)."""
+    try:
+        from torchdeq import solver as library
+    except Exception:  # pragma: no cover
+        return None
+    fn = getattr(library, name)
+
+    def solve(f: Callable, z0: torch.Tensor, tol: float, max_iter: int, stop_mode: str = "abs") -> torch.Tensor:
+        with torch.no_grad():
+            return fn(f, z0, max_iter=max_iter, tol=tol, stop_mode=stop_mode)[0]
+    return solve
 
 
 def fmt(x: Any, digits: int = 3) -> str:
@@ -513,3 +607,112 @@ def end_with_parent(grace_s: float = 10.0) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
+
+
+class InlineExecutor(Executor):
+    """``--jobs 1``: runs each task at submission in this process, behind the same interface as the pool.
+
+    A task's exception (Ctrl-C included) propagates from ``submit`` at once rather than waiting in the
+    future, so a failed first task does not let the tasks queued after it run first.
+    """
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def init_worker(threads: int) -> None:
+    """A worker process of :func:`worker_pool`: ends with the study, ``threads`` torch threads, no warnings."""
+    end_with_parent()
+    torch.set_num_threads(threads)
+    warnings.simplefilter("ignore")  # training's own warnings would interleave across workers on the console
+
+
+def worker_pool(jobs: int, threads: Optional[int] = None) -> tuple[Executor, Optional[int]]:
+    """The executor of ``jobs`` independent runs at a time and the torch threads of each worker.
+
+    One job runs in this process (:class:`InlineExecutor`, threads None: this process's); more go to spawned
+    worker processes with ``threads`` each (default: the usable cores shared out).
+    """
+    if jobs <= 1:
+        return InlineExecutor(), None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = threads or max(1, cores // jobs)
+    # spawn, not fork: a forked child inherits torch's thread pools and OpenMP state from a process that has
+    # already computed, which can deadlock; spawn starts each worker clean.
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker,
+                               initargs=(threads,))
+    return pool, threads
+
+
+def train_run(config: Any, fresh: bool = True, quiet: bool = False) -> dict:
+    """Train a ``deqslots.training.config.TrainConfig``; its summary, with the wall time of the call as ``seconds``.
+
+    Args:
+        config: the run.
+        fresh: remove ``config.out`` first (the suite's own output of an earlier invocation), so that the run
+            starts afresh rather than refusing the folder or resuming it.
+        quiet: hide training's warnings.
+    """
+    from deqslots.training.loop import train
+
+    if fresh and Path(config.out).exists():
+        shutil.rmtree(config.out)
+    began = time.perf_counter()
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore")
+        summary = train(config)
+    summary["seconds"] = time.perf_counter() - began
+    return summary
+
+
+def read_metrics(path: Path) -> dict[str, list[float]]:
+    """The columns of a run's metrics.csv as floats (empty cells NaN); empty when the run wrote none yet."""
+    from deqslots.evaluation.figures import read_metrics as columns
+
+    return columns(path) if Path(path).exists() else {}
+
+
+def by_size(size: str, tiny: Any, quick: Any, full: Any) -> Any:
+    """The value of a setting at ``size`` (``cpu`` and ``full`` take ``full``)."""
+    return {"tiny": tiny, "quick": quick}.get(size, full)
+
+
+def seed_list(ctx: RunContext, default: Sequence[int]) -> list[int]:
+    """The seeds of ``--seed-list 0,1,2``, else of ``--seeds N`` (0 .. N-1), else ``default``."""
+    text = ctx.overrides.get("seed_list")
+    if text:
+        try:
+            return [int(s) for s in text.split(",") if s]
+        except ValueError as err:
+            raise UsageError(f"--seed-list takes comma-separated integers, e.g. 0,1,2; got {text!r}") from err
+    return list(range(ctx.seeds)) if ctx.seeds else list(default)
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend: suites write figures to files, with or without a display."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, out: Path, name: str) -> str:
+    """Lay out, write and close a figure; returns its file name for the report."""
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    pyplot().close(fig)
+    return name
+
+
+def band(ax: Any, x: Sequence[float], curves: Any, label: str, colour: Optional[str] = None, **style: Any) -> None:
+    """Mean over ``curves`` (rows of equal length, NaN = missing) with a min-max band: the spread over seeds."""
+    data = np.asarray(curves, dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a step that every run's NaN leaves empty
+        mean, lo, hi = np.nanmean(data, 0), np.nanmin(data, 0), np.nanmax(data, 0)
+    line, = ax.plot(x, mean, label=label, color=colour, **style)
+    ax.fill_between(x, lo, hi, alpha=0.2, color=line.get_color())

@@ -12,12 +12,11 @@ start-up, process-group set-up and the final evaluation are excluded; data gener
 rank generates only its share). Then the checkpoint the 1-process run wrote is written again with
 ``save_atomic`` ``--repeats`` times (median time, file size) and read back with ``load_checkpoint``.
 The 1-minute load average (``uptime``) is recorded before and after, since other jobs may share the
-machine. Writes DIR/results.json and DIR/report.md (default runs/bench/ddp).
+machine.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import statistics
@@ -30,7 +29,7 @@ from types import MappingProxyType
 
 import torch
 
-from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError
+from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError, by_size, read_metrics
 from deqslots.training.checkpoint import load_checkpoint, save_atomic
 
 __all__ = ["run", "add_arguments", "TABLES", "train_speed", "checkpoint_cost"]
@@ -61,8 +60,7 @@ def train_speed(out: Path, processes: int, threads: int, device: str, steps: int
     wall = time.perf_counter() - began
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{proc.stderr[-3000:]}")
-    with open(out / "metrics.csv", newline="") as handle:
-        elapsed = [float(row["elapsed_s"]) for row in csv.DictReader(handle)]
+    elapsed = read_metrics(out / "metrics.csv")["elapsed_s"]
     timed = elapsed[-1] - elapsed[warmup - 1]
     return {"device": device, "processes": processes, "threads_per_process": threads, "steps": steps,
             "timed_steps": steps - warmup, "steps_per_s": round((steps - warmup) / timed, 3),
@@ -102,8 +100,8 @@ def add_arguments(group) -> None:
 def run(ctx: RunContext, bar) -> SuiteResult:
     """Train each layout through the CLI, then time the checkpoint; ``bar`` advances once per layout."""
     o = ctx.overrides
-    steps = o.get("steps") or {"tiny": 3, "quick": 6}.get(ctx.size, 40)
-    warmup = o.get("warmup") or {"tiny": 1, "quick": 2}.get(ctx.size, 5)
+    steps = o.get("steps") or by_size(ctx.size, 3, 6, 40)
+    warmup = o.get("warmup") or by_size(ctx.size, 1, 2, 5)
     batch = o.get("batch_size") or (4 if ctx.size == "tiny" else 32)
     variant = o.get("variant") or "IN"
     repeats = o.get("repeats") or (2 if ctx.size == "tiny" else 7)
@@ -111,7 +109,7 @@ def run(ctx: RunContext, bar) -> SuiteResult:
         raise UsageError("--warmup must be between 1 and --steps - 1")
     if batch < 2 or repeats < 1:
         raise UsageError("--batch-size must be >= 2 (two processes split it) and --repeats >= 1")
-    # tiny (the test suite's size) starts one process only: torchrun itself is tested in tests/deqslots/training
+    # tiny (the test suite's size) starts one process only: torchrun itself is tested in tests/deqslots
     layouts = {"tiny": [(1, 1, "cpu")], "quick": [(1, 1, "cpu"), (2, 1, "cpu")]}.get(
         ctx.size, [(1, 1, "cpu"), (1, 2, "cpu"), (2, 1, "cpu")])
     if torch.cuda.is_available() and ctx.size != "tiny":
@@ -121,8 +119,7 @@ def run(ctx: RunContext, bar) -> SuiteResult:
     result = SuiteResult("ddp", {"variant": variant, "batch_size": batch, "steps": steps, "warmup": warmup})
     speed = result.tables["speed"] = Table(
         f"`deqslots train` of cpu-small (variant {variant}, clevr-mirror 32x32, global batch {batch}), {steps} steps "
-        "of "
-        f"which the first {warmup} are left out: steps/s from metrics.csv's elapsed_s between the warm-up's end and "
+        f"of which the first {warmup} are left out: steps/s from metrics.csv's elapsed_s between the warm-up's end and "
         "the last step (start-up, process-group set-up and the final evaluation excluded; data generation included, "
         "each rank generating its share). Several processes: torchrun --standalone, gloo on the CPU, nccl on GPUs. "
         "wall_s = the whole command.", SPEED_COLUMNS)

@@ -22,12 +22,12 @@ import statistics
 import time
 import warnings
 from types import MappingProxyType
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import torch
 
 import solvers
-from benchmarks.suites.common import Counter, RunContext, SuiteResult, Table, UsageError, count_vjps
+from benchmarks.suites.common import Counter, RunContext, SuiteResult, Table, UsageError, by_size, count_vjps, tail_mean
 
 try:  # optional peer
     from torchdeq import get_deq
@@ -89,24 +89,6 @@ class DEQClassifier(torch.nn.Module):
         return lambda z: torch.tanh(z @ w + inject)
 
 
-def _step_ours(model: DEQClassifier, backward: solvers.BackwardMode, x: torch.Tensor, y: torch.Tensor
-               ) -> tuple[torch.Tensor, int]:
-    f = Counter(model.layer(model.U(x)))
-    z, _ = solvers.fixed_point(f, torch.zeros(x.shape[0], model.dim), forward=solvers.Anderson(), backward=backward,
-                               tol=1e-4, max_iter=30, on_fail="ignore")
-    return torch.nn.functional.cross_entropy(model.V(z), y), f.calls
-
-
-def _step_torchdeq(model: DEQClassifier, deq: Any, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
-    f = Counter(model.layer(model.U(x)))
-    z, _ = deq(f, torch.zeros(x.shape[0], model.dim))
-    return torch.nn.functional.cross_entropy(model.V(z[-1]), y), f.calls
-
-
-def _flat_grad(model: torch.nn.Module) -> torch.Tensor:
-    return torch.cat([p.grad.flatten() for p in model.parameters()])
-
-
 def _train(mode: str, seed: int, sizes: tuple, task: tuple[torch.Tensor, ...], exact: Optional[torch.Tensor]
            ) -> dict:
     inputs, dim, train, _, batch, steps, _ = sizes
@@ -118,13 +100,14 @@ def _train(mode: str, seed: int, sizes: tuple, task: tuple[torch.Tensor, ...], e
                       f_tol=1e-4, b_tol=1e-6, f_stop_mode="abs", b_stop_mode="rel")
         deq.train()
 
-        def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
-            return _step_torchdeq(model, deq, x, y)
+        def solve(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor) -> torch.Tensor:
+            return deq(f, z0)[0][-1]
     else:
         backward = MODES[mode]()
 
-        def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
-            return _step_ours(model, backward, x, y)
+        def solve(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor) -> torch.Tensor:
+            return solvers.fixed_point(f, z0, forward=solvers.Anderson(), backward=backward, tol=1e-4, max_iter=30,
+                                       on_fail="ignore")[0]
 
     order = torch.Generator().manual_seed(seed)
     times, f_evals, vjps, losses, cosine = [], [], [], [], None
@@ -133,23 +116,23 @@ def _train(mode: str, seed: int, sizes: tuple, task: tuple[torch.Tensor, ...], e
         with count_vjps() as counted:
             start = time.perf_counter()
             opt.zero_grad(set_to_none=True)
-            loss, calls = step(x_train[idx], y_train[idx])
+            f = Counter(model.layer(model.U(x_train[idx])))
+            loss = torch.nn.functional.cross_entropy(model.V(solve(f, torch.zeros(batch, dim))), y_train[idx])
             loss.backward()
             if i == 0 and exact is not None:
-                g = _flat_grad(model)
+                g = torch.cat([p.grad.flatten() for p in model.parameters()])
                 cosine = float(g @ exact / (g.norm() * exact.norm()).clamp_min(1e-30))
             opt.step()
             times.append(time.perf_counter() - start)
-        f_evals.append(calls)
+        f_evals.append(f.calls)
         vjps.append(counted["calls"])
         losses.append(float(loss.detach()))
     with torch.no_grad():
         z, _ = solvers.fixed_point(model.layer(model.U(x_test)), torch.zeros(x_test.shape[0], dim),
                                    forward=solvers.Anderson(), tol=1e-5, max_iter=100, on_fail="ignore")
         logits = model.V(z)
-    tail = losses[-max(1, steps // 10):]
     return {"ms": 1e3 * statistics.median(times[1:] or times), "f_evals": statistics.median(f_evals),
-            "vjps": statistics.median(vjps), "cosine": cosine, "train_loss": sum(tail) / len(tail),
+            "vjps": statistics.median(vjps), "cosine": cosine, "train_loss": tail_mean(losses),
             "test_loss": float(torch.nn.functional.cross_entropy(logits, y_test)),
             "test_accuracy": float((logits.argmax(dim=1) == y_test).float().mean())}
 
@@ -163,7 +146,7 @@ def _exact_gradient(seed: int, sizes: tuple, task: tuple[torch.Tensor, ...]) -> 
     z, _ = solvers.fixed_point(f, torch.zeros(batch, dim), forward=solvers.Anderson(), tol=1e-4, max_iter=30,
                                backward=solvers.Implicit(solver="gmres", tol=1e-10, max_iter=200), on_fail="ignore")
     torch.nn.functional.cross_entropy(model.V(z), task[1][idx]).backward()
-    return _flat_grad(model)
+    return torch.cat([p.grad.flatten() for p in model.parameters()])
 
 
 def add_arguments(group) -> None:
@@ -173,7 +156,7 @@ def add_arguments(group) -> None:
 
 def run(ctx: RunContext, bar) -> SuiteResult:
     """Train every mode on every seed; ``bar`` advances once per (mode, seed)."""
-    sizes = SIZES["tiny" if ctx.size == "tiny" else "quick" if ctx.size == "quick" else "full"]
+    sizes = SIZES[by_size(ctx.size, "tiny", "quick", "full")]
     if ctx.overrides.get("steps") is not None:
         if ctx.overrides["steps"] < 1:
             raise UsageError("--steps must be >= 1")

@@ -15,13 +15,11 @@ machine. Sections:
     ``--compile-backend``), the slot-attention step alone (forward + backward on fixed encoder features) and a
     full training step (forward + backward + Adam), with the one-off compilation time.
 
-Times are medians over interleaved repeats with ``torch.set_num_threads`` fixed. The tables go to
-``DIR/report.md`` and with the raw numbers to ``DIR/results.json`` (default ``runs/bench/deq-features``).
+Times are medians over interleaved repeats with ``torch.set_num_threads`` fixed.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 from types import MappingProxyType
 from typing import Callable
@@ -29,25 +27,16 @@ from typing import Callable
 import torch
 
 import solvers
-from benchmarks.suites.common import RunContext, SuiteResult, UsageError, rows_table
+from benchmarks.suites.common import RunContext, SuiteResult, UsageError, interleaved, median_ms, rows_table
 
 __all__ = ["run", "add_arguments", "TABLES", "mixed_batch", "compaction", "weight_caching", "compile_speedup"]
 
 TABLES = MappingProxyType({"compaction": None, "weight_caching": None, "compile": None})
 
 
-def _interleaved(cases: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median ms of each case, the cases alternating (order flipped every repeat) so drift hits all alike."""
-    for fn in cases.values():  # warm-up
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    names = list(cases)
-    for r in range(repeats):
-        for name in names if r % 2 == 0 else reversed(names):
-            start = time.perf_counter()
-            cases[name]()
-            times[name].append(time.perf_counter() - start)
-    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
+def _median_ms(cases: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median ms of each case over interleaved repeats after a warm-up call of each."""
+    return {name: median_ms(t) for name, t in interleaved(cases, repeats, warmup=True).items()}
 
 
 def mixed_batch(batch: int = 32, dim: int = 512, fast: float = 0.03, slow: float = 0.86, seed: int = 0
@@ -66,11 +55,8 @@ def mixed_batch(batch: int = 32, dim: int = 512, fast: float = 0.03, slow: float
     return f, x, c, torch.zeros(batch, dim)
 
 
-def compaction(dim: int, repeats: int, tol: float = 1e-4) -> list[dict]:
-    return [_compaction_row(forward, dim, repeats, tol) for forward in ("iterate", "anderson")]
-
-
-def _compaction_row(forward: str, dim: int, repeats: int, tol: float) -> dict:
+def compaction(forward: str, dim: int, repeats: int, tol: float = 1e-4) -> dict:
+    """(a): a no-grad solve of the mixed batch with and without compaction, and of its slow half alone."""
     f, x, c, z0 = mixed_batch(dim=dim)
     half = x.shape[0] // 2
 
@@ -82,7 +68,7 @@ def _compaction_row(forward: str, dim: int, repeats: int, tol: float) -> dict:
     info = solve(z0, x, c, False)
     steps = (info.trace > tol).sum(dim=0) + 1  # steps each sample took to reach tol
     slow_z0, slow_x, slow_c = z0[half:], x[half:], c[half:]
-    ms = _interleaved({
+    ms = _median_ms({
         "all evaluated": lambda: solve(z0, x, c, False),
         "compact": lambda: solve(z0, x, c, True),
         "slow half alone": lambda: solve(slow_z0, slow_x, slow_c, False),
@@ -96,21 +82,12 @@ def _compaction_row(forward: str, dim: int, repeats: int, tol: float) -> dict:
     }
 
 
-def _normed_layer(kind: str, dim: int) -> torch.nn.Module:
-    torch.manual_seed(0)
-    lin = torch.nn.Linear(dim, dim)
-    if kind == "spectral_norm":
-        return torch.nn.utils.parametrizations.spectral_norm(lin)
-    return torch.nn.utils.parametrizations.weight_norm(lin)
-
-
-def weight_caching(batch: int, dim: int, iters: int, repeats: int) -> list[dict]:
-    return [_caching_row(kind, batch, dim, iters, repeats) for kind in ("spectral_norm", "weight_norm")]
-
-
-def _caching_row(kind: str, batch: int, dim: int, iters: int, repeats: int) -> dict:
+def weight_caching(kind: str, batch: int, dim: int, iters: int, repeats: int) -> dict:
+    """(b): solves and training steps of a DEQ step whose weight is parametrized by ``kind``, the weight
+    computed once per solve or at every call of f."""
     x = torch.randn(batch, dim)
-    layer = _normed_layer(kind, dim)
+    torch.manual_seed(0)
+    layer = getattr(torch.nn.utils.parametrizations, kind)(torch.nn.Linear(dim, dim))
     scale = 0.5  # ||W||_2 is 1 under spectral_norm and about 1.15 for a default Linear: the map contracts
 
     def f(z: torch.Tensor) -> torch.Tensor:
@@ -126,7 +103,7 @@ def _caching_row(kind: str, batch: int, dim: int, iters: int, repeats: int) -> d
         with torch.no_grad():
             solvers.fixed_point(f, torch.zeros_like(x), tol=None, max_iter=iters, cache_weights=cache)
 
-    ms = _interleaved({
+    ms = _median_ms({
         "train cached": lambda: train_step(True), "train per call": lambda: train_step(False),
         "solve cached": lambda: no_grad_solve(True), "solve per call": lambda: no_grad_solve(False),
     }, repeats)
@@ -174,7 +151,7 @@ def compile_speedup(variant: str, batch: int, resolution: int, repeats: int, bac
         step(compiled)  # the first call compiles
         compile_s = time.perf_counter() - began
         cases = {"eager": lambda step=step: step(False), "compiled": lambda step=step: step(compiled)}
-        ms = _interleaved(cases, repeats)
+        ms = _median_ms(cases, repeats)
         rows.append({"what": name, "variant": variant, "iters": sa.iters, "batch": batch, "resolution": resolution,
                      "backend": backend, "compile_s": compile_s, "ms_eager": ms["eager"],
                      "ms_compiled": ms["compiled"], "speedup": ms["eager"] / ms["compiled"]})
@@ -204,12 +181,13 @@ def run(ctx: RunContext, bar) -> SuiteResult:
         "(a) compaction: B=32, 16 samples fast (c=0.03, about 3 steps) and 16 slow (c=0.86, about 60); ms per "
         "no-grad solve (tol 1e-4) with every sample evaluated at every step (ms_all), with compact=True "
         "(ms_compact), and of the slow half alone (ms_slow_alone, the target); fast_steps / slow_steps = mean steps "
-        "each half took.", compaction(dim, repeats))
+        "each half took.", [compaction(forward, dim, repeats) for forward in ("iterate", "anderson")])
     bar.update()
     result.tables["weight_caching"] = rows_table(
         "(b) parametrized weight (spectral_norm / weight_norm) computed once per solve (cache_weights=True) vs at "
         "every call of f: ms per evaluation of f in a no-grad solve, ms of a training step (forward + onestep "
-        "backward), and the speed-ups.", weight_caching(8 if tiny else 32, dim, 5 if tiny else 30, repeats))
+        "backward), and the speed-ups.", [weight_caching(kind, 8 if tiny else 32, dim, 5 if tiny else 30, repeats)
+                                          for kind in ("spectral_norm", "weight_norm")])
     bar.update()
     backend = ctx.overrides.get("compile_backend") or ("inductor" if ctx.size not in ("tiny", "quick") else "aot_eager")
     batch, resolution = (2, 16) if tiny else (16, 32)

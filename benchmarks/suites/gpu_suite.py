@@ -29,6 +29,7 @@ collect-only pytest), whatever the budgets say; it checks the code paths, not th
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import re
 import subprocess
@@ -41,7 +42,8 @@ from typing import Any, Callable, Optional
 import torch
 
 import solvers
-from benchmarks.suites.common import Budget, RunContext, SuiteResult, Table, UsageError, step_rates, sync, time_call
+from benchmarks.suites.common import (FORWARD_SOLVERS, Budget, RunContext, SuiteResult, Table, UsageError, f_only,
+                                      saved_bytes, step_rates, sync, time_call)
 from deqslots import SLATE, SlotAutoencoder, config_for, slate_config_for
 from deqslots.data.batches import BatchStream
 from deqslots.evaluation.metrics import mse_per_pixel
@@ -105,7 +107,7 @@ def _images(resolution: int, batch: int, device: torch.device, seed: int = 0) ->
     return BatchStream("clevr-mirror", "train", resolution, batch, seed).batch(0)["image"].to(device)
 
 
-def _cuda_tests(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResult) -> None:
+def _cuda_tests(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResult, batch: int) -> None:
     root = Path(__file__).resolve().parents[2]
     if not (root / "tests").is_dir():
         result.notes.append("cuda_tests: no tests/ folder next to benchmarks/ (an installed copy?); skipped")
@@ -160,8 +162,8 @@ def _count_syncs(fn: Callable[[], Any], device: torch.device) -> Optional[int]:
     return sum("synchroniz" in str(w.message) for w in caught)
 
 
-def _solver_overhead(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResult) -> None:
-    device, (batch, dim) = ctx.device, ((8, 64) if dry else (256, 1024))
+def _solver_overhead(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResult, batch: int) -> None:
+    device, (batch, dim) = ctx.device, ((8, 64) if dry else (256, 1024))  # its own size, not --batch-size
     gen = torch.Generator().manual_seed(0)
     w = (0.9 * torch.linalg.qr(torch.randn(dim, dim, generator=gen))[0]).to(device)
     x = (0.5 * torch.randn(batch, dim, generator=gen)).to(device)
@@ -182,7 +184,7 @@ def _solver_overhead(ctx: RunContext, budget: Budget, dry: bool, result: SuiteRe
             if tab.rows and budget.over() and not dry:
                 result.notes.append(f"solver_overhead: budget spent before {name} tol={tol}")
                 return
-            solver = {"iterate": solvers.Iterate, "anderson": solvers.Anderson, "broyden": solvers.Broyden}[name]()
+            solver = FORWARD_SOLVERS[name]()
 
             def solve(solver: solvers.ForwardSolver = solver, tol: Optional[float] = tol) -> solvers.SolveInfo:
                 with torch.no_grad():
@@ -193,13 +195,8 @@ def _solver_overhead(ctx: RunContext, budget: Budget, dry: bool, result: SuiteRe
             info = solve()  # warm-up (and the nfe)
             solve_s = sorted(time_call(solve, device)[0] for _ in range(repeats))[repeats // 2]
 
-            def f_only(n: int = info.nfe) -> None:
-                with torch.no_grad():
-                    z = z0
-                    for _ in range(n):
-                        z = f(z)
-
-            f_s = sorted(time_call(f_only, device)[0] for _ in range(repeats))[repeats // 2] / max(1, info.nfe)
+            f_evaluations = functools.partial(f_only, f, z0, info.nfe)
+            f_s = sorted(time_call(f_evaluations, device)[0] for _ in range(repeats))[repeats // 2] / max(1, info.nfe)
             tab.add(solver=name, tol=tol, B=batch, d=dim, nfe=info.nfe, solve_ms=1e3 * solve_s, f_ms=1e3 * f_s,
                     overhead=solve_s / (max(1, info.nfe) * f_s), host_syncs=_count_syncs(solve, device))
 
@@ -275,8 +272,8 @@ def _compile(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResult, ba
                 compile_s=compile_s, steps_timed=counts["m"], steps_per_s=rate)
 
 
-def _slate_speed(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResult) -> None:
-    batch = 2 if dry else 16
+def _slate_speed(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResult, batch: int) -> None:
+    batch = 2 if dry else 16  # its own size, not --batch-size
     cases = [("vanilla", "fp32"), ("IN", "bf16")] if dry else [(v, p) for p in PRECISIONS for v in ("vanilla", "IN")]
     tab = result.tables["slate_speed"] = Table(
         f"SLATE training steps/s (dVAE + transformer decoder + slot attention, loss = model(images)['loss'], Adam), "
@@ -305,8 +302,6 @@ def _slate_speed(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResult
 
 
 def _peak_memory(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResult, batch: int) -> None:
-    from benchmarks.suites.common import saved_bytes
-
     config, resolution = _architectures(dry)["paper-64"]
     images = _images(resolution, batch, ctx.device)
     cuda = ctx.device.type == "cuda"
@@ -387,6 +382,12 @@ def _vanilla_vs_in(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResu
                 nonfinite_steps=len(hist) - len(losses), diverged_at=diverged[variant])
 
 
+# part -> its measurement(ctx, budget, dry, result, batch), which adds its table
+MEASURES = MappingProxyType({"cuda_tests": _cuda_tests, "solver_overhead": _solver_overhead,
+                             "slot_attention_speed": _slot_attention_speed, "compile": _compile,
+                             "slate_speed": _slate_speed, "peak_memory": _peak_memory, "vanilla_vs_in": _vanilla_vs_in})
+
+
 def run(ctx: RunContext, bar) -> SuiteResult:
     """Every part within its budget; on a machine without a GPU, the CPU dry-run at tiny sizes."""
     dry = ctx.device.type != "cuda"
@@ -410,20 +411,7 @@ def run(ctx: RunContext, bar) -> SuiteResult:
     for part in parts:
         bar.set_postfix_str(part)
         budget = Budget(BUDGETS[size][part])
-        if part == "cuda_tests":
-            _cuda_tests(ctx, budget, dry, result)
-        elif part == "solver_overhead":
-            _solver_overhead(ctx, budget, dry, result)
-        elif part == "slot_attention_speed":
-            _slot_attention_speed(ctx, budget, dry, result, batch)
-        elif part == "compile":
-            _compile(ctx, budget, dry, result, batch)
-        elif part == "slate_speed":
-            _slate_speed(ctx, budget, dry, result)
-        elif part == "peak_memory":
-            _peak_memory(ctx, budget, dry, result, batch)
-        else:
-            _vanilla_vs_in(ctx, budget, dry, result, batch)
+        MEASURES[part](ctx, budget, dry, result, batch)
         result.settings.setdefault("part_seconds", {})[part] = round(BUDGETS[size][part] - budget.left(), 1)
         if ctx.device.type == "cuda":
             torch.cuda.empty_cache()

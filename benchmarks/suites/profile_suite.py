@@ -44,8 +44,7 @@ computes (``encode``, ``slot_attention(..., return_attn=True)``, ``decode``), th
 Timed steps run without the profiler, whose per-op bookkeeping would inflate the many small ops; both
 architectures are timed in interleaved rounds (one step of each per round, order alternating) so that load
 from other processes hits both alike, after warm-up steps. The top-ops tables come from separate profiled
-steps afterwards (``--profile-steps``). Writes DIR/results.json, DIR/report.md and DIR/profiler_tables.txt
-(torch.profiler's own key_averages tables), default DIR runs/bench/profile.
+steps afterwards (``--profile-steps``); DIR/profiler_tables.txt keeps torch.profiler's own tables.
 """
 
 from __future__ import annotations
@@ -55,21 +54,20 @@ import gc
 import math
 import statistics
 import time
-from pathlib import Path
 from types import MappingProxyType
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError, machine
+from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError, by_size
 from deqslots.slot_attention.config import AutoencoderConfig, config_for
 from deqslots.slot_attention.autoencoder import SlotAutoencoder
 from deqslots.data.batches import BatchStream
 from deqslots.evaluation.metrics import mse_per_pixel
 
 __all__ = ["PHASES", "PHASE_LABELS", "before_config", "after_config", "describe", "build_arms", "Arm", "StepProfiler",
-           "profile_arms", "run", "add_arguments", "TABLES"]
+           "run", "add_arguments", "TABLES"]
 
 # Phases of one step, in the order they run (rows of the phases table).
 PHASES = ("data", "encoder", "slot_attention", "decoder", "backward_decoder", "backward_slot_attention",
@@ -258,29 +256,23 @@ class StepProfiler:
                 "steps_per_s": round(1e3 / step_ms, 4), "phases": phases}
 
 
-def _top_ops(prof: profile, steps: int, count: int = 10) -> list[dict]:
-    """The ``count`` ops with the most self CPU time, per step; our own regions are left out."""
-    events = [e for e in prof.key_averages()
-              if e.key not in _REGIONS and not e.key.startswith("ProfilerStep")]
-    total = sum(e.self_cpu_time_total for e in events) or 1.0
-    events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
-    return [{"op": e.key, "self_cpu_ms": round(e.self_cpu_time_total / 1e3 / steps, 3),
-             "self_cpu_pct": round(100.0 * e.self_cpu_time_total / total, 2),
-             "cpu_total_ms": round(e.cpu_time_total / 1e3 / steps, 3), "calls": round(e.count / steps, 2)}
-            for e in events[:count]]
-
-
-def _regions(prof: profile, steps: int) -> dict[str, float]:
-    """CPU ms per step of each record_function region as the profiler saw it (a cross-check of the timings)."""
-    return {e.key: round(e.cpu_time_total / 1e3 / steps, 3) for e in prof.key_averages() if e.key in _REGIONS}
-
-
-def _profile_arm(profiler: StepProfiler, steps: int) -> tuple[list[dict], dict[str, float], str]:
+def _profile(profiler: StepProfiler, steps: int, count: int = 10) -> tuple[list[dict], dict[str, float], str]:
+    """Profiled steps: the ``count`` ops with the most self CPU time per step (our own regions left out), the
+    CPU ms per step of each of our regions as the profiler saw them (a cross-check of the timings), and
+    torch.profiler's own table."""
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
             profiler.step(record=False)
-    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
-    return _top_ops(prof, steps), _regions(prof, steps), table
+    averages = prof.key_averages()
+    events = [e for e in averages if e.key not in _REGIONS and not e.key.startswith("ProfilerStep")]
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+    top = [{"op": e.key, "self_cpu_ms": round(e.self_cpu_time_total / 1e3 / steps, 3),
+            "self_cpu_pct": round(100.0 * e.self_cpu_time_total / total, 2),
+            "cpu_total_ms": round(e.cpu_time_total / 1e3 / steps, 3), "calls": round(e.count / steps, 2)}
+           for e in events[:count]]
+    regions = {e.key: round(e.cpu_time_total / 1e3 / steps, 3) for e in averages if e.key in _REGIONS}
+    return top, regions, averages.table(sort_by="self_cpu_time_total", row_limit=12)
 
 
 def describe(config: AutoencoderConfig) -> str:
@@ -304,58 +296,6 @@ def build_arms(tiny: bool = False) -> list[Arm]:
     return arms
 
 
-def profile_arms(steps: int = 30, threads: Optional[int] = None, out: Optional[Path] = None, profile_steps: int = 5,
-                 warmup: int = 2, tiny: bool = False, command: str = "",
-                 progress: Callable[[str], None] = lambda line: print(line, flush=True)) -> dict:
-    """Profile both architectures; returns their summaries (and writes profiler_tables.txt to ``out``).
-
-    Args:
-        steps: timed steps per architecture.
-        threads: ``torch.set_num_threads`` (None: torch's default, as ``deqslots train`` uses).
-        out: output folder (None: write nothing).
-        profile_steps: steps per architecture under torch.profiler for the top-ops tables.
-        warmup: untimed steps per architecture first.
-        tiny: tiny images and batches (the test suite's size).
-        command: the command line, recorded in the document.
-        progress: called with a line of progress text.
-    """
-    if steps < 1 or profile_steps < 1 or warmup < 0:
-        raise ValueError("steps and profile_steps must be >= 1, warmup >= 0")
-    if threads:
-        torch.set_num_threads(threads)
-    info = machine()
-    arms = build_arms(tiny)
-    profilers = [StepProfiler(arm) for arm in arms]
-    for _ in range(warmup):
-        for p in profilers:
-            p.step(record=False)
-    gc.collect()
-    for round_ in range(steps):
-        # alternate the order so that neither architecture always runs right after the other
-        for p in (profilers if round_ % 2 == 0 else profilers[::-1]):
-            p.step()
-    doc: dict = {"command": command, "machine": info, "threads": torch.get_num_threads(), "tiny": tiny,
-                 "data": DATA, "warmup_steps": warmup, "profile_steps": profile_steps,
-                 "phases": list(PHASES), "phase_labels": dict(PHASE_LABELS), "configs": {}}
-    tables = {}
-    for p in profilers:
-        arm = p.arm
-        summary = p.summary()
-        progress(f"{arm.name}: {summary['steps_per_s']:.3f} steps/s ({summary['step_ms']:.1f} ms/step); "
-                 f"profiling {profile_steps} steps")
-        top, regions, tables[arm.name] = _profile_arm(p, profile_steps)
-        doc["configs"][arm.name] = {
-            "description": arm.description, "model_config": dataclasses.asdict(arm.config),
-            "batch_size": arm.batch_size, "parameters": sum(q.numel() for q in arm.model.parameters()),
-            **summary, "top_ops": top, "profiler_regions_ms": regions,
-            "loss_first": round(arm.losses[0], 6), "loss_last": round(arm.losses[-1], 6),
-        }
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "profiler_tables.txt").write_text("\n\n".join(f"## {k}\n{t}" for k, t in tables.items()))
-    return doc
-
-
 def add_arguments(group) -> None:
     """The suite's own options."""
     group.add_argument("--steps", type=int, default=None, help="timed steps per architecture (default 30; quick 5)")
@@ -367,48 +307,64 @@ def add_arguments(group) -> None:
 def run(ctx: RunContext, bar) -> SuiteResult:
     """Profile both architectures at ``ctx.size``; ``bar`` advances once when done."""
     o, tiny = ctx.overrides, ctx.size == "tiny"
-    steps = o.get("steps") or {"tiny": 2, "quick": 5}.get(ctx.size, 30)
-    profile_steps = o.get("profile_steps") or {"tiny": 1, "quick": 2}.get(ctx.size, 5)
+    steps = o.get("steps") or by_size(ctx.size, 2, 5, 30)
+    profile_steps = o.get("profile_steps") or by_size(ctx.size, 1, 2, 5)
     warmup = o["warmup"] if o.get("warmup") is not None else (1 if tiny else 2)
     if steps < 1 or profile_steps < 1 or warmup < 0:
         raise UsageError("--steps and --profile-steps must be >= 1, --warmup >= 0")
     bar.reset(total=1)
-    doc = profile_arms(steps, None, ctx.out, profile_steps, warmup, tiny, ctx.command, progress=bar.set_postfix_str)
+    profilers = [StepProfiler(arm) for arm in build_arms(tiny)]
+    for _ in range(warmup):
+        for p in profilers:
+            p.step(record=False)
+    gc.collect()
+    for round_ in range(steps):
+        # alternate the order so that neither architecture always runs right after the other
+        for p in (profilers if round_ % 2 == 0 else profilers[::-1]):
+            p.step()
+    cfg, texts = {}, []
+    for p in profilers:
+        c = cfg[p.arm.name] = p.summary()
+        bar.set_postfix_str(f"{p.arm.name}: {c['steps_per_s']:.3f} steps/s ({c['step_ms']:.1f} ms/step); profiling "
+                            f"{profile_steps} steps")
+        c["top_ops"], c["regions"], text = _profile(p, profile_steps)
+        texts.append(f"## {p.arm.name}\n{text}")
+    (ctx.out / "profiler_tables.txt").write_text("\n\n".join(texts))
     bar.update()
-    names = list(doc["configs"])
-    cfg = doc["configs"]
-    result = SuiteResult("profile", {"data": doc["data"], "warmup_steps": warmup, "profile_steps": profile_steps,
-                                     "tiny": tiny, "model_configs": {n: cfg[n]["model_config"] for n in names}})
-    result.notes += [f"{n} (batch {cfg[n]['batch_size']}, {cfg[n]['parameters']:,} parameters): "
-                     f"{cfg[n]['description']}" for n in names]
-    columns = ("phase", "label", *(f"{n}_{unit}" for n in names for unit in ("ms", "pct")))
+    arms = {p.arm.name: p.arm for p in profilers}
+    result = SuiteResult("profile", {"data": DATA, "warmup_steps": warmup, "profile_steps": profile_steps,
+                                     "tiny": tiny, "model_configs": {n: dataclasses.asdict(a.config)
+                                                                     for n, a in arms.items()}})
+    parameters = {n: sum(q.numel() for q in a.model.parameters()) for n, a in arms.items()}
+    result.notes += [f"{n} (batch {a.batch_size}, {parameters[n]:,} parameters): {a.description}"
+                     for n, a in arms.items()]
+    columns = ("phase", "label", *(f"{n}_{unit}" for n in arms for unit in ("ms", "pct")))
     phases = result.tables["phases"] = Table(
-        f"Mean ms per training step and share of the step per phase, variant IN on {doc['data']}, over {steps} timed "
+        f"Mean ms per training step and share of the step per phase, variant IN on {DATA}, over {steps} timed "
         f"steps per architecture (after {warmup} warm-up steps; interleaved rounds, profiler off). The backward is "
         "split by gradient hooks at the component boundaries (see benchmarks/suites/profile_suite.py); the phases "
         "tile the step (last row).", columns)
-    for p in doc["phases"]:
-        phases.add(phase=p, label=doc["phase_labels"][p],
-                   **{f"{n}_{unit}": cfg[n]["phases"][p][unit] for n in names for unit in ("ms", "pct")})
+    for phase in PHASES:
+        phases.add(phase=phase, label=PHASE_LABELS[phase],
+                   **{f"{n}_{unit}": cfg[n]["phases"][phase][unit] for n in arms for unit in ("ms", "pct")})
     phases.add(phase="step", label="step", **{f"{n}_{unit}": cfg[n]["step_ms"] if unit == "ms" else 100.0
-                                               for n in names for unit in ("ms", "pct")})
-    arms = result.tables["arms"] = Table("Per architecture: the model, steps/s (= 1000 / mean step ms) and the "
-                                         "training loss of the first and last profiled steps.", ARM_COLUMNS)
-    for n in names:
-        c = cfg[n]
-        arms.add(arm=n, description=c["description"], batch_size=c["batch_size"], parameters=c["parameters"],
-                 steps=c["steps"], step_ms=c["step_ms"], step_ms_median=c["step_ms_median"],
-                 steps_per_s=c["steps_per_s"], images_per_s=c["steps_per_s"] * c["batch_size"],
-                 loss_first=c["loss_first"], loss_last=c["loss_last"])
+                                               for n in arms for unit in ("ms", "pct")})
+    table = result.tables["arms"] = Table("Per architecture: the model, steps/s (= 1000 / mean step ms) and the "
+                                          "training loss of the first and last profiled steps.", ARM_COLUMNS)
     ops = result.tables["top_ops"] = Table(
         f"Top 10 ops by self CPU time per architecture (torch.profiler key_averages over {profile_steps} profiled "
         "steps, per step; our record_function regions left out).", TABLES["top_ops"])
     regions = result.tables["regions"] = Table(
         "CPU ms per step of each record_function region as torch.profiler saw it (a cross-check of the timings).",
         TABLES["regions"], in_report=False)
-    for n in names:
-        for op in cfg[n]["top_ops"]:
+    for n, a in arms.items():
+        c = cfg[n]
+        table.add(arm=n, description=a.description, batch_size=a.batch_size, parameters=parameters[n],
+                  steps=c["steps"], step_ms=c["step_ms"], step_ms_median=c["step_ms_median"],
+                  steps_per_s=c["steps_per_s"], images_per_s=c["steps_per_s"] * a.batch_size,
+                  loss_first=round(a.losses[0], 6), loss_last=round(a.losses[-1], 6))
+        for op in c["top_ops"]:
             ops.add(arm=n, **op)
-        for region, ms in cfg[n]["profiler_regions_ms"].items():
+        for region, ms in c["regions"].items():
             regions.add(arm=n, region=region, cpu_ms=ms)
     return result

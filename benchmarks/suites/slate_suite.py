@@ -12,17 +12,14 @@ vocabulary 128, d_model 64, 2 blocks, 7 slots of 64):
   same seeds, data and steps; final token cross-entropy (training, last 10% of steps; validation, teacher
   forcing) and reconstruction MSE through the slots on 64 validation images, per seed, with the paired
   difference. Reported as measured, whichever way it comes out.
-Writes DIR/results.json, DIR/report.md and DIR/figure4.png (default runs/bench/slate). The default
-budget (800 steps x 3 seeds x 2 variants at batch 16) takes about 12 minutes on 2 idle cores. Timings
-suffer badly when other processes compete for the cores (the load average is recorded); the study's
-losses and MSEs do not depend on timing (same seeds, same numbers).
+Also writes DIR/figure4.png. The default budget (800 steps x 3 seeds x 2 variants at batch 16) takes about 12
+minutes on 2 idle cores. Timings suffer badly when other processes compete for the cores (the load average is
+recorded); the study's losses and MSEs do not depend on timing (same seeds, same numbers).
 """
 
 from __future__ import annotations
 
-import csv
 import math
-import shutil
 import statistics
 import time
 from pathlib import Path
@@ -31,15 +28,15 @@ from typing import Optional
 
 import torch
 
-from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError
-
+from benchmarks.suites.common import (RunContext, SuiteResult, Table, UsageError, interleaved, mean_sd,
+                                      read_metrics, seed_list, step_rates, tail_mean, train_run)
 from deqslots import SLATE, slate_config_for
 from deqslots.data.batches import BatchStream
 from deqslots.training.checkpoint import load_checkpoint
 from deqslots.data import generate_batch
 from deqslots.slate.figures import plot_slate_grid
 from deqslots.training.config import TrainConfig
-from deqslots.training.loop import build_model, train
+from deqslots.training.loop import build_model
 
 VARIANTS = ("vanilla", "IN", "BN", "BB", "IB")
 # CPU-scale recipe of the seed study (the same for both variants): SLATE's optimiser and schedules with
@@ -56,29 +53,24 @@ TABLES = MappingProxyType({
 __all__ = ["run", "add_arguments", "TABLES", "generation_times", "steps_per_second", "seed_study", "figure"]
 
 
-def _median_seconds(run, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def generation_times(arch: str, batch: int, repeats: int) -> dict[str, float]:
     """Seconds to reconstruct ``batch`` images through the slots, with and without the KV cache."""
     torch.manual_seed(0)
     model = SLATE(slate_config_for(arch, variant="IN")).eval()
     images, _ = generate_batch("clevr-mirror", range(batch), "val", model.config.resolution, 0)
     model.reconstruct(images[:2])  # one-off allocations
-    cached = _median_seconds(lambda: model.reconstruct(images, use_cache=True), repeats)
-    uncached = _median_seconds(lambda: model.reconstruct(images, use_cache=False), repeats)
+
+    def seconds(use_cache: bool) -> float:  # the repeats of one setting in a row
+        calls = interleaved({"reconstruct": lambda: model.reconstruct(images, use_cache=use_cache)}, repeats)
+        return statistics.median(calls["reconstruct"])
+
+    cached, uncached = seconds(True), seconds(False)
     return {"cached_s": cached, "uncached_s": uncached, "speedup": uncached / cached, "batch": batch,
             "tokens": model.config.num_tokens}
 
 
 def steps_per_second(variant: str, batch: int, timed: int, config_name: Optional[str] = None) -> float:
-    """Median training steps/s of one SLATE variant after two untimed steps."""
+    """Median training steps/s of one SLATE variant after two untimed steps (one-off allocation costs)."""
     torch.manual_seed(0)
     config = TrainConfig(**{**STUDY, "variant": variant, "batch_size": batch,
                             **({"config": config_name} if config_name else {})})
@@ -86,24 +78,9 @@ def steps_per_second(variant: str, batch: int, timed: int, config_name: Optional
     groups = model.parameter_groups()
     opt = torch.optim.Adam([{"params": groups["dvae"], "lr": 1e-3}, {"params": groups["main"], "lr": 1e-4}])
     images, _ = generate_batch("clevr-mirror", range(batch), "train", 64, 0)
-    times = []
-    for i in range(timed + 2):
-        start = time.perf_counter()
-        loss = model(images, tau=1.0)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, math.inf)
-        opt.step()
-        if i >= 2:  # the first steps pay one-off allocation costs
-            times.append(time.perf_counter() - start)
-    return 1.0 / statistics.median(times)
-
-
-def _train_ce_tail(metrics: Path, fraction: float = 0.1) -> float:
-    with open(metrics, newline="") as handle:
-        ce = [float(r["ce"]) for r in csv.DictReader(handle)]
-    tail = ce[-max(1, int(len(ce) * fraction)):]
-    return sum(tail) / len(tail)
+    return step_rates({variant: (model, opt)}, lambda m: m(images, tau=1.0)["loss"], timed, torch.device("cpu"),
+                      warmup=2, before_step=lambda m: torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0, math.inf)
+                      )[variant]
 
 
 def seed_study(out: Path, steps: int, seeds: list[int], eval_batches: Optional[int] = None) -> dict:
@@ -112,13 +89,10 @@ def seed_study(out: Path, steps: int, seeds: list[int], eval_batches: Optional[i
     for seed in seeds:
         for variant in ("vanilla", "IN"):
             run_dir = out / f"{variant}_seed{seed}"
-            if run_dir.exists():
-                shutil.rmtree(run_dir)  # this script's own output from an earlier call
             recipe = {**STUDY, **({"eval_batches": eval_batches} if eval_batches else {})}
-            config = TrainConfig(**recipe, variant=variant, seed=seed, steps=steps, eval_every=steps,
-                                 checkpoint_every=steps, out=str(run_dir), progress=False)
-            summary = train(config)
-            summary["train_ce_tail"] = _train_ce_tail(run_dir / "metrics.csv")
+            summary = train_run(TrainConfig(**recipe, variant=variant, seed=seed, steps=steps, eval_every=steps,
+                                            checkpoint_every=steps, out=str(run_dir), progress=False))
+            summary["train_ce_tail"] = tail_mean(read_metrics(run_dir / "metrics.csv")["ce"])
             runs[f"{variant}/{seed}"] = summary
             print(f"seed {seed} {variant:7s}: train CE(last 10%) {summary['train_ce_tail']:.1f}  val CE "
                   f"{summary['ce']:.1f}  MSE through slots {summary['mse_sum']:.1f} (per pixel {summary['mse']:.5f})"
@@ -141,29 +115,11 @@ def figure(out: Path, seed: int) -> Path:
     return plot_slate_grid(images, panels, out / "figure4.png", rows=6)
 
 
-def _stats(values: list[float]) -> str:
-    if len(values) < 2:
-        return f"{values[0]:.4g}"
-    return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"
-
-
 def add_arguments(group) -> None:
     """The suite's own options."""
     group.add_argument("--steps", type=int, default=None, help="training steps per study run (default 800; quick 10)")
     group.add_argument("--seed-list", default=None, help="comma-separated study seeds (default 0,1,2; quick 0); "
                        "--seeds N means 0..N-1")
-
-
-def _seeds(ctx: RunContext) -> list[int]:
-    text = ctx.overrides.get("seed_list")
-    if text:
-        try:
-            return [int(s) for s in text.split(",")]
-        except ValueError as err:
-            raise UsageError(f"--seed-list takes comma-separated integers, e.g. 0,1,2; got {text!r}") from err
-    if ctx.seeds:
-        return list(range(ctx.seeds))
-    return [0] if ctx.size in ("tiny", "quick") else [0, 1, 2]
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:
@@ -172,7 +128,7 @@ def run(ctx: RunContext, bar) -> SuiteResult:
     steps = ctx.overrides.get("steps") or (2 if tiny else 10 if quick else 800)
     if steps < 1:
         raise UsageError("--steps must be >= 1")
-    seeds = _seeds(ctx)
+    seeds = seed_list(ctx, [0] if tiny or quick else [0, 1, 2])
     bar.reset(total=3)
     result = SuiteResult("slate", {"steps": steps, "seeds": seeds, "recipe": dict(STUDY)})
     gen = result.tables["generation"] = Table(
@@ -216,9 +172,9 @@ def run(ctx: RunContext, bar) -> SuiteResult:
         TABLES["study_summary"])
     keys = ("train_ce_tail", "ce", "mse_sum")
     for v in ("vanilla", "IN"):
-        summary.add(row=v, **{k: _stats(get(v, k)) for k in keys}, lower_in_seeds=None)
+        summary.add(row=v, **{k: mean_sd(get(v, k)) for k in keys}, lower_in_seeds=None)
     diffs = {k: [a - b for a, b in zip(get("IN", k), get("vanilla", k))] for k in keys}
-    summary.add(row="IN - vanilla (paired)", **{k: _stats(diffs[k]) for k in keys},
+    summary.add(row="IN - vanilla (paired)", **{k: mean_sd(diffs[k]) for k in keys},
                 lower_in_seeds=", ".join(f"{k} {sum(d < 0 for d in diffs[k])}/{len(seeds)}" for k in keys))
     bar.update()
     return result

@@ -26,21 +26,17 @@ paper's claim is that vanilla needs them and the implicit variants do not), ``--
 from __future__ import annotations
 
 import math
-import shutil
 import statistics
-import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from types import MappingProxyType
-from typing import Optional
 
 import numpy as np
 import torch
 
-from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError, end_with_parent
+from benchmarks.suites.common import (RunContext, SuiteResult, Table, UsageError, band, by_size, mean_sd, pyplot,
+                                      read_metrics, save_figure, seed_list, tail_mean, train_run, worker_pool)
 
-__all__ = ["run", "add_arguments", "TABLES", "staged_config", "train_one"]
+__all__ = ["run", "add_arguments", "TABLES", "staged_config"]
 
 VARIANTS = ("vanilla", "IN", "BN", "BB", "IB")
 RUN_COLUMNS = ("variant", "seed", "steps", "clip_warmup", "train_ce_tail", "ce", "mse", "mean_colour_mse",
@@ -89,47 +85,8 @@ def staged_config(variant: str, seed: int, steps: int, dvae: str, out: Path, siz
                        checkpoint_every=steps, out=str(out), progress=False, threads=1)
 
 
-def train_one(config) -> dict:
-    """Train one run (in a worker process when ``--jobs`` > 1) and return its summary."""
-    from deqslots.training.loop import train
-
-    began = time.perf_counter()
-    summary = train(config)
-    summary["seconds"] = time.perf_counter() - began
-    return summary
-
-
-def _read_curve(metrics: Path) -> list[dict]:
-    from deqslots.evaluation.figures import read_metrics
-
-    columns = read_metrics(metrics)
-    return [{"step": int(step), "ce": ce, "grad_norm": norm}
-            for step, ce, norm in zip(columns["step"], columns["ce"], columns["grad_norm"])]
-
-
-def _mean_sd(values: list[float]) -> str:
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    if not finite:
-        return "n/a"
-    if len(finite) == 1:
-        return f"{finite[0]:.4g}"
-    return f"{statistics.mean(finite):.4g} ± {statistics.stdev(finite):.2g}"
-
-
-def _list(text: Optional[str], default: tuple, cast, name: str) -> list:
-    if not text:
-        return list(default)
-    try:
-        return [cast(part) for part in text.split(",") if part]
-    except ValueError as err:
-        raise UsageError(f"--{name} takes a comma-separated list; got {text!r}") from err
-
-
 def _plot(curves: dict[tuple[str, int], list[dict]], variants: list[str], out: Path, window: int) -> str:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for variant in variants:
         runs = [c for (v, _), c in curves.items() if v == variant]
@@ -137,13 +94,10 @@ def _plot(curves: dict[tuple[str, int], list[dict]], variants: list[str], out: P
             continue
         length = min(len(c) for c in runs)
         steps = np.array([r["step"] for r in runs[0][:length]])
+        kernel = np.ones(min(window, length)) / min(window, length)
         for ax, key in zip(axes, ("ce", "grad_norm")):
-            values = np.array([[r[key] for r in c[:length]] for c in runs])
-            kernel = np.ones(min(window, length)) / min(window, length)
-            smooth = np.array([np.convolve(v, kernel, mode="valid") for v in values])
-            x = steps[len(steps) - smooth.shape[1]:]
-            ax.plot(x, smooth.mean(axis=0), label=variant)
-            ax.fill_between(x, smooth.min(axis=0), smooth.max(axis=0), alpha=0.2)
+            smooth = np.array([np.convolve([r[key] for r in c[:length]], kernel, mode="valid") for c in runs])
+            band(ax, steps[len(steps) - smooth.shape[1]:], smooth, variant)
     axes[0].set_title(f"training token CE (sum over tokens; moving average {window}; band = min-max over seeds)",
                       fontsize=8)
     axes[0].set_yscale("log")
@@ -152,28 +106,24 @@ def _plot(curves: dict[tuple[str, int], list[dict]], variants: list[str], out: P
     for ax in axes:
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "fig3b.png", dpi=110)
-    plt.close(fig)
-    return "fig3b.png"
+    return save_figure(fig, out, "fig3b.png")
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:
     """The dVAE (unless given), then every (variant, seed) run; ``bar`` advances once per run."""
     from deqslots.training.config import TrainConfig
 
-    size = SIZES["tiny" if ctx.size == "tiny" else "quick" if ctx.size == "quick" else "full"]
+    size = SIZES[by_size(ctx.size, "tiny", "quick", "full")]
     o = ctx.overrides
     steps = o.get("steps") or size[0]
     dvae_steps = o.get("dvae_steps") or size[1]
     if steps < 1 or dvae_steps < 1:
         raise UsageError("--steps and --dvae-steps must be >= 1")
-    variants = _list(o.get("variants"), VARIANTS, str, "variants")
+    variants = [v for v in (o.get("variants") or ",".join(VARIANTS)).split(",") if v]
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
         raise UsageError(f"--variants takes {', '.join(VARIANTS)}; got {', '.join(bad)}")
-    seeds = _list(o.get("seed_list"), tuple(range(ctx.seeds)) if ctx.seeds else
-                  ((0,) if ctx.size in ("tiny", "quick") else (0, 1, 2)), int, "seed-list")
+    seeds = seed_list(ctx, (0,) if ctx.size in ("tiny", "quick") else (0, 1, 2))
     config_set = o.get("config_set")
     config_set = "backward_max_iter=50" if config_set is None else config_set
     clip_warmup = not o.get("no_clip_warmup")
@@ -188,31 +138,21 @@ def run(ctx: RunContext, bar) -> SuiteResult:
         dvae = str(ctx.out / "dvae")
         _, _, batch, eval_batches, resolution, vocab = size
         if not (Path(dvae) / "summary.json").exists():
-            train_one(TrainConfig(**{**RECIPE, "batch_size": batch, "eval_batches": eval_batches, "data": data},
-                                  stage="dvae",
-                                  steps=dvae_steps, dvae_lr=1e-3, resolution=resolution, vocab_size=vocab,
-                                  eval_every=dvae_steps, checkpoint_every=dvae_steps, out=dvae, progress=False,
-                                  threads=1))
+            train_run(TrainConfig(**{**RECIPE, "batch_size": batch, "eval_batches": eval_batches, "data": data},
+                                  stage="dvae", steps=dvae_steps, dvae_lr=1e-3, resolution=resolution,
+                                  vocab_size=vocab, eval_every=dvae_steps, checkpoint_every=dvae_steps, out=dvae,
+                                  progress=False, threads=1), fresh=False)
     elif not (Path(dvae) / "checkpoint.pt").is_file():
         raise UsageError(f"--dvae {dvae}: no checkpoint.pt there; train one with deqslots train --model slate "
                          "--config cpu-slate --stage dvae --out RUN")
     bar.update()
     specs = {(v, s): staged_config(v, s, steps, dvae, ctx.out / f"{v}_seed{s}", size, config_set, clip_warmup, data)
              for s in seeds for v in variants}
-    for config in specs.values():  # this suite's own output from an earlier call: start afresh
-        if Path(config.out).exists():
-            shutil.rmtree(config.out)
-    summaries: dict = {}
-    if jobs == 1:
-        for key, config in specs.items():
-            summaries[key] = train_one(config)
-            bar.update()
-    else:
-        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=end_with_parent) as pool:
-            futures = {key: pool.submit(train_one, config) for key, config in specs.items()}
-            for key, future in futures.items():
-                summaries[key] = future.result()
-                bar.update()
+    with worker_pool(jobs, threads=1)[0] as pool:  # each run starts afresh in its folder
+        futures = {key: pool.submit(train_run, config) for key, config in specs.items()}
+        for future in futures.values():
+            future.add_done_callback(lambda _: bar.update())
+        summaries = {key: future.result() for key, future in futures.items()}
     result = SuiteResult("slate-variants", {"steps": steps, "seeds": seeds, "variants": variants, "dvae": dvae,
                                             "config_set": config_set, "clip_warmup": clip_warmup,
                                             "recipe": dict(RECIPE, data=data), "size": list(size)})
@@ -229,16 +169,14 @@ def run(ctx: RunContext, bar) -> SuiteResult:
     curve_table = result.tables["curves"] = Table("Training CE and gradient norm at every step of every run.",
                                                   TABLES["curves"], in_report=False)
     for (variant, seed), summary in summaries.items():
-        out = Path(specs[(variant, seed)].out)
-        curve = _read_curve(out / "metrics.csv")
-        curves[(variant, seed)] = curve
+        metrics = read_metrics(Path(specs[(variant, seed)].out) / "metrics.csv")
+        curve = curves[(variant, seed)] = [{"step": int(step), "ce": ce, "grad_norm": norm} for step, ce, norm
+                                           in zip(metrics["step"], metrics["ce"], metrics["grad_norm"])]
         for r in curve:
             curve_table.add(variant=variant, seed=seed, **r)
-        ce = [r["ce"] for r in curve]
-        norms = [r["grad_norm"] for r in curve]
-        tail = ce[-max(1, len(ce) // 10):]
+        ce, norms = metrics["ce"], metrics["grad_norm"]
         runs.add(variant=variant, seed=seed, steps=len(curve), clip_warmup=clip_warmup,
-                 train_ce_tail=sum(tail) / len(tail), ce=summary.get("ce"), mse=summary.get("mse"),
+                 train_ce_tail=tail_mean(ce), ce=summary.get("ce"), mse=summary.get("mse"),
                  mean_colour_mse=summary.get("mean_colour_mse"), mse_other=summary.get("mse_other"),
                  token_accuracy=summary.get("token_accuracy"), fg_ari=summary.get("fg_ari"),
                  fg_ari_token_oracle=summary.get("fg_ari_token_oracle"), colour_fg_ari=summary.get("colour_fg_ari"),
@@ -254,13 +192,13 @@ def run(ctx: RunContext, bar) -> SuiteResult:
         SUMMARY_COLUMNS)
     for v, rs in rows.items():
         get = lambda key, rs=rs: [r[key] for r in rs]  # noqa: E731
-        summary_table.add(variant=v, seeds=len(rs), train_ce_tail=_mean_sd(get("train_ce_tail")),
-                          ce=_mean_sd(get("ce")),
+        summary_table.add(variant=v, seeds=len(rs), train_ce_tail=mean_sd(get("train_ce_tail")),
+                          ce=mean_sd(get("ce")),
                           ce_over_IN=(statistics.mean(get("train_ce_tail")) / reference) if reference else None,
-                          mse=_mean_sd(get("mse")),
+                          mse=mean_sd(get("mse")),
                           mse_over_mean_colour=statistics.mean(get("mse")) / statistics.mean(get("mean_colour_mse")),
-                          fg_ari=_mean_sd(get("fg_ari")), grad_norm_max=_mean_sd(get("grad_norm_max")),
-                          clipped_frac=_mean_sd(get("clipped_frac")))
+                          fg_ari=mean_sd(get("fg_ari")), grad_norm_max=mean_sd(get("grad_norm_max")),
+                          clipped_frac=mean_sd(get("clipped_frac")))
     result.plots.append(_plot(curves, variants, ctx.out, max(1, steps // 30)))
     if torch.get_num_threads() != 1:
         result.notes.append(f"the runs used 1 torch thread each; this process had {torch.get_num_threads()}")

@@ -8,7 +8,6 @@ at resolution 64, and optionally Slot Attention's `paper-64`), batch 32:
   warm-up step; forward + backward + Adam step, data generation excluded);
 - bytes autograd saves during the forward pass, per variant, as the iteration count grows (1, 3, 7, 15);
 - generation throughput of clevr-mirror at 64x64 against what training consumes (batch x steps/s).
-Writes DIR/results.json and DIR/report.md (default runs/bench/slot-attention).
 """
 
 from __future__ import annotations
@@ -18,13 +17,13 @@ from types import MappingProxyType
 
 import torch
 
-from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError, step_rates
+from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError, saved_bytes, step_rates
 from deqslots import SlotAutoencoder, config_for
 from deqslots.data import generate_batch
 from deqslots.evaluation.metrics import mse_per_pixel
 
-__all__ = ["run", "add_arguments", "TABLES", "VARIANTS", "steps_per_second", "saved_bytes",
-           "slot_attention_saved_bytes", "data_throughput"]
+__all__ = ["run", "add_arguments", "TABLES", "VARIANTS", "steps_per_second", "slot_attention_saved_bytes",
+           "data_throughput"]
 
 VARIANTS = ("vanilla", "IN", "BN", "BB", "IB")
 TABLES = MappingProxyType({"speed": ("architecture", "variant", "iters", "batch", "steps_per_s"),
@@ -47,39 +46,20 @@ def steps_per_second(arch: str, variants, iters: int, images: torch.Tensor, time
     return step_rates(runs, lambda m: mse_per_pixel(m(images)["recon"], images), timed, torch.device("cpu"))
 
 
-def _saved_during(run) -> int:
-    """Bytes autograd saves for backward while ``run()`` builds its graph (then backpropagates)."""
-    total = [0]
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        total[0] += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = run()
-    out.sum().backward()
-    return total[0]
-
-
-def saved_bytes(arch: str, variant: str, iters: int, images: torch.Tensor) -> int:
-    model = _model(arch, variant, iters)
-    return _saved_during(lambda: model(images)["recon"])
-
-
 def slot_attention_saved_bytes(variant: str, iters: int, feats: torch.Tensor) -> int:
     """Saved bytes of the slot-attention module alone (the encoder and decoder are the same for all)."""
     from deqslots import SlotAttention
 
     torch.manual_seed(0)
     sa = SlotAttention(feats.shape[-1], 32, 5, iters, 64, variant)
-    return _saved_during(lambda: sa(feats))
+    return saved_bytes(lambda: sa(feats), distinct=False)[0]
 
 
 def data_throughput(seconds: float) -> float:
-    count, start, index = 0, time.perf_counter(), 0
+    """clevr-mirror 64x64 images/s generated in batches of 32 on this process for ``seconds``."""
+    count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        generate_batch("clevr-mirror", range(index, index + 32), "train", 64, 0)
-        index += 32
+        generate_batch("clevr-mirror", range(count, count + 32), "train", 64, 0)
         count += 32
     return count / (time.perf_counter() - start)
 
@@ -129,7 +109,8 @@ def run(ctx: RunContext, bar) -> SuiteResult:
         TABLES["autoencoder_memory"])
     for variant in ("vanilla", "IN"):
         for iters in iter_counts:
-            nbytes = saved_bytes("cpu-small", variant, iters, images[:8])
+            model = _model("cpu-small", variant, iters)
+            nbytes = saved_bytes(lambda model=model: model(images[:8])["recon"], distinct=False)[0]
             whole.add(variant=variant, iters=iters, saved_bytes=nbytes, saved_mb=nbytes / 1e6)
     bar.update()
     gen = data_throughput(0.2 if tiny else 2.0 if quick else 5.0)

@@ -16,8 +16,7 @@ Run ``python -m benchmarks solver-perf [--quick] [--out DIR] [--threads N] [--on
     in ``--only``: compiling takes a minute or more).
 
 Times are medians over interleaved repeats (ours and the other library alternate, order flipped every
-repeat) with ``torch.set_num_threads`` fixed. Tables go to ``DIR/report.md`` and, with the raw numbers, to
-``DIR/results.json`` (default ``runs/bench/solver-perf``).
+repeat) with ``torch.set_num_threads`` fixed.
 """
 
 from __future__ import annotations
@@ -36,20 +35,18 @@ import solvers
 from solvers.forward._progress import write_slot
 from solvers.forward.anderson import _write_row_col
 from benchmarks.problems import TanhDEQ, bratu, broyden_tridiagonal, h_equation, tanh_deq
-from benchmarks.suites.common import (Counter, RunContext, SuiteResult, TimedMap, UsageError, count_vjps, median_ms,
-                                      rows_table, saved_bytes)
+from benchmarks.suites.common import (FORWARD_SOLVERS, Counter, RunContext, SuiteResult, TimedMap, UsageError,
+                                      count_vjps, f_only, interleaved, max_residual, median_ms, rows_table, saved_bytes,
+                                      time_call, torchdeq_solver)
 
 try:  # optional competitors: a section whose library is missing is skipped and a note says so
-    import torchdeq
     from torchdeq import get_deq
-    from torchdeq.solver import anderson_solver, broyden_solver, fixed_point_iter
 except Exception:  # pragma: no cover - reported in the output
-    torchdeq = None
+    get_deq = None
 try:
-    import scipy
     import scipy.optimize as sopt
 except Exception:  # pragma: no cover
-    scipy = None
+    sopt = None
 
 __all__ = ["run", "add_arguments", "TABLES", "bench_forward", "bench_training", "bench_scipy", "bench_memory",
            "bench_overhead", "bench_update", "anderson_update"]
@@ -59,104 +56,55 @@ SECTIONS = MappingProxyType({"a": "forward", "b": "training", "c": "scipy", "d":
 DEFAULT_SECTIONS = "abcde"  # (f) compiles with inductor (a minute or more here): only when asked for
 # the tables a default run writes (section f's "update" table comes only with --only f)
 TABLES = MappingProxyType({name: None for letter, name in SECTIONS.items() if letter in DEFAULT_SECTIONS})
-
-
-# ----------------------------------------------------------------------------------------------------
-# (a) forward solves
-
-
-PAIRS = {  # ours, torchdeq's, label of both defaults
-    "iterate": (lambda: solvers.Iterate(), "fixed_point_iter"),
-    "anderson": (lambda: solvers.Anderson(), "anderson_solver"),
-    "broyden": (lambda: solvers.Broyden(), "broyden_solver"),
-}
-
-
+# torchdeq's solver of each of our families (both with their defaults)
+THEIRS = MappingProxyType({"iterate": "fixed_point_iter", "anderson": "anderson_solver", "broyden": "broyden_solver"})
 # Under no_grad "unrolled" returns the forward solver's own result: the timings and f-call counts are the solver's
 # alone (the other modes apply f once more at the solution, in inference too, so the value does not depend on the
 # grad mode).
 SOLVE_ONLY = "unrolled"
+SCIPY_KEYS = ("problem", "f_tol", "method", "nfe", "res_maxnorm", "ok", "ms", "check")  # section (c)'s columns
 
 
 def _ours(f, z0, solver, tol, max_iter, stop_mode):
     with torch.no_grad():
-        z, info = solvers.fixed_point(f, z0, forward=solver, backward=SOLVE_ONLY, tol=tol, max_iter=max_iter,
-                                      stop_mode=stop_mode, on_fail="ignore")
-    return z
-
-
-def _theirs(f, z0, name, tol, max_iter, stop_mode):
-    fn = {"fixed_point_iter": fixed_point_iter, "anderson_solver": anderson_solver,
-          "broyden_solver": broyden_solver}[name]
-    with torch.no_grad():
-        z, _, _ = fn(f, z0, max_iter=max_iter, tol=tol, stop_mode=stop_mode)
-    return z
-
-
-def _max_residual(f, z, stop_mode) -> float:
-    with torch.no_grad():
-        fz = f(z)
-        res = torch.linalg.vector_norm(fz - z, dim=1)
-        if stop_mode == "rel":
-            res = res / (torch.linalg.vector_norm(fz, dim=1) + 1e-9)
-    return float(res.max())
+        return solvers.fixed_point(f, z0, forward=solver, backward=SOLVE_ONLY, tol=tol, max_iter=max_iter,
+                                   stop_mode=stop_mode, on_fail="ignore")[0]
 
 
 def bench_forward(configs, repeats: int) -> list[dict]:
+    """(a) Forward solves, ours vs torchdeq, the f evaluations alone as the floor."""
     rows = []
     for cfg in configs:
         prob, batch, dtype, tol, max_iter = cfg["problem"], cfg["batch"], cfg["dtype"], cfg["tol"], cfg["max_iter"]
         stop_mode = cfg.get("stop_mode", "abs")
         f, z0 = prob.make(batch, dtype)
-        for key, (make_ours, their_name) in PAIRS.items():
-            ours = make_ours()
+        for key, solver in FORWARD_SOLVERS.items():
             c_ours, c_theirs = Counter(f), Counter(f)
-            run_ours = functools.partial(_ours, c_ours, z0, ours, tol, max_iter, stop_mode)
-            run_theirs = functools.partial(_theirs, c_theirs, z0, their_name, tol, max_iter, stop_mode)
+            run_ours = functools.partial(_ours, c_ours, z0, solver(), tol, max_iter, stop_mode)
+            run_theirs = functools.partial(torchdeq_solver(THEIRS[key]), c_theirs, z0, tol, max_iter, stop_mode)
             z_o, z_t = run_ours(), run_theirs()  # warm-up, and the counted run
             nfe_o, nfe_t = c_ours.calls, c_theirs.calls
-
-            def run_f_only(n=nfe_o, f=f, z0=z0):  # the f evaluations alone: a floor for any solver with n evaluations
-                with torch.no_grad():
-                    z = z0
-                    for _ in range(n):
-                        z = f(z)
-
-            run_ours(), run_theirs()
-            t_o, t_t, t_f = [], [], []
-            for r in range(repeats):
-                order = [(run_ours, t_o), (run_theirs, t_t), (run_f_only, t_f)]
-                for run, sink in (order if r % 2 == 0 else order[::-1]):
-                    start = time.perf_counter()
-                    run()
-                    sink.append(time.perf_counter() - start)
-            res_o, res_t = _max_residual(f, z_o, stop_mode), _max_residual(f, z_t, stop_mode)
-            row = {
+            ms = {k: median_ms(t) for k, t in interleaved(
+                {"ours": run_ours, "torchdeq": run_theirs, "f_only": functools.partial(f_only, f, z0, nfe_o)},
+                repeats, warmup=True).items()}
+            res_o, res_t = (max_residual(f, z, relative=stop_mode == "rel") for z in (z_o, z_t))
+            rows.append({
                 "problem": prob.name, "B": batch, "dtype": str(dtype).replace("torch.", ""), "tol": tol,
                 "stop_mode": stop_mode, "max_iter": max_iter, "solver": key,
                 "nfe_ours": nfe_o, "nfe_torchdeq": nfe_t,
-                "ms_ours": median_ms(t_o), "ms_torchdeq": median_ms(t_t), "ms_f_only": median_ms(t_f),
+                "ms_ours": ms["ours"], "ms_torchdeq": ms["torchdeq"], "ms_f_only": ms["f_only"],
                 "res_ours": res_o, "res_torchdeq": res_t,
                 "ok_ours": res_o <= tol, "ok_torchdeq": res_t <= tol,
                 "check_ours": prob.check(z_o), "check_torchdeq": prob.check(z_t),
-            }
-            row["ratio"] = row["ms_ours"] / row["ms_torchdeq"]
-            row["floor"] = row["ms_f_only"] / row["ms_torchdeq"]
-            rows.append(row)
-            print(f"  [a] {prob.name} B={batch} {key}: nfe {nfe_o}/{nfe_t}, {row['ms_ours']:.2f}/"
-                  f"{row['ms_torchdeq']:.2f} ms, ratio {row['ratio']:.2f}", flush=True)
+                "ratio": ms["ours"] / ms["torchdeq"], "floor": ms["f_only"] / ms["torchdeq"],
+            })
+            print(f"  [a] {prob.name} B={batch} {key}: nfe {nfe_o}/{nfe_t}, {ms['ours']:.2f}/{ms['torchdeq']:.2f} "
+                  f"ms, ratio {rows[-1]['ratio']:.2f}", flush=True)
     return rows
 
 
-# ----------------------------------------------------------------------------------------------------
-# (b) IFT training step
-
-
-def bench_training(cfgs, steps: int, warmup: int = 2) -> list[dict]:
-    return [_training_row(cfg, steps, warmup) for cfg in cfgs]
-
-
-def _training_row(cfg: dict, steps: int, warmup: int) -> dict:
+def bench_training(cfg: dict, steps: int, warmup: int = 2) -> dict:
+    """(b) IFT training steps of one tanh DEQ layer, ours vs torchdeq's get_deq(ift=True), interleaved."""
     batch, dim, f_tol, b_tol, max_iter = cfg["batch"], cfg["dim"], cfg["f_tol"], cfg["b_tol"], cfg["max_iter"]
     torch.manual_seed(0)
     ours_model = TanhDEQ(dim=dim, contraction=cfg["contraction"], seed=1)
@@ -171,8 +119,9 @@ def _training_row(cfg: dict, steps: int, warmup: int) -> dict:
     gen = torch.Generator().manual_seed(2)
     data = [(torch.randn(batch, 64, generator=gen), torch.randn(batch, 10, generator=gen))
             for _ in range(steps + warmup)]
+    their_adjoint = {}
 
-    def step_ours(x, y, counter=None):
+    def step_ours(x, y) -> tuple[int, bool]:
         opt_o.zero_grad(set_to_none=True)
         inj = ours_model.u(x)
         f = Counter(lambda z: ours_model.f(z, inj))
@@ -182,8 +131,6 @@ def _training_row(cfg: dict, steps: int, warmup: int) -> dict:
         loss.backward()
         opt_o.step()
         return f.calls, info
-
-    their_adjoint = {}
 
     def writer(stat):  # torchdeq reports its adjoint solve here
         their_adjoint["res"] = float(stat["abs_lowest"].max())
@@ -201,9 +148,8 @@ def _training_row(cfg: dict, steps: int, warmup: int) -> dict:
     # Gradient agreement at identical parameters (first batch), before any optimiser step.
     x0, y0 = data[0]
     grads = []
-    for model, run in ((ours_model, step_ours), (their_model, step_theirs)):
+    for model, run, opt in ((ours_model, step_ours, opt_o), (their_model, step_theirs, opt_t)):
         saved = [p.detach().clone() for p in model.parameters()]
-        opt = opt_o if model is ours_model else opt_t
         opt_state = {k: v for k, v in opt.state.items()}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -216,32 +162,31 @@ def _training_row(cfg: dict, steps: int, warmup: int) -> dict:
         opt.state.update(opt_state)
     grad_rel_diff = float(torch.linalg.vector_norm(grads[0] - grads[1]) / torch.linalg.vector_norm(grads[1]))
 
-    t_o, t_t, fe_o, fe_t, vjp_o, vjp_t, bconv_o, bconv_t = [], [], [], [], [], [], [], []
+    def converged(who: str, info) -> bool:  # the adjoint solve met b_tol
+        if who == "torchdeq":
+            return their_adjoint.get("res", float("inf")) <= b_tol
+        return bool(info.backward.converged.all()) if info.backward else False
+
+    seen: dict[str, dict[str, list]] = {who: {"ms": [], "f": [], "vjps": [], "ok": []} for who in ("ours", "torchdeq")}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for i, (x, y) in enumerate(data):
-            order = [("o", step_ours), ("t", step_theirs)]
+            order = [("ours", step_ours), ("torchdeq", step_theirs)]
             for who, run in (order if i % 2 == 0 else order[::-1]):
                 with count_vjps() as vj:
-                    start = time.perf_counter()
-                    calls, info = run(x, y)
-                    elapsed = time.perf_counter() - start
-                if i < warmup:
-                    continue
-                if who == "o":
-                    t_o.append(elapsed), fe_o.append(calls), vjp_o.append(vj["calls"])
-                    bconv_o.append(bool(info.backward.converged.all()) if info.backward else False)
-                else:
-                    t_t.append(elapsed), fe_t.append(calls), vjp_t.append(vj["calls"])
-                    bconv_t.append(their_adjoint.get("res", float("inf")) <= b_tol)
+                    elapsed, (calls, info) = time_call(functools.partial(run, x, y))
+                if i >= warmup:
+                    for key, value in zip(seen[who], (elapsed, calls, vj["calls"], converged(who, info))):
+                        seen[who][key].append(value)
+    ours, theirs = seen["ours"], seen["torchdeq"]
     row = {
         "B": batch, "d": dim, "contraction": cfg["contraction"], "f_tol": f_tol, "b_tol": b_tol,
         "max_iter": max_iter, "steps": steps,
-        "ms_ours": median_ms(t_o), "ms_torchdeq": median_ms(t_t),
-        "f_evals_ours": statistics.median(fe_o), "f_evals_torchdeq": statistics.median(fe_t),
-        "vjps_ours": statistics.median(vjp_o), "vjps_torchdeq": statistics.median(vjp_t),
-        "adjoint_converged_ours": sum(bconv_o) / len(bconv_o),
-        "adjoint_converged_torchdeq": sum(bconv_t) / len(bconv_t), "grad_rel_diff_step0": grad_rel_diff,
+        "ms_ours": median_ms(ours["ms"]), "ms_torchdeq": median_ms(theirs["ms"]),
+        "f_evals_ours": statistics.median(ours["f"]), "f_evals_torchdeq": statistics.median(theirs["f"]),
+        "vjps_ours": statistics.median(ours["vjps"]), "vjps_torchdeq": statistics.median(theirs["vjps"]),
+        "adjoint_converged_ours": sum(ours["ok"]) / len(ours["ok"]),
+        "adjoint_converged_torchdeq": sum(theirs["ok"]) / len(theirs["ok"]), "grad_rel_diff_step0": grad_rel_diff,
     }
     row["ratio"] = row["ms_ours"] / row["ms_torchdeq"]
     print(f"  [b] B={batch} d={dim}: {row['ms_ours']:.2f}/{row['ms_torchdeq']:.2f} ms ratio {row['ratio']:.2f}; "
@@ -250,14 +195,10 @@ def _training_row(cfg: dict, steps: int, warmup: int) -> dict:
     return row
 
 
-# ----------------------------------------------------------------------------------------------------
-# (c) scipy.optimize
-
-
 def bench_scipy(f_tols, repeats: int, problems=None) -> list[dict]:
+    """(c) f evaluations against scipy.optimize's anderson and broyden1 (and torchdeq's, when installed)."""
     rows = []
-    problems = problems or [h_equation(), bratu(), broyden_tridiagonal()]
-    for prob in problems:
+    for prob in problems or [h_equation(), bratu(), broyden_tridiagonal()]:
         f_t, z0_t = prob.make(1, torch.float64)
         x0 = z0_t[0].numpy().copy()
 
@@ -268,10 +209,8 @@ def bench_scipy(f_tols, repeats: int, problems=None) -> list[dict]:
 
         for f_tol in f_tols:
             entries = []
-            for label, kind in (("scipy anderson (M=5)", "anderson"), ("scipy broyden1", "broyden1")):
-                counter = Counter(big_f_np)
-                fn = sopt.anderson if kind == "anderson" else sopt.broyden1
-                err = None
+            for label, fn in (("scipy anderson (M=5)", sopt.anderson), ("scipy broyden1", sopt.broyden1)):
+                counter, err = Counter(big_f_np), None
                 start = time.perf_counter()
                 try:
                     x = fn(counter, x0.copy(), f_tol=f_tol, maxiter=500)
@@ -282,10 +221,8 @@ def bench_scipy(f_tols, repeats: int, problems=None) -> list[dict]:
                 res_inf = float(np.abs(big_f_np(xa)).max())
                 entries.append((label, counter.calls, res_inf, err is None and res_inf <= f_tol, 1e3 * elapsed,
                                 prob.check(torch.from_numpy(xa).unsqueeze(0))))
-            for label, solver in (("ours Anderson()", solvers.Anderson()), ("ours Broyden()", solvers.Broyden()),
-                                  ("ours Iterate()", solvers.Iterate())):
-                counter = Counter(f_t)
-                times = []
+            for name in ("anderson", "broyden", "iterate"):
+                counter, solver, times = Counter(f_t), FORWARD_SOLVERS[name](), []
                 for _ in range(max(1, repeats)):
                     counter.calls = 0
                     start = time.perf_counter()
@@ -294,30 +231,22 @@ def bench_scipy(f_tols, repeats: int, problems=None) -> list[dict]:
                                                       max_iter=500, stop_mode="abs", on_fail="ignore")
                     times.append(time.perf_counter() - start)
                 res_inf = float((z - f_t(z)).abs().max())
-                entries.append((label, counter.calls, res_inf, bool(info.converged.all()) and res_inf <= f_tol,
-                                median_ms(times), prob.check(z)))
-            if torchdeq is not None:
-                for label, name in (("torchdeq anderson_solver", "anderson_solver"),
-                                    ("torchdeq broyden_solver", "broyden_solver")):
-                    counter = Counter(f_t)
-                    start = time.perf_counter()
-                    z = _theirs(counter, z0_t, name, f_tol, 500, "abs")
-                    elapsed = time.perf_counter() - start
-                    res_inf = float((z - f_t(z)).abs().max())
-                    entries.append((label, counter.calls, res_inf, res_inf <= f_tol, 1e3 * elapsed, prob.check(z)))
-            for label, nfe, res_inf, ok, ms, check in entries:
-                rows.append({"problem": prob.name, "f_tol": f_tol, "method": label, "nfe": nfe,
-                             "res_maxnorm": res_inf, "ok": ok, "ms": ms, "check": check})
+                entries.append((f"ours {type(solver).__name__}()", counter.calls, res_inf,
+                                bool(info.converged.all()) and res_inf <= f_tol, median_ms(times), prob.check(z)))
+            for name in ("anderson_solver", "broyden_solver") if get_deq is not None else ():
+                counter = Counter(f_t)
+                elapsed, z = time_call(functools.partial(torchdeq_solver(name), counter, z0_t, f_tol, 500))
+                res_inf = float((z - f_t(z)).abs().max())
+                entries.append((f"torchdeq {name}", counter.calls, res_inf, res_inf <= f_tol, 1e3 * elapsed,
+                                prob.check(z)))
+            rows += [dict(zip(SCIPY_KEYS, (prob.name, f_tol, *e))) for e in entries]
             summary = ", ".join(f"{e[0]}={e[1]}" for e in entries)
             print(f"  [c] {prob.name} f_tol={f_tol:g}: {summary}", flush=True)
     return rows
 
 
-# ----------------------------------------------------------------------------------------------------
-# (d) saved memory of the backward modes
-
-
 def bench_memory(iters, batch=32, dim=256) -> list[dict]:
+    """(d) Bytes saved for backward by each backward mode as the forward iteration count grows."""
     rows = []
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, dim, generator=gen).requires_grad_()
@@ -354,20 +283,16 @@ def bench_memory(iters, batch=32, dim=256) -> list[dict]:
     return rows
 
 
-# ----------------------------------------------------------------------------------------------------
-# (e) overhead
-
-
 def bench_overhead(batches, dims, repeats: int, iters: int = 30) -> list[dict]:
-    """Solve time over nfe x (median time of one f call), f timed in the same interleaved repeats."""
+    """(e) Solve time over nfe x (median time of one f call), f timed in the same interleaved repeats."""
     rows = []
     for batch in batches:
         for dim in dims:
             f, _ = tanh_deq(dim, 0.9).make(batch, torch.float32)
             z = torch.randn(batch, dim, generator=torch.Generator().manual_seed(3)) * 0.5
             z0 = torch.zeros(batch, dim)
-            for key in ("iterate", "anderson", "broyden"):
-                solver = PAIRS[key][0]()
+            for key, make in FORWARD_SOLVERS.items():
+                solver = make()
                 counter = Counter(f)
                 t_pub, t_raw, t_f = [], [], []
                 with torch.no_grad():
@@ -405,10 +330,6 @@ def bench_overhead(batches, dims, repeats: int, iters: int = 30) -> list[dict]:
     return rows
 
 
-# ----------------------------------------------------------------------------------------------------
-# (f) the Anderson update, eager vs compiled
-
-
 def anderson_update(fx: torch.Tensor, x: torch.Tensor, g_prev: torch.Tensor, fx_prev: torch.Tensor,
                     d_g: torch.Tensor, d_mix: torch.Tensor, gram: torch.Tensor, slot: int,
                     solver: Optional[solvers.Anderson] = None) -> tuple[torch.Tensor, ...]:
@@ -435,7 +356,12 @@ def anderson_update(fx: torch.Tensor, x: torch.Tensor, g_prev: torch.Tensor, fx_
 
 def bench_update(batches, dims, repeats: int, memory: int = 5, backend: str = "inductor",
                  calls: int = 200) -> list[dict]:
-    """Microseconds per call of f, of :func:`anderson_update` eager and compiled (``backend``), interleaved."""
+    """(f) Microseconds per call of f, of :func:`anderson_update` eager and compiled (``backend``), interleaved."""
+
+    def block(fn, *args) -> None:  # calls in a row, so that one timing covers many short calls
+        for _ in range(calls):
+            fn(*args)
+
     rows = []
     for batch in batches:
         for dim in dims:
@@ -449,21 +375,13 @@ def bench_update(batches, dims, repeats: int, memory: int = 5, backend: str = "i
                 fx = f(x)
                 args = (fx, x, g_prev, fx_prev, d_g, d_mix, gram, slot)
                 compiled = torch.compile(anderson_update, backend=backend, dynamic=False)
-                start = time.perf_counter()
-                compiled(*args)
-                compile_s = time.perf_counter() - start
+                compile_s, _ = time_call(functools.partial(compiled, *args))
                 eager_out, compiled_out = anderson_update(*args), compiled(*args)
                 max_diff = max(float((a.double() - b.double()).abs().max()) for a, b in zip(eager_out, compiled_out))
-                times: dict[str, list[float]] = {"f": [], "eager": [], "compiled": []}
-                runs = {"f": (f, (x,)), "eager": (anderson_update, args), "compiled": (compiled, args)}
-                for rep in range(repeats):
-                    for key in (list(runs) if rep % 2 == 0 else list(runs)[::-1]):
-                        fn, fn_args = runs[key]
-                        start = time.perf_counter()
-                        for _ in range(calls):
-                            fn(*fn_args)
-                        times[key].append((time.perf_counter() - start) / calls)
-            us = {k: 1e6 * statistics.median(v) for k, v in times.items()}
+                times = interleaved({"f": functools.partial(block, f, x),
+                                     "eager": functools.partial(block, anderson_update, *args),
+                                     "compiled": functools.partial(block, compiled, *args)}, repeats)
+            us = {k: 1e6 * statistics.median(v) / calls for k, v in times.items()}
             row = {"B": batch, "d": dim, "memory": memory, "backend": backend, "compile_s": compile_s,
                    "f_us": us["f"], "eager_us": us["eager"], "compiled_us": us["compiled"],
                    "speedup": us["eager"] / us["compiled"], "eager_over_f": us["eager"] / us["f"],
@@ -472,10 +390,6 @@ def bench_update(batches, dims, repeats: int, memory: int = 5, backend: str = "i
             print(f"  [f] B={batch} d={dim}: f {us['f']:.1f} us, update eager {us['eager']:.1f} us, compiled "
                   f"{us['compiled']:.1f} us ({row['speedup']:.2f}x; compile {compile_s:.1f} s)", flush=True)
     return rows
-
-
-# ----------------------------------------------------------------------------------------------------
-# the suite
 
 
 DESCRIPTIONS = MappingProxyType({
@@ -559,32 +473,24 @@ def run(ctx: RunContext, bar) -> SuiteResult:
     if unknown:
         raise UsageError(f"--only takes letters of {''.join(SECTIONS)}; got {''.join(sorted(unknown))}")
     plan = _plan(ctx.size)
+    measure = {
+        "forward": lambda: bench_forward(plan["forward"], repeats=plan["forward_repeats"]),
+        "training": lambda: [bench_training(cfg, steps=plan["training_steps"]) for cfg in plan["training"]],
+        "scipy": lambda: bench_scipy(plan["scipy_tols"], plan["scipy_repeats"], plan["scipy_problems"]),
+        "memory": lambda: bench_memory(*plan["memory"]),
+        "overhead": lambda: bench_overhead(*plan["overhead"]),
+        "update": lambda: bench_update(*plan["update"][:3], backend=plan["update"][3]),
+    }
     result = SuiteResult("solver-perf", {"sections": only})
     bar.reset(total=len(only))
-    rows: dict[str, list[dict]] = {}
     for letter in only:
         name = SECTIONS[letter]
         bar.set_postfix_str(name)
-        if name in ("forward", "training") and torchdeq is None:
+        if name in ("forward", "training") and get_deq is None:
             result.notes.append(f"torchdeq is not installed: section ({letter}) {name} skipped")
-        elif name == "scipy" and scipy is None:
+        elif name == "scipy" and sopt is None:
             result.notes.append("scipy is not installed: section (c) skipped")
-        elif name == "forward":
-            rows[name] = bench_forward(plan["forward"], repeats=plan["forward_repeats"])
-        elif name == "training":
-            rows[name] = bench_training(plan["training"], steps=plan["training_steps"])
-        elif name == "scipy":
-            rows[name] = bench_scipy(plan["scipy_tols"], plan["scipy_repeats"], plan["scipy_problems"])
-        elif name == "memory":
-            iters, batch, dim = plan["memory"]
-            rows[name] = bench_memory(iters, batch, dim)
-        elif name == "overhead":
-            batches, dims, repeats = plan["overhead"]
-            rows[name] = bench_overhead(batches, dims, repeats)
         else:
-            batches, dims, repeats, backend = plan["update"]
-            rows[name] = bench_update(batches, dims, repeats, backend=backend)
+            result.tables[name] = rows_table(DESCRIPTIONS[name], measure[name]())
         bar.update()
-    for name, found in rows.items():
-        result.tables[name] = rows_table(DESCRIPTIONS[name], found)
     return result

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Callable, Optional
 
@@ -28,13 +29,10 @@ import torch
 import solvers
 from benchmarks.problems import (Problem, bratu, broyden_tridiagonal, h_equation, integral_equation,
                                  slot_attention_step, tanh_deq)
-from benchmarks.suites.common import Counter, RunContext, SuiteResult, Table, median, time_call
+from benchmarks.suites.common import (FORWARD_SOLVERS, Counter, RunContext, SuiteResult, Table, interleaved,
+                                      max_residual, median_ms, pyplot, save_figure, torchdeq_solver)
 
-try:  # optional peers: the suite reports None for a missing library rather than failing
-    from torchdeq.solver import anderson_solver, broyden_solver, fixed_point_iter
-except Exception:  # pragma: no cover
-    anderson_solver = broyden_solver = fixed_point_iter = None
-try:
+try:  # optional peer: the suite reports None for a missing library rather than failing
     import scipy.optimize as sopt
 except Exception:  # pragma: no cover
     sopt = None
@@ -44,12 +42,20 @@ __all__ = ["run", "COLUMNS", "TABLES", "Case", "cases"]
 FAMILIES = ("iterate", "anderson", "broyden")
 LIBRARIES = ("ours", "torchdeq", "scipy")
 PEERS = MappingProxyType({"iterate": ("Iterate()", "fixed_point_iter", "linearmixing"),
-         "anderson": ("Anderson()", "anderson_solver", "anderson(M=5)"),
-         "broyden": ("Broyden()", "broyden_solver", "broyden1")})
+                          "anderson": ("Anderson()", "anderson_solver", "anderson(M=5)"),
+                          "broyden": ("Broyden()", "broyden_solver", "broyden1")})
+MEASURES = ("nfe", "ms", "res", "ok", "check", "error")
 COLUMNS = ("problem", "B", "D", "dtype", "tol", "max_iter", "family", "peer_torchdeq", "peer_scipy",
-           *(f"{what}_{lib}" for what in ("nfe", "ms", "res", "ok", "check", "error") for lib in LIBRARIES),
+           *(f"{what}_{lib}" for what in MEASURES for lib in LIBRARIES),
            "time_ratio_torchdeq", "time_ratio_scipy", "nfe_ratio_torchdeq", "nfe_ratio_scipy")
 TABLES = MappingProxyType({"solves": COLUMNS})
+# One table would be too wide to read: the report shows evaluations and accuracy, then times and ratios.
+_KEY = ("problem", "B", "dtype", "tol", "family")
+VIEWS = (("evaluations, residuals, success",
+          _KEY + tuple(f"{w}_{lib}" for w in ("nfe", "res", "ok") for lib in LIBRARIES) + ("check_ours",)),
+         ("median times (ms) and ratios ours / peer",
+          _KEY + tuple(f"ms_{lib}" for lib in LIBRARIES) + ("time_ratio_torchdeq", "time_ratio_scipy",
+                                                            "nfe_ratio_torchdeq", "nfe_ratio_scipy")))
 
 
 @dataclass(frozen=True)
@@ -83,25 +89,12 @@ def cases(size: str) -> tuple[list[Case], int]:
 
 
 def _ours(family: str) -> Callable:
-    solver = {"iterate": solvers.Iterate, "anderson": solvers.Anderson, "broyden": solvers.Broyden}[family]()
+    solver = FORWARD_SOLVERS[family]()
 
     def run(f, z0, tol, max_iter):
         with torch.no_grad():
-            z, _ = solvers.fixed_point(f, z0, forward=solver, backward="onestep", tol=tol, max_iter=max_iter,
-                                       stop_mode="abs", on_fail="ignore", nonfinite="best")
-        return z
-    return run
-
-
-def _torchdeq(family: str) -> Optional[Callable]:
-    fn = {"iterate": fixed_point_iter, "anderson": anderson_solver, "broyden": broyden_solver}[family]
-    if fn is None:
-        return None
-
-    def run(f, z0, tol, max_iter):
-        with torch.no_grad():
-            z, _, _ = fn(f, z0, max_iter=max_iter, tol=tol, stop_mode="abs")
-        return z
+            return solvers.fixed_point(f, z0, forward=solver, backward="onestep", tol=tol, max_iter=max_iter,
+                                       stop_mode="abs", on_fail="ignore", nonfinite="best")[0]
     return run
 
 
@@ -134,41 +127,28 @@ def _scipy(family: str) -> Optional[Callable]:
     return run
 
 
-def _residual(f, z) -> float:
-    with torch.no_grad():
-        return float(torch.linalg.vector_norm(f(z) - z, dim=1).max())
-
-
 def _bench_case(case: Case, family: str, repeats: int, ctx: RunContext) -> dict:
     f, z0 = case.problem.make(case.batch, case.dtype, ctx.device)
-    runners = {"ours": _ours(family), "torchdeq": _torchdeq(family), "scipy": _scipy(family)}
-    live = {lib: r for lib, r in runners.items() if r is not None}
-    stats: dict = {lib: {"nfe": None, "ms": None, "res": None, "ok": None, "check": None, "error": None}
-                   for lib in LIBRARIES}
+    runners = {"ours": _ours(family), "torchdeq": torchdeq_solver(PEERS[family][1]), "scipy": _scipy(family)}
+    runners = {lib: r for lib, r in runners.items() if r is not None}
+    row = {"problem": case.problem.name, "B": case.batch, "D": case.problem.dim,
+           "dtype": str(case.dtype).replace("torch.", ""), "tol": case.tol, "max_iter": case.max_iter,
+           "family": family, "peer_torchdeq": PEERS[family][1], "peer_scipy": PEERS[family][2],
+           **{f"{what}_{lib}": None for what in MEASURES for lib in LIBRARIES}}
     answers = {}
-    for lib, runner in live.items():  # the counted run, which also warms up
+    for lib, runner in runners.items():  # the counted run, which also warms up
         counter = Counter(f)
         try:
             answers[lib] = runner(counter, z0, case.tol, case.max_iter)
-            stats[lib]["nfe"] = counter.calls
         except Exception as exc:  # a crash is a result (e.g. a singular least-squares system)
-            stats[lib].update(nfe=counter.calls, error=f"{type(exc).__name__}: {str(exc)[:80]}", ok=False)
-    times: dict[str, list[float]] = {lib: [] for lib in answers}
-    order = list(answers)
-    for r in range(repeats):
-        for lib in order[r % len(order):] + order[:r % len(order)]:  # rotate who goes first
-            seconds, _ = time_call(lambda lib=lib: live[lib](f, z0, case.tol, case.max_iter), ctx.device)
-            times[lib].append(seconds)
+            row.update({f"error_{lib}": f"{type(exc).__name__}: {str(exc)[:80]}", f"ok_{lib}": False})
+        row[f"nfe_{lib}"] = counter.calls
+    times = interleaved({lib: lambda lib=lib: runners[lib](f, z0, case.tol, case.max_iter) for lib in answers},
+                        repeats, ctx.device, rotate=True)  # who goes first rotates
     for lib, z in answers.items():
-        res = _residual(f, z)
-        stats[lib].update(ms=1e3 * median(times[lib]), res=res, ok=bool(res == res and res <= case.tol),
-                          check=case.problem.check(z))
-    row = {"problem": case.problem.name, "B": case.batch, "D": case.problem.dim,
-           "dtype": str(case.dtype).replace("torch.", ""), "tol": case.tol, "max_iter": case.max_iter,
-           "family": family, "peer_torchdeq": PEERS[family][1], "peer_scipy": PEERS[family][2]}
-    for what in ("nfe", "ms", "res", "ok", "check", "error"):
-        for lib in LIBRARIES:
-            row[f"{what}_{lib}"] = stats[lib][what]
+        res = max_residual(f, z)
+        row.update({f"ms_{lib}": median_ms(times[lib]), f"res_{lib}": res,
+                    f"ok_{lib}": bool(res == res and res <= case.tol), f"check_{lib}": case.problem.check(z)})
 
     def ratio(a, b):
         return a / b if a is not None and b not in (None, 0) else None
@@ -179,11 +159,8 @@ def _bench_case(case: Case, family: str, repeats: int, ctx: RunContext) -> dict:
     return row
 
 
-def _plot(rows: list[dict], path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _plot(rows: list[dict], out: Path) -> str:
+    plt = pyplot()
     labels = [f"{r['problem']} B={r['B']} [{r['family'][:3]}]" for r in rows]
     y = np.arange(len(rows))
     fig, axes = plt.subplots(1, 2, figsize=(13, 0.28 * len(rows) + 1.5), sharey=True)
@@ -199,18 +176,7 @@ def _plot(rows: list[dict], path) -> None:
     axes[0].set_yticks(y)
     axes[0].set_yticklabels(labels, fontsize=6)
     axes[0].invert_yaxis()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-# One table would be too wide to read: the report shows evaluations and accuracy, then times and ratios.
-_KEY = ("problem", "B", "dtype", "tol", "family")
-VIEWS = (("evaluations, residuals, success",
-          _KEY + tuple(f"{w}_{lib}" for w in ("nfe", "res", "ok") for lib in LIBRARIES) + ("check_ours",)),
-         ("median times (ms) and ratios ours / peer",
-          _KEY + tuple(f"ms_{lib}" for lib in LIBRARIES) + ("time_ratio_torchdeq", "time_ratio_scipy",
-                                                            "nfe_ratio_torchdeq", "nfe_ratio_scipy")))
+    return save_figure(fig, out, "solvers_ratios.png")
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:
@@ -232,10 +198,9 @@ def run(ctx: RunContext, bar) -> SuiteResult:
             bar.update()
     if sopt is None:
         result.notes.append("scipy is not installed: its columns are empty")
-    if fixed_point_iter is None:
+    if torchdeq_solver("fixed_point_iter") is None:
         result.notes.append("torchdeq is not installed: its columns are empty")
     result.notes += [f"{r['problem']} B={r['B']} {r['family']} {lib} raised: {r['error_' + lib]}"
                      for r in tab.rows for lib in LIBRARIES if r["error_" + lib]]
-    _plot(tab.rows, ctx.out / "solvers_ratios.png")
-    result.plots.append("solvers_ratios.png")
+    result.plots.append(_plot(tab.rows, ctx.out))
     return result

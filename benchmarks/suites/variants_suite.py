@@ -26,26 +26,22 @@ the spectral radii are measured on ``--device``. SLATE (``model="slate"``) joins
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import functools
 import math
-import multiprocessing
-import os
-import shutil
 import time
-import warnings
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 
 import solvers
-from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError, end_with_parent
+from benchmarks.suites.common import (RunContext, SuiteResult, Table, UsageError, band, pyplot, read_metrics,
+                                      save_figure, tail_mean, train_run, worker_pool)
 
 __all__ = ["run", "add_arguments", "TABLES", "Plan", "PLANS", "DEFAULT_SIZE", "plan_for", "RUN_COLUMNS",
            "TRAJECTORY_COLUMNS", "CURVE_COLUMNS", "SUMMARY_COLUMNS"]
@@ -223,20 +219,6 @@ def _config(spec: Spec, plan: Plan, clip_value: float, out: Path, steps: int, se
                        resume=True, progress=False, device="cpu")
 
 
-def _read_metrics(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def _num(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
 @functools.lru_cache(maxsize=4)  # once per process: every run of a worker measures on the same batch
 def _fixed_images(plan: Plan) -> torch.Tensor:
     from deqslots.data.batches import BatchStream
@@ -297,13 +279,9 @@ def _train_run(spec: Spec, groups: list[str], plan: Plan, clip_value: float, out
     A top-level function of picklable arguments, so a worker process can run it; it writes only its own run
     folder and hands its rows back, so the caller can add them in plan order whatever order runs finish in.
     """
-    from deqslots.training.loop import train
-
     out = out_root / "runs" / spec.name
     if spec.model == "slate":
         clip_value = SLATE_CLIP
-    if out.exists():  # our own output from an earlier invocation: start the run afresh
-        shutil.rmtree(out)
     images = _fixed_images(plan)
     ends = sorted({max(1, round(plan.steps * (i + 1) / plan.segments)) for i in range(plan.segments)})
     segment = max(1, plan.steps // plan.segments)
@@ -311,35 +289,31 @@ def _train_run(spec: Spec, groups: list[str], plan: Plan, clip_value: float, out
     traj: list[dict] = []
     for end in ends:
         config = _config(spec, plan, clip_value, out, end, segment)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                train(config)
+        try:  # the first segment starts afresh (our own output of an earlier invocation goes), the others resume
+            train_run(config, fresh=end == ends[0], quiet=True)
         except FloatingPointError:  # the loss went non-finite: a result of the study, not a crash
-            diverged_at = len(_read_metrics(out / "metrics.csv")) + 1
+            diverged_at = len(read_metrics(out / "metrics.csv").get("step", [])) + 1
             break
-        rows = _read_metrics(out / "metrics.csv")
-        last = rows[-1] if rows else {}
+        last = {key: values[-1] for key, values in read_metrics(out / "metrics.csv").items()}
         rho = _spectral(config, out / "checkpoint.pt", images, torch.device(device))
         traj.append(dict(run=spec.name, model=spec.model, variant=spec.variant, iters=spec.iters, seed=spec.seed,
-                         tricks=spec.tricks, step=end, val_mse=_num(last.get("val_mse")),
-                         val_fg_ari=_num(last.get("val_fg_ari")), **rho))
+                         tricks=spec.tricks, step=end, val_mse=last.get("val_mse", math.nan),
+                         val_fg_ari=last.get("val_fg_ari", math.nan), **rho))
     seconds = time.perf_counter() - began
-    rows = _read_metrics(out / "metrics.csv")
-    curves = [dict(run=spec.name, step=int(r["step"]), loss=_num(r["loss"]), lr=_num(r["lr"]),
-                   grad_norm=_num(r["grad_norm"])) for r in rows]
-    norms = np.array([_num(r["grad_norm"]) for r in rows]) if rows else np.array([math.nan])
-    losses = [_num(r["loss"]) for r in rows]
-    tail = losses[-max(1, len(losses) // 10):] if losses else [math.nan]
-    evals = [r for r in rows if r.get("val_mse")]
-    final = evals[-1] if evals else {}
+    metrics = read_metrics(out / "metrics.csv")
+    steps, losses, norms = (metrics.get(key, []) for key in ("step", "loss", "grad_norm"))
+    curves = [dict(run=spec.name, step=int(step), loss=loss, lr=lr, grad_norm=norm)
+              for step, loss, lr, norm in zip(steps, losses, metrics.get("lr", []), norms)]
+    evaluated = [i for i, mse in enumerate(metrics.get("val_mse", [])) if mse == mse]
+    final = {key: values[evaluated[-1]] for key, values in metrics.items()} if evaluated else {}
+    norms = np.array(norms if steps else [math.nan])
     summary = dict(
         run=spec.name, model=spec.model, groups="+".join(groups), variant=spec.variant, iters=spec.iters,
         seed=spec.seed, grad_clip=clip_value if spec.clip else None,
-        warmup_steps=plan.warmup_steps if spec.warmup else 0, steps=plan.steps, steps_done=len(rows),
-        diverged=diverged_at is not None, diverged_at=diverged_at, final_loss=float(np.mean(tail)),
-        final_val_mse=_num(final.get("val_mse")), final_val_mse_sum=_num(final.get("val_mse_sum")),
-        final_val_fg_ari=_num(final.get("val_fg_ari")), grad_norm_median=float(np.nanmedian(norms)),
+        warmup_steps=plan.warmup_steps if spec.warmup else 0, steps=plan.steps, steps_done=len(steps),
+        diverged=diverged_at is not None, diverged_at=diverged_at, final_loss=tail_mean(losses),
+        final_val_mse=final.get("val_mse", math.nan), final_val_mse_sum=final.get("val_mse_sum", math.nan),
+        final_val_fg_ari=final.get("val_fg_ari", math.nan), grad_norm_median=float(np.nanmedian(norms)),
         grad_norm_max=float(np.nanmax(norms)),
         clipped_frac=float(np.mean(norms > clip_value)) if spec.clip else 0.0,
         rho_T_final=traj[-1]["rho_T_median"] if traj else None,
@@ -350,60 +324,17 @@ def _train_run(spec: Spec, groups: list[str], plan: Plan, clip_value: float, out
 
 def _pilot(plan: Plan, out_root: Path) -> tuple[float, list[float]]:
     """Gradient norms of an unclipped vanilla run (seed 1000): the clip threshold is their low quantile."""
-    from deqslots.training.loop import train
-
     out = out_root / "runs" / "pilot"
-    if out.exists():
-        shutil.rmtree(out)
     spec = Spec("slot-attention", "vanilla", plan.main_iters, 1000, False, True)
-    config = _config(spec, dataclasses.replace(plan, steps=plan.pilot_steps), 0.0, out, plan.pilot_steps,
-                     plan.pilot_steps)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        train(config)
-    norms = [_num(r["grad_norm"]) for r in _read_metrics(out / "metrics.csv")]
+    train_run(_config(spec, dataclasses.replace(plan, steps=plan.pilot_steps), 0.0, out, plan.pilot_steps,
+                      plan.pilot_steps), quiet=True)
+    norms = read_metrics(out / "metrics.csv")["grad_norm"]
     return float(np.nanquantile(norms, plan.clip_quantile)), norms
 
 
 def _needs_pilot(spec: Spec) -> bool:
     """Whether a run clips at the pilot's threshold (runs without clipping, and SLATE's, can start at once)."""
     return spec.clip and spec.model != "slate"
-
-
-class _InlineExecutor(Executor):
-    """``--jobs 1``: runs each task at submission in this process, behind the same interface as the pool.
-
-    A task's exception (Ctrl-C included) propagates from ``submit`` at once rather than waiting in the
-    future, so a failed pilot does not let the runs queued after it train first.
-    """
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        future: Future = Future()
-        future.set_result(fn(*args, **kwargs))
-        return future
-
-
-def _init_worker(threads: int) -> None:
-    end_with_parent()
-    torch.set_num_threads(threads)
-    warnings.simplefilter("ignore")  # training's own warnings would interleave across workers on the console
-
-
-def _cores() -> int:
-    """CPUs this process may use (the affinity mask where there is one, e.g. in a container)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _executor(ctx: RunContext) -> tuple[Executor, Optional[int]]:
-    """The executor for ``ctx.jobs`` parallel runs and the torch threads of each worker (None: this process's)."""
-    if ctx.jobs <= 1:
-        return _InlineExecutor(), None
-    threads = ctx.threads or max(1, _cores() // ctx.jobs)
-    # spawn, not fork: a forked child inherits torch's thread pools and OpenMP state from a process that has
-    # already computed, which can deadlock; spawn starts each worker clean.
-    pool = ProcessPoolExecutor(ctx.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                               initargs=(threads,))
-    return pool, threads
 
 
 def _summary(result: SuiteResult, specs: dict[Spec, list[str]]) -> None:
@@ -413,8 +344,8 @@ def _summary(result: SuiteResult, specs: dict[Spec, list[str]]) -> None:
         for group in names:
             groups.setdefault((group, spec.model, spec.variant, spec.iters, spec.tricks), []).append(runs[spec.name])
 
-    def stats(rows, key):
-        vals = np.array([_num(r[key]) for r in rows if not r["diverged"]], dtype=float)
+    def stats(rows, key):  # mean and std over the runs that did not diverge
+        vals = np.array([r[key] for r in rows if not r["diverged"]], dtype=float)
         vals = vals[~np.isnan(vals)]
         return (float(vals.mean()) if vals.size else None, float(vals.std()) if vals.size > 1 else None)
 
@@ -438,43 +369,35 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(np.pad(values, (window - 1, 0), mode="edge"), kernel, mode="valid")
 
 
-def _band(ax, result: SuiteResult, names: list[str], key: str, label: str, window: int, colour=None) -> None:
-    """Mean over seeds with a min-max band (runs that diverged end early and are padded with NaN)."""
-    curves = [[r for r in result.tables["curves"].rows if r["run"] == n] for n in names]
-    curves = [c for c in curves if c]
-    if not curves:
-        return
-    length = max(len(c) for c in curves)
-    data = np.full((len(curves), length), np.nan)
-    for i, c in enumerate(curves):
-        data[i, :len(c)] = _smooth(np.array([r[key] for r in c], dtype=float), window)
-    steps = np.arange(1, length + 1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean, lo, hi = np.nanmean(data, 0), np.nanmin(data, 0), np.nanmax(data, 0)
-    line, = ax.plot(steps, mean, label=label, color=colour, lw=1)
-    ax.fill_between(steps, lo, hi, alpha=0.2, color=line.get_color())
+def _curve_band(ax, curves: list[dict], names: list[str], key: str, label: str, window: int) -> None:
+    """Every step of the named runs, smoothed; runs that diverged end early and are padded with NaN."""
+    runs = [c for c in ([r[key] for r in curves if r["run"] == n] for n in names) if c]
+    if runs:
+        data = np.full((len(runs), max(map(len, runs))), np.nan)
+        for i, c in enumerate(runs):
+            data[i, :len(c)] = _smooth(np.array(c, dtype=float), window)
+        band(ax, np.arange(1, data.shape[1] + 1), data, label, lw=1)
 
 
-def _save(fig, out: Path, name: str) -> str:
-    """Lay out, write and close a figure; returns its file name for the report."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(out / name, dpi=110)
-    plt.close(fig)
-    return name
+def _segment_band(ax, traj: list[dict], names: list[str], key: str, label: str) -> None:
+    """A per-segment measurement of the named runs (diverged runs stop early)."""
+    points: dict[int, list[float]] = {}
+    for r in traj:
+        if r["run"] in names and not math.isnan(r[key]):
+            points.setdefault(r["step"], []).append(r[key])
+    if points:
+        xs = sorted(points)
+        data = np.full((max(map(len, points.values())), len(xs)), np.nan)
+        for j, x in enumerate(xs):
+            data[:len(points[x]), j] = points[x]
+        band(ax, xs, data, label, marker="o", ms=3, lw=1)
 
 
 def _plots(result: SuiteResult, specs: dict[Spec, list[str]], plan: Plan, clip_value: float, out: Path) -> list[str]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     window = max(1, plan.steps // 30)
-    traj = result.tables["trajectory"].rows
+    curves, traj = result.tables["curves"].rows, result.tables["trajectory"].rows
     summary = result.tables["summary"].rows
-    files = []
 
     def names(group, **match):
         return [s.name for s, g in specs.items() if group in g and all(getattr(s, k) == v for k, v in match.items())]
@@ -484,9 +407,9 @@ def _plots(result: SuiteResult, specs: dict[Spec, list[str]], plan: Plan, clip_v
         group = "main" if model == "slot-attention" else "slate"
         for v in plan.variants:
             tag = v if model == "slot-attention" else f"SLATE {v}"
-            _band(axes[0][0], result, names(group, variant=v), "loss", tag, window)
-            _band(axes[0][1], result, names(group, variant=v), "grad_norm", tag, window)
-            pts = {}
+            _curve_band(axes[0][0], curves, names(group, variant=v), "loss", tag, window)
+            _curve_band(axes[0][1], curves, names(group, variant=v), "grad_norm", tag, window)
+            pts: dict[int, list[float]] = {}
             for r in traj:
                 if r["run"] in names(group, variant=v):
                     pts.setdefault(r["step"], []).append(r["rho_T_median"])
@@ -516,15 +439,15 @@ def _plots(result: SuiteResult, specs: dict[Spec, list[str]], plan: Plan, clip_v
     for a in (axes[0][0], axes[0][1], axes[1][0]):
         a.set_xlabel("step")
         a.legend(fontsize=7)
-    files.append(_save(fig, out, "variants_main.png"))
+    files = [save_figure(fig, out, "variants_main.png")]
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for v in plan.ablation_variants:
         for tricks in plan.ablation_tricks:
             clip, warm = TRICKS[tricks]
             group_names = names("ablation", variant=v, clip=clip, warmup=warm)
-            _band(axes[0], result, group_names, "loss", f"{v} {tricks}", window)
-            _band(axes[1], result, group_names, "grad_norm", f"{v} {tricks}", window)
+            _curve_band(axes[0], curves, group_names, "loss", f"{v} {tricks}", window)
+            _curve_band(axes[1], curves, group_names, "grad_norm", f"{v} {tricks}", window)
     for v in plan.iter_variants:
         rows = sorted((r for r in summary if r["group"] == "iterations" and r["variant"] == v),
                       key=lambda r: r["iters"])
@@ -540,16 +463,16 @@ def _plots(result: SuiteResult, specs: dict[Spec, list[str]], plan: Plan, clip_v
     for a in axes:
         if a.get_legend_handles_labels()[0]:  # a plan may leave a group out (objects: no iteration counts)
             a.legend(fontsize=6)
-    files.append(_save(fig, out, "variants_ablation_iters.png"))
+    files.append(save_figure(fig, out, "variants_ablation_iters.png"))
 
     # Validation over training (the trajectory table): does each variant find the objects, and how fast.
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for v in plan.variants:
-        _segments(axes[0], traj, names("main", variant=v), "val_fg_ari", v)
-        _segments(axes[1], traj, names("main", variant=v), "val_mse", v)
+        _segment_band(axes[0], traj, names("main", variant=v), "val_fg_ari", v)
+        _segment_band(axes[1], traj, names("main", variant=v), "val_mse", v)
     for v in plan.iter_variants:
         for t in plan.iter_counts:
-            _segments(axes[2], traj, names("iterations", variant=v, iters=t), "val_fg_ari", f"{v} T={t}")
+            _segment_band(axes[2], traj, names("iterations", variant=v, iters=t), "val_fg_ari", f"{v} T={t}")
     axes[0].set_title("main: validation FG-ARI (mean over seeds; band = min-max)", fontsize=9)
     axes[1].set_title("main: validation MSE", fontsize=9)
     axes[1].set_yscale("log")
@@ -558,36 +481,8 @@ def _plots(result: SuiteResult, specs: dict[Spec, list[str]], plan: Plan, clip_v
         a.set_xlabel("step")
         if a.get_legend_handles_labels()[0]:
             a.legend(fontsize=6)
-    files.append(_save(fig, out, "variants_curves.png"))
+    files.append(save_figure(fig, out, "variants_curves.png"))
     return files
-
-
-def _segments(ax, traj: list[dict], names: list[str], key: str, label: str) -> None:
-    """Mean over runs of a per-segment measurement, with a min-max band (diverged runs stop early)."""
-    points: dict[int, list[float]] = {}
-    for r in traj:
-        if r["run"] in names and not math.isnan(r[key]):
-            points.setdefault(r["step"], []).append(r[key])
-    if not points:
-        return
-    xs = sorted(points)
-    line, = ax.plot(xs, [np.mean(points[x]) for x in xs], marker="o", ms=3, lw=1, label=label)
-    ax.fill_between(xs, [min(points[x]) for x in xs], [max(points[x]) for x in xs], alpha=0.2,
-                    color=line.get_color())
-
-
-def _slate_available() -> Optional[str]:
-    """None when SLATE can be trained here, else why not."""
-    try:
-        import deqslots
-        from deqslots.training.config import TrainConfig
-
-        if not hasattr(deqslots, "SLATE"):
-            return "deqslots.SLATE does not exist"
-        TrainConfig(model="slate")
-    except Exception as exc:  # the SLATE work may be mid-way
-        return f"{type(exc).__name__}: {exc}"
-    return None
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:
@@ -600,16 +495,10 @@ def run(ctx: RunContext, bar) -> SuiteResult:
         if ctx.overrides.get(key) is not None and ctx.overrides[key] < 1:
             raise UsageError(f"--{key.replace('_', '-')} must be >= 1")
     plan = plan_for(ctx)
-    notes = []
-    if plan.with_slate:
-        why = _slate_available()
-        if why:
-            notes.append(f"SLATE was asked for but cannot be trained here ({why}); it is left out")
-            plan = dataclasses.replace(plan, with_slate=False)
     specs = _specs(plan)
     bar.reset(total=1 + len(specs) * plan.segments)
     bar.set_postfix_str("pilot (clip threshold)")
-    executor, threads = _executor(ctx)
+    executor, threads = worker_pool(ctx.jobs, ctx.threads)
 
     def submit(spec: Spec, clip_value: float) -> Future:
         def done(_: Future) -> None:
@@ -635,7 +524,7 @@ def run(ctx: RunContext, bar) -> SuiteResult:
                                       "pilot_grad_norms": pilot_norms, "warmup_steps": plan.warmup_steps,
                                       "runs": len(specs), "training_device": "cpu", "jobs": ctx.jobs,
                                       "threads_per_job": threads or torch.get_num_threads()})
-    result.notes += notes + [
+    result.notes += [
         f"{plan.config} at {plan.resolution}x{plan.resolution} on {plan.data}, batch {plan.batch_size}, "
         f"{plan.steps} steps, Adam lr {plan.lr}, no lr decay; {plan.seeds} seed(s). Main comparison and iteration "
         f"counts: gradient clipping at global L2 norm {clip_value:.4g} (the {plan.clip_quantile:.0%} quantile of an "

@@ -16,14 +16,11 @@ import pytest
 import torch
 
 import solvers
-from benchmarks.__main__ import build_parser, forward, main
+from benchmarks.__main__ import build_parser, main
 from benchmarks.suites import SUITE_MODULES, SUITES, load_suite
 from benchmarks.suites.common import RunContext, Table, validate_results
 
 ROOT = Path(__file__).resolve().parents[2]
-OLD_ENTRY_POINTS = {"solver_perf": "solver-perf", "slot_attention_perf": "slot-attention", "slate_perf": "slate",
-                    "ddp_perf": "ddp", "train_profile": "profile", "data_throughput": "data",
-                    "reader_throughput": "readers", "deq_features_perf": "deq-features", "discovery_levers": "levers"}
 
 
 @pytest.mark.parametrize("suite", list(SUITE_MODULES))
@@ -68,26 +65,14 @@ def test_no_suite_imports_another_suite():
                        for m in imported), (name, imported)
 
 
-@pytest.mark.parametrize("old", sorted(OLD_ENTRY_POINTS))
-def test_old_entry_points_forward_to_the_new_command(old):
-    text = (ROOT / "benchmarks" / f"{old}.py").read_text()
-    assert f'forward("benchmarks.{old}", "{OLD_ENTRY_POINTS[old]}")' in text
-    assert OLD_ENTRY_POINTS[old] in SUITES
-
-
-def test_forward_names_the_new_command_and_runs_it(tmp_path, capsys):
-    doc = forward("benchmarks.data_throughput", "data",
-                  ["--tiny", "--datasets", "shapes", "--out", str(tmp_path), "--no-progress"])
-    assert "moved to `python -m benchmarks data`" in capsys.readouterr().err
-    assert doc["command"] == f"python -m benchmarks data --tiny --datasets shapes --out {tmp_path} --no-progress"
-    assert [r["generator"] for r in doc["tables"]["generators"]["rows"]] == ["shapes"]
-
-
-def test_old_module_runs_as_a_script_and_says_where_it_went():
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.ddp_perf", "--help"], cwd=ROOT, capture_output=True,
+def test_python_m_benchmarks_is_the_front_door(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "ddp", "--help"], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "python -m benchmarks ddp" in proc.stderr and "--warmup" in proc.stdout
+    assert "ddp options" in proc.stdout and "--warmup" in proc.stdout
+    doc = main(["data", "--tiny", "--datasets", "shapes", "--out", str(tmp_path), "--no-progress"])
+    assert doc["command"] == f"python -m benchmarks data --tiny --datasets shapes --out {tmp_path} --no-progress"
+    assert [r["generator"] for r in doc["tables"]["generators"]["rows"]] == ["shapes"]
 
 
 def test_bad_suite_option_is_a_clear_error(tmp_path, capsys):

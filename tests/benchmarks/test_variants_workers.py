@@ -14,12 +14,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# The suite's own pool set-up: spawn workers initialised by `_init_worker` (the pool starts them as it needs
+# The suites' own pool set-up: spawn workers initialised by `init_worker` (the pool starts them as it needs
 # them), one busy for ten minutes; TASK says how: plain sleeping, or catching SIGTERM as training does.
 POOL_SCRIPT = textwrap.dedent("""
     import multiprocessing, signal, sys, time
     from concurrent.futures import ProcessPoolExecutor
-    from benchmarks.suites import variants_suite
+    from benchmarks.suites import common
 
     def sleep(seconds):
         time.sleep(seconds)
@@ -30,7 +30,7 @@ POOL_SCRIPT = textwrap.dedent("""
 
     if __name__ == "__main__":
         pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=variants_suite._init_worker, initargs=(1,))
+                                   initializer=common.init_worker, initargs=(1,))
         pool.submit(int, 0).result()  # the workers exist and ran their initializer
         pool.submit(TASK, 600)
         time.sleep(1)
