@@ -55,7 +55,8 @@ def build_parser(options_of: Optional[str] = None) -> argparse.ArgumentParser:
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     sub = parser.add_subparsers(dest="suite", metavar="SUITE", required=True)
     for name, (_, summary) in SUITES.items():
-        sp = sub.add_parser(name, help=summary, description=summary)
+        sp = sub.add_parser(name, help=summary, description=summary,
+                            epilog=f"Method: docs/benchmarks/methods.md#{name}")
         _common_options(sp)
         if name == options_of:
             before = {a.dest for a in sp._actions}

@@ -1,11 +1,7 @@
-"""Suite ``data``: images per second of each procedural generator on one process.
+"""Suite ``data``: images per second of each procedural generator on one process:
+``python -m benchmarks data [--seconds S] [--resolutions R ...] [--datasets NAME ...]``.
 
-Each cell renders items through the dataset's ``__getitem__`` (numpy rendering plus the tensor
-wrap), the path a ``DataLoader`` worker takes, for at least ``--seconds`` of wall-clock time.
-
-Examples:
-    python -m benchmarks data
-    python -m benchmarks data --seconds 0.5 --resolutions 64
+Method: docs/benchmarks/methods.md#data
 """
 
 from __future__ import annotations

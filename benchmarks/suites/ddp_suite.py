@@ -1,18 +1,7 @@
-"""Suite ``ddp``: multi-process training speed (torchrun + DistributedDataParallel), checkpoint write time and size.
+"""Suite ``ddp``: multi-process training speed (torchrun + DistributedDataParallel), checkpoint write time and size:
+``python -m benchmarks ddp [--steps 40] [--batch-size 32] [--variant IN] [--repeats 7] [--out DIR]``.
 
-    python -m benchmarks ddp [--steps 40] [--batch-size 32] [--variant IN] [--repeats 7] [--out DIR]
-
-Trains the `cpu-small` slot-attention autoencoder (32x32 clevr-mirror, the CLI's defaults) through the real
-``deqslots train`` command and reports training steps/s for:
-- 1 process, 1 thread; 1 process, 2 threads; 2 processes x 1 thread (``torchrun --nproc_per_node=2``,
-  gloo) on the CPU;
-- 1 process on the GPU, and one process per GPU when there are several, when CUDA is available.
-Steps/s come from metrics.csv's ``elapsed_s`` between the end of the warm-up steps and the last step, so
-start-up, process-group set-up and the final evaluation are excluded; data generation is included (each
-rank generates only its share). Then the checkpoint the 1-process run wrote is written again with
-``save_atomic`` ``--repeats`` times (median time, file size) and read back with ``load_checkpoint``.
-The 1-minute load average (``uptime``) is recorded before and after, since other jobs may share the
-machine.
+Method: docs/benchmarks/methods.md#ddp
 """
 
 from __future__ import annotations

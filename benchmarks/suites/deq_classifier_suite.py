@@ -1,19 +1,7 @@
-"""Suite ``deq-classifier``: which backward mode should I use? Cost of a training step and accuracy after a budget.
+"""Suite ``deq-classifier``: which backward mode should I use? Cost of a training step and accuracy after a budget,
+on a tiny tanh DEQ classifier: ``python -m benchmarks deq-classifier [--quick] [--out DIR] [--seeds N] [--steps N]``.
 
-    python -m benchmarks deq-classifier [--quick] [--out DIR] [--seeds N] [--steps N]
-
-A tiny tanh DEQ classifier, ``z* = tanh(z* W + U x)`` with ``W`` rescaled to spectral norm at most 0.9 in every
-forward pass (so the layer contracts whatever the optimiser does), logits ``V z*``, trained with cross-entropy
-and Adam on a generated task: Gaussian inputs labelled by the argmax of a fixed random two-layer tanh teacher
-(``CLASSES`` classes, balanced enough that chance is about 1 / ``CLASSES``). Every backward mode of
-:mod:`solvers` (and torchdeq's ``get_deq(ift=True)`` when torchdeq is installed) trains the same
-initialisation on the same batches for the same number of steps, forward Anderson to ``tol`` 1e-4 (abs) for
-all. Per mode: median wall time of a training step (forward solve + backward + Adam), its f evaluations and
-vector-Jacobian products, the cosine of its first gradient to the exact implicit gradient (a GMRES adjoint
-to 1e-10), and the test accuracy and loss after the budget, mean over seeds.
-
-Run ``python -m benchmarks deq-classifier`` on an idle machine for figures; ``--quick`` and the test size only
-check the path.
+Method: docs/benchmarks/methods.md#deq-classifier
 """
 
 from __future__ import annotations

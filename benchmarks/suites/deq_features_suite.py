@@ -1,21 +1,7 @@
-"""Suite ``deq-features``: what compaction of converged samples and weights once per solve cost or save.
+"""Suite ``deq-features``: what compaction of converged samples, weights once per solve and ``compile=`` cost or
+save: ``python -m benchmarks deq-features [--quick] [--out DIR] [--threads N] [--repeats N]``.
 
-Run ``python -m benchmarks deq-features [--quick] [--out DIR] [--threads N] [--repeats N]`` on an idle
-machine. Sections:
-
-(a) compaction: a batch of 32 tanh-DEQ samples, 16 converging in about 3 steps and 16 in about 60 (per-sample
-    contraction), solved with ``compact=False`` (every sample evaluated at every step), ``compact=True``
-    (``args=``: only the samples still iterating) and, as the target, the 16 slow samples alone;
-    forward ``iterate`` and ``anderson``, no autograd (the forward solve is what compaction changes);
-(b) weights once per solve: a DEQ step whose weight is ``spectral_norm``- or ``weight_norm``-parametrized,
-    time per evaluation of f (solve time / nfe) with ``cache_weights=True`` and ``False``, training step
-    (forward + onestep backward) and no-grad solve;
-(c) ``compile=``: the slot-attention solve of the ``cpu-small`` autoencoder (vanilla and IN: a fixed number of
-    plain steps, so the whole loop is one graph) eager vs ``solvers.Compile`` (inductor at the full size;
-    ``--compile-backend``), the slot-attention step alone (forward + backward on fixed encoder features) and a
-    full training step (forward + backward + Adam), with the one-off compilation time.
-
-Times are medians over interleaved repeats with ``torch.set_num_threads`` fixed.
+Method: docs/benchmarks/methods.md#deq-features
 """
 
 from __future__ import annotations

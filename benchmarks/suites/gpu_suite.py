@@ -1,29 +1,7 @@
-"""Suite ``gpu``: what only a GPU can measure, in one command that fits in 8 minutes on one GPU.
+"""Suite ``gpu``: what only a GPU can measure, in one command that fits in 8 minutes on one GPU (a CPU dry-run
+without one): ``python -m benchmarks gpu [--quick] [--out DIR] [--parts PART ...]``.
 
-    python -m benchmarks gpu [--quick] [--out DIR] [--parts PART ...]
-
-Parts, each with its own wall-clock budget (``BUDGETS``: 405 s in all at the full size, so that start-up, model
-building and a compilation that overruns its share fit in the 8 minutes):
-
-- ``cuda_tests``: the CUDA test subset (``pytest -k cuda`` over tests/: solves, implicit gradients and bf16
-  autocast on CUDA against the CPU, every variant's training step in fp32 and bf16, a CUDA checkpoint resumed
-  on the CPU), in a subprocess killed at its budget;
-- ``solver_overhead``: a tanh DEQ (B=256, d=1024) solved by Iterate / Anderson / Broyden for 30 evaluations,
-  with ``tol=None`` (no convergence test) and ``tol=1e-4`` (a test every step): solve time over nfe x the time
-  of one f call, and the host synchronisations of one solve counted with ``torch.cuda.set_sync_debug_mode``;
-- ``slot_attention_speed``: training steps/s of the five variants at ``paper-64`` and ``paper-128``, fp32 and
-  bf16 autocast;
-- ``compile``: steps/s of ``paper-64`` IN with and without ``torch.compile``, and the compile time;
-- ``slate_speed``: SLATE ``paper-64`` training steps/s, vanilla and IN, fp32 and bf16;
-- ``peak_memory``: ``torch.cuda.max_memory_allocated`` of a training step (above the model and batch) as the
-  slot-attention iterations grow, vanilla (unrolled) against IN (implicit);
-- ``vanilla_vs_in``: ``paper-64`` vanilla and IN trained side by side (interleaved steps, same data and
-  initialisation seed) on clevr-mirror 64x64 at 7 iterations, no gradient clipping, until the budget is spent:
-  the loss and gradient-norm curves show whether vanilla's instability appears at that scale.
-
-Without a GPU (or with ``--device cpu``) the suite says so and runs a CPU dry-run: every part at tiny sizes
-(small stand-in models, one step per case, fp32 and bf16, ``torch.compile`` with the ``eager`` backend, a
-collect-only pytest), whatever the budgets say; it checks the code paths, not the figures.
+Method: docs/benchmarks/methods.md#gpu
 """
 
 from __future__ import annotations

@@ -1,20 +1,7 @@
 """Suite ``levers``: one lever at a time, a short training loop of the object-discovery autoencoder with any
-config change.
+config change: ``python -m benchmarks levers [--data NAME] [--steps N] FIELD=VALUE ...``.
 
-The lever table of BENCHMARKS.md ("Objects, not colours") was made with this loop. It trains
-:class:`deqslots.SlotAutoencoder` from a named config with ``FIELD=VALUE`` changes (any
-:class:`deqslots.slot_attention.config.AutoencoderConfig` field, values as Python literals) on a pool of generated
-training images held in memory, and prints validation MSE and FG-ARI (256 fixed val scenes) every
-``--every`` steps, so that two configurations can be compared at equal steps in minutes. The loss is the
-model's own :meth:`~deqslots.SlotAutoencoder.loss` (so ``attention_guidance_steps`` applies).
-
-Usage::
-
-    python -m benchmarks levers --data same-hue --steps 4000 config=cpu-objects
-    python -m benchmarks levers --data shapes config=cpu-objects attention_guidance_steps=0 iters=7
-    python -m benchmarks levers --data shapes config=cpu-objects decoder_position_frequencies=3 broadcast=16
-
-For a run with checkpoints, resume and figures use ``deqslots train``; this loop is for sweeps.
+Method: docs/benchmarks/methods.md#levers
 """
 
 from __future__ import annotations

@@ -1,16 +1,7 @@
-"""Suite ``readers``: images per second of each real-data reader.
+"""Suite ``readers``: images per second of each real-data reader, on files it writes in the exact published formats:
+``python -m benchmarks readers [--readers NAME ...] [--items N] [--resolution R]``.
 
-No published files are needed: the script writes small files in each exact format first (the
-Multi-Object Datasets' GZIP TFRecords at their published sizes, a COCO annotations JSON with RLE
-masks, a ShapeStacks tree), with flat-coloured rectangles so that GZIP and PNG compress them about as
-much as real scenes. It then times, per reader, reading every item at ``--resolution`` through
-``BatchStream`` (decompression, CRC checks, parsing, mask-to-id conversion, crop and resize: the path
-training takes), one process, ``--threads`` torch threads. Needs the ``dev`` extra (protobuf and
-pycocotools write the test files). Compare with the training step rate in BENCHMARKS.md.
-
-Examples:
-    python -m benchmarks readers                       # all readers, 128 px
-    python -m benchmarks readers --readers tetrominoes coco --items 40 --resolution 32
+Method: docs/benchmarks/methods.md#readers
 """
 
 from __future__ import annotations

@@ -1,20 +1,8 @@
-"""Suite ``slate``: generation with and without the key/value cache, training speed per variant, and
-implicit (IN) against vanilla SLATE over several seeds at equal steps.
+"""Suite ``slate``: generation with and without the key/value cache, training speed per variant, and implicit (IN)
+against vanilla SLATE over several seeds at equal steps:
+``python -m benchmarks slate [--quick] [--out DIR] [--steps N] [--seed-list 0,1,2] [--threads N]``.
 
-    python -m benchmarks slate [--quick] [--out DIR] [--steps N] [--seed-list 0,1,2] [--threads N]
-
-Measures, on this machine's CPU, with the `cpu-small` SLATE (64x64 images -> 16x16 = 256 tokens,
-vocabulary 128, d_model 64, 2 blocks, 7 slots of 64):
-- time to reconstruct a batch through the slot bottleneck (generate 256 tokens from the slots, then decode)
-  with and without the cache (median of repeats; the paper-64 architecture too unless --quick);
-- training steps/s of each variant (median of timed steps after warm-up; data generation excluded);
-- the science at CPU scale: vanilla and IN trained with `deqslots.training.loop` on clevr-mirror 64x64 with the
-  same seeds, data and steps; final token cross-entropy (training, last 10% of steps; validation, teacher
-  forcing) and reconstruction MSE through the slots on 64 validation images, per seed, with the paired
-  difference. Reported as measured, whichever way it comes out.
-Also writes DIR/figure4.png. The default budget (800 steps x 3 seeds x 2 variants at batch 16) takes about 12
-minutes on 2 idle cores. Timings suffer badly when other processes compete for the cores (the load average is
-recorded); the study's losses and MSEs do not depend on timing (same seeds, same numbers).
+Method: docs/benchmarks/methods.md#slate
 """
 
 from __future__ import annotations

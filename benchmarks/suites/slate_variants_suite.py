@@ -1,26 +1,8 @@
 """Suite ``slate-variants``: the paper's Figure 3b at CPU scale: token cross-entropy against step for SLATE's
-slot-attention variants, trained in stages on one frozen dVAE.
+slot-attention variants, trained in stages on one frozen dVAE:
+``python -m benchmarks slate-variants [--quick] [--dvae RUN] [--variants vanilla,IN,...] [options]``.
 
-    python -m benchmarks slate-variants [--quick] [--out DIR] [--data NAME] [--dvae RUN] [--variants vanilla,IN,...]
-        [--steps N] [--seed-list 0,1,2] [--set FIELD=VALUE,...] [--no-clip-warmup] [--jobs N]
-
-Every run is ``deqslots train --model slate --config cpu-slate --stage slots --dvae RUN``: slot attention and the
-image-GPT decoder learn to predict the tokens of one trained, frozen dVAE, so every variant and seed has the
-same, stationary target and the curves differ only by how slot attention is solved and differentiated
-(vanilla: backprop through the T iterations; IN / BN: one step at the fixed point; BB / IB: the exact implicit
-gradient by a Broyden adjoint solve, capped at ``backward_max_iter``: 50 here unless ``--set`` says otherwise,
-so that their result is not the cap's). Without ``--dvae`` the suite first trains the dVAE itself
-(``--dvae-steps``). Per run: the training CE over the steps (curves table and ``fig3b.png``: mean over seeds, band
-= min-max), its last 10%, and at the end the validation CE (teacher forcing), the MSE of the reconstruction
-through the slots beside the mean-colour bar, ``mse_other`` (the same generations against other images), token
-accuracy, attention FG-ARI beside the token-grid oracle, and the gradient norm (median, max) with the fraction
-of steps clipped. The summary gives each variant's mean ± sd over seeds and its CE relative to IN's.
-
-The recipe is the lever study's (BENCHMARKS.md "SLATE on a CPU"): batch 32, Adam 4e-4 with 200 warm-up steps,
-SLATE's inf-norm clipping at 1.0, 3 iterations; ``--no-clip-warmup`` removes both clipping and warm-up (the
-paper's claim is that vanilla needs them and the implicit variants do not), ``--set iters=7`` raises T, and
-``--set init=reference,decoder_activation=relu,...`` trains the authors' SLATE fields on cpu-slate's sizes
-(BENCHMARKS.md "The reference models"). ``--data`` picks the data set (default shapes; the dVAE must be of it).
+Method: docs/benchmarks/methods.md#slate-variants
 """
 
 from __future__ import annotations

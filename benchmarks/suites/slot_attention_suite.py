@@ -1,13 +1,7 @@
-"""Suite ``slot-attention``: training speed and memory per variant, data throughput against consumption.
+"""Suite ``slot-attention``: training speed and memory per variant, data throughput against consumption:
+``python -m benchmarks slot-attention [--quick] [--out DIR] [--batch-size N]``.
 
-    python -m benchmarks slot-attention [--quick] [--out DIR] [--batch-size N]
-
-Measures, on this machine's CPU, for the object-discovery autoencoder at 64x64 (architecture `cpu-small`
-at resolution 64, and optionally Slot Attention's `paper-64`), batch 32:
-- training steps/s of each variant at 3 and 7 slot-attention iterations (median of timed steps after a
-  warm-up step; forward + backward + Adam step, data generation excluded);
-- bytes autograd saves during the forward pass, per variant, as the iteration count grows (1, 3, 7, 15);
-- generation throughput of clevr-mirror at 64x64 against what training consumes (batch x steps/s).
+Method: docs/benchmarks/methods.md#slot-attention
 """
 
 from __future__ import annotations

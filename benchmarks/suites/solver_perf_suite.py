@@ -1,22 +1,7 @@
-"""Suite ``solver-perf``: ours vs torchdeq 0.1.0 and scipy.optimize, memory of the backward modes, overhead.
+"""Suite ``solver-perf``: ours vs torchdeq 0.1.0 and scipy.optimize, memory of the backward modes, overhead:
+``python -m benchmarks solver-perf [--quick] [--out DIR] [--threads N] [--only SECTIONS]``.
 
-Run ``python -m benchmarks solver-perf [--quick] [--out DIR] [--threads N] [--only SECTIONS]``. Sections:
-
-(a) forward solves, ours vs torchdeq (fixed_point_iter / anderson_solver / broyden_solver), same problem,
-    tolerance, stop mode and max_iter; f evaluations counted by one wrapper for both libraries;
-(b) IFT training step (forward Anderson, implicit backward with a Broyden adjoint solve, loss.backward,
-    Adam step), ours vs torchdeq's ``get_deq(ift=True)``;
-(c) f evaluations vs ``scipy.optimize.anderson`` / ``broyden1`` on the H-equation (and Bratu, Broyden
-    tridiagonal), our abs L2 tolerance = scipy's max-norm ``f_tol`` (so ours stops no earlier);
-(d) bytes of tensors saved for backward by each backward mode as the forward iteration count grows
-    (``torch.autograd.graph.saved_tensors_hooks``, tol=None so the count is exact);
-(e) solver overhead: solve time / (nfe x median time of one f call);
-(f) the Anderson step's arithmetic after f (residual, history write, Gram row, ridge solve, mixing), eager
-    against ``torch.compile``: does compiling the update bring a step near the cost of f? (only when named
-    in ``--only``: compiling takes a minute or more).
-
-Times are medians over interleaved repeats (ours and the other library alternate, order flipped every
-repeat) with ``torch.set_num_threads`` fixed.
+Method: docs/benchmarks/methods.md#solver-perf
 """
 
 from __future__ import annotations

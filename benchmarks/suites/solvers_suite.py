@@ -1,18 +1,7 @@
-"""Suite ``solvers``: our iterate / anderson / broyden against torchdeq and scipy.optimize, side by side.
+"""Suite ``solvers``: our iterate / anderson / broyden against torchdeq and scipy.optimize, side by side, on
+problems with known answers: ``python -m benchmarks solvers [--quick | --full] [--out DIR]``.
 
-Every problem is solved by three families (plain iteration, Anderson, Broyden) in three libraries:
-
-- ours: ``solvers.Iterate()``, ``Anderson()``, ``Broyden()`` through :func:`solvers.fixed_point`;
-- torchdeq 0.1.0: ``fixed_point_iter``, ``anderson_solver``, ``broyden_solver`` (their defaults);
-- scipy.optimize: ``linearmixing``, ``anderson`` (M=5), ``broyden1`` on ``F(z) = f(z) - z``, with
-  ``alpha=1`` so that the first step is ``z + F(z) = f(z)`` (the initial Jacobian guess ``-I/alpha`` is then the
-  Jacobian of F when f is weak; scipy's own default guess of alpha has the wrong scale for fixed-point
-  maps), and ``tol_norm`` = the largest per-sample L2 norm, the very criterion ours and torchdeq use, so
-  all three stop on the same test. scipy keeps its default Armijo line search.
-
-All runs of one problem are interleaved (the order rotates every repeat), nfe is counted by one wrapper
-for every library, the final residual is recomputed by the suite for every answer, and success means
-"finite and residual <= tol".
+Method: docs/benchmarks/methods.md#solvers
 """
 
 from __future__ import annotations

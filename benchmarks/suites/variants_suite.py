@@ -1,27 +1,8 @@
-"""Suite ``variants``: the paper's stability study (Chang et al. 2022, Figs. 3b, 5, 6) at CPU scale.
+"""Suite ``variants``: the paper's stability study (Chang et al. 2022, Figs. 3b, 5, 6) at CPU scale, every variant
+over seeds with the tricks ablation and iteration counts:
+``python -m benchmarks variants [--plan NAME] [--jobs N] [options]``.
 
-Trains the slot-attention autoencoder (``cpu-small``) with each variant over several seeds at equal
-budgets, then the tricks ablation (with / without gradient clipping and warm-up) and iteration counts,
-all through :func:`deqslots.training.loop.train`. The default plan, ``cpu``, is the study at the scale where
-``cpu-small`` discovers objects on ``shapes`` on a 2-core CPU; ``full`` is the larger clevr-mirror plan.
-Each run is trained in segments with ``resume=True`` (resuming is exact, so the trajectory is the
-uninterrupted one); after each segment the checkpoint is loaded and the spectral radius of the
-slot-attention step's Jacobian is measured on a fixed validation batch, at the state the model's own T
-iterations reach (where its gradient is taken) and at the converged fixed point.
-Loss, gradient norm (before clipping) and validation MSE / FG-ARI come from the run's metrics.csv.
-
-The gradient-clipping threshold is not a guess: a pilot run (vanilla, no clipping, its own seed) measures
-the gradient-norm distribution and the threshold is its ``clip_quantile`` quantile, so clipping binds on
-most steps; the fraction of clipped steps of every run is reported.
-
-Runs are independent, so ``--jobs N`` trains N at a time in worker processes (each with
-``cores // N`` torch threads unless ``--threads`` says otherwise). Each run is deterministic given its
-spec and thread count, and rows are collected in plan order, so results.json holds the same numbers for
-any N (timings aside) as long as every run gets the same number of threads.
-
-Training runs on the CPU whatever ``--device`` says (the suite passes ``device="cpu"`` to ``TrainConfig``);
-the spectral radii are measured on ``--device``. SLATE (``model="slate"``) joins the main comparison with
-``--with-slate``.
+Method: docs/benchmarks/methods.md#variants
 """
 
 from __future__ import annotations
