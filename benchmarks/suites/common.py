@@ -39,12 +39,11 @@ import torch
 import solvers
 
 __all__ = ["SCHEMA_VERSION", "SIZES", "RunContext", "Table", "SuiteResult", "resolve_device", "sync", "time_call",
-           "median_ms", "write_suite", "validate_results", "render_tables", "render_document", "fmt",
-           "table", "machine", "Counter", "TimedMap", "count_vjps", "saved_bytes", "rows_table", "load_average",
-           "Budget", "UsageError", "source_line", "step_rates", "end_with_parent", "f_only", "interleaved", "by_size",
-           "tail_mean", "mean_sd", "seed_list", "train_run", "read_metrics", "InlineExecutor",
-           "init_worker", "worker_pool", "pyplot", "save_figure", "band", "FORWARD_SOLVERS", "max_residual",
-           "torchdeq_solver"]
+           "median_ms", "write_suite", "validate_results", "render_tables", "render_document", "fmt", "table",
+           "machine", "Counter", "TimedMap", "count_vjps", "saved_bytes", "rows_table", "load_average", "Budget",
+           "UsageError", "Option", "source_line", "step_rates", "end_with_parent", "f_only", "interleaved", "by_size",
+           "tail_mean", "mean_sd", "seed_list", "train_run", "read_metrics", "InlineExecutor", "init_worker",
+           "worker_pool", "pyplot", "save_figure", "band", "FORWARD_SOLVERS", "max_residual", "torchdeq_solver"]
 
 SCHEMA_VERSION = 1
 # tiny: the test suite's size; quick: ~3 minutes for all suites; cpu: the variants study at CPU scale (that suite's
@@ -57,6 +56,26 @@ MACHINE_KEYS = ("cpu", "cores", "threads", "python", "torch", "numpy", "date", "
 
 class UsageError(ValueError):
     """Bad command-line input to a suite; the runner prints it (no traceback) and exits with status 2."""
+
+
+class Option:
+    """One of a suite's own command-line options, declared as data in the suite's ``OPTIONS``.
+
+    ``python -m benchmarks SUITE --help`` lists it; its value (None when not given) reaches the suite in
+    ``ctx.overrides``.
+
+    Args:
+        flag: ``--name``, or the name of a positional argument.
+        help: the help text.
+        at_least: the smallest value accepted: the runner refuses a smaller one before the suite starts.
+        **keywords: other keywords of ``argparse.ArgumentParser.add_argument`` (type, nargs, choices, ...).
+    """
+
+    def __init__(self, flag: str, help: Optional[str], at_least: Optional[float] = None, **keywords: Any) -> None:
+        self.flag = flag
+        self.help = help
+        self.at_least = at_least
+        self.keywords = keywords
 
 
 @dataclass(frozen=True)

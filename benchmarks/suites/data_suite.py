@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from types import MappingProxyType
 
-from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError
+from benchmarks.suites.common import Option, RunContext, SuiteResult, Table, UsageError
 from deqslots.data import DATASETS, make_dataset
 
-__all__ = ["measure", "run", "add_arguments", "TABLES"]
+__all__ = ["measure", "run", "OPTIONS", "TABLES"]
 
 TABLES = MappingProxyType({"generators": ("generator", "resolution", "images_per_s")})
 
@@ -45,11 +45,11 @@ def measure(name: str, resolution: int, seconds: float) -> float:
             return count / elapsed
 
 
-def add_arguments(group) -> None:
-    """The suite's own options."""
-    group.add_argument("--seconds", type=float, default=None, help="measuring time per cell (default 1; quick 0.3)")
-    group.add_argument("--resolutions", type=int, nargs="+", default=None, help="default 32 64 128")
-    group.add_argument("--datasets", nargs="+", default=None, choices=DATASETS, help="default: all")
+OPTIONS = (
+    Option("--seconds", "measuring time per cell (default 1; quick 0.3)", type=float),
+    Option("--resolutions", "default 32 64 128", type=int, nargs="+"),
+    Option("--datasets", "default: all", nargs="+", choices=DATASETS),
+)
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:

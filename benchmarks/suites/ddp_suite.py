@@ -18,10 +18,10 @@ from types import MappingProxyType
 
 import torch
 
-from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError, by_size, read_metrics
+from benchmarks.suites.common import Option, RunContext, SuiteResult, Table, UsageError, by_size, read_metrics
 from deqslots.training.checkpoint import load_checkpoint, save_atomic
 
-__all__ = ["run", "add_arguments", "TABLES", "train_speed", "checkpoint_cost"]
+__all__ = ["run", "OPTIONS", "TABLES", "train_speed", "checkpoint_cost"]
 
 SPEED_COLUMNS = ("device", "processes", "threads_per_process", "steps", "timed_steps", "steps_per_s", "images_per_s",
                  "speedup_vs_1x1", "wall_s")
@@ -77,13 +77,13 @@ def checkpoint_cost(checkpoint: Path, repeats: int) -> dict:
             "load_ms_median": round(1000 * statistics.median(loads), 2)}
 
 
-def add_arguments(group) -> None:
-    """The suite's own options."""
-    group.add_argument("--steps", type=int, default=None, help="training steps per layout (default 40; quick 6)")
-    group.add_argument("--warmup", type=int, default=None, help="steps left out of the timing (default 5; quick 2)")
-    group.add_argument("--batch-size", type=int, default=None, help="global batch (default 32)")
-    group.add_argument("--variant", default=None, help="slot-attention variant (default IN)")
-    group.add_argument("--repeats", type=int, default=None, help="checkpoint writes (default 7)")
+OPTIONS = (
+    Option("--steps", "training steps per layout (default 40; quick 6)", type=int),
+    Option("--warmup", "steps left out of the timing (default 5; quick 2)", type=int),
+    Option("--batch-size", "global batch (default 32)", type=int),
+    Option("--variant", "slot-attention variant (default IN)"),
+    Option("--repeats", "checkpoint writes (default 7)", type=int),
+)
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:

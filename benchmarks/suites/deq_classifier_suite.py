@@ -15,14 +15,14 @@ from typing import Callable, Optional
 import torch
 
 import solvers
-from benchmarks.suites.common import Counter, RunContext, SuiteResult, Table, UsageError, by_size, count_vjps, tail_mean
+from benchmarks.suites.common import Option, Counter, RunContext, SuiteResult, Table, by_size, count_vjps, tail_mean
 
 try:  # optional peer
     from torchdeq import get_deq
 except Exception:  # pragma: no cover
     get_deq = None
 
-__all__ = ["run", "add_arguments", "TABLES", "MODES", "make_task", "DEQClassifier"]
+__all__ = ["run", "OPTIONS", "TABLES", "MODES", "make_task", "DEQClassifier"]
 
 CLASSES = 4
 # mode name -> backward mode of solvers (torchdeq's is added when installed)
@@ -137,17 +137,13 @@ def _exact_gradient(seed: int, sizes: tuple, task: tuple[torch.Tensor, ...]) -> 
     return torch.cat([p.grad.flatten() for p in model.parameters()])
 
 
-def add_arguments(group) -> None:
-    """The suite's own options."""
-    group.add_argument("--steps", type=int, default=None, help="training steps per mode (default 1500; quick 60)")
+OPTIONS = (Option("--steps", "training steps per mode (default 1500; quick 60)", at_least=1, type=int),)
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:
     """Train every mode on every seed; ``bar`` advances once per (mode, seed)."""
     sizes = SIZES[by_size(ctx.size, "tiny", "quick", "full")]
     if ctx.overrides.get("steps") is not None:
-        if ctx.overrides["steps"] < 1:
-            raise UsageError("--steps must be >= 1")
         sizes = (*sizes[:5], ctx.overrides["steps"], sizes[6])
     inputs, dim, train, test, batch, steps, default_seeds = sizes
     seeds = list(range(ctx.seeds or default_seeds))

@@ -13,9 +13,9 @@ from typing import Callable
 import torch
 
 import solvers
-from benchmarks.suites.common import RunContext, SuiteResult, UsageError, interleaved, median_ms, rows_table
+from benchmarks.suites.common import Option, RunContext, SuiteResult, interleaved, median_ms, rows_table
 
-__all__ = ["run", "add_arguments", "TABLES", "mixed_batch", "compaction", "weight_caching", "compile_speedup"]
+__all__ = ["run", "OPTIONS", "TABLES", "mixed_batch", "compaction", "weight_caching", "compile_speedup"]
 
 TABLES = MappingProxyType({"compaction": None, "weight_caching": None, "compile": None})
 
@@ -146,19 +146,16 @@ def compile_speedup(variant: str, batch: int, resolution: int, repeats: int, bac
     return rows
 
 
-def add_arguments(group) -> None:
-    """The suite's own options."""
-    group.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default 15; quick 5; tiny 2)")
-    group.add_argument("--compile-backend", default=None,
-                       help="torch.compile backend of section (c) (default inductor; quick and tiny: aot_eager, "
-                            "which only traces, to stay fast)")
+OPTIONS = (
+    Option("--repeats", "timed repeats per case (default 15; quick 5; tiny 2)", at_least=1, type=int),
+    Option("--compile-backend", "torch.compile backend of section (c) (default inductor; quick and tiny: aot_eager, "
+           "which only traces, to stay fast)"),
+)
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:
     """Both sections at ``ctx.size``; ``bar`` advances once per section."""
     repeats = ctx.overrides.get("repeats") or {"tiny": 2, "quick": 5}.get(ctx.size, 15)
-    if repeats < 1:
-        raise UsageError("--repeats must be >= 1")
     tiny = ctx.size == "tiny"
     dim = 32 if tiny else 256 if ctx.size == "quick" else 512
     result = SuiteResult("deq-features", {"repeats": repeats, "dim": dim})

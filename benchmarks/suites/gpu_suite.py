@@ -20,13 +20,13 @@ from typing import Any, Callable, Optional
 import torch
 
 import solvers
-from benchmarks.suites.common import (FORWARD_SOLVERS, Budget, RunContext, SuiteResult, Table, UsageError, f_only,
+from benchmarks.suites.common import (Option, FORWARD_SOLVERS, Budget, RunContext, SuiteResult, Table, f_only,
                                       saved_bytes, step_rates, sync, time_call)
 from deqslots import SLATE, SlotAutoencoder, config_for, slate_config_for
 from deqslots.data.batches import BatchStream
 from deqslots.evaluation.metrics import mse_per_pixel
 
-__all__ = ["run", "add_arguments", "default_device", "TABLES", "PARTS", "BUDGETS"]
+__all__ = ["run", "OPTIONS", "default_device", "TABLES", "PARTS", "BUDGETS"]
 
 PARTS = ("cuda_tests", "solver_overhead", "slot_attention_speed", "compile", "slate_speed", "peak_memory",
          "vanilla_vs_in")
@@ -62,10 +62,8 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def add_arguments(group) -> None:
-    """The suite's own options."""
-    group.add_argument("--parts", nargs="+", default=None, choices=PARTS, help="parts to run (default: all)")
-    group.add_argument("--batch-size", type=int, default=None, help="training batch of the speed parts (default 32)")
+OPTIONS = (Option("--parts", "parts to run (default: all)", nargs="+", choices=PARTS),
+           Option("--batch-size", "training batch of the speed parts (default 32)", at_least=1, type=int))
 
 
 def _autocast(device: torch.device, precision: str) -> Any:
@@ -371,8 +369,6 @@ def run(ctx: RunContext, bar) -> SuiteResult:
     dry = ctx.device.type != "cuda"
     size = "tiny" if dry else ("quick" if ctx.size in ("quick", "tiny") else "full")
     batch = ctx.overrides.get("batch_size") or (2 if dry else 32)
-    if batch < 1:
-        raise UsageError("--batch-size must be >= 1")
     parts = ctx.overrides.get("parts") or list(PARTS)
     result = SuiteResult("gpu", {"dry_run": dry, "budget_size": size, "budgets_s": dict(BUDGETS[size]),
                                  "parts": parts, "batch_size": batch})

@@ -18,14 +18,14 @@ from typing import Optional, Sequence
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError, by_size
+from benchmarks.suites.common import Option, RunContext, SuiteResult, Table, by_size
 from deqslots.slot_attention.config import AutoencoderConfig, config_for
 from deqslots.slot_attention.autoencoder import SlotAutoencoder
 from deqslots.data.batches import BatchStream
 from deqslots.evaluation.metrics import mse_per_pixel
 
 __all__ = ["PHASES", "PHASE_LABELS", "before_config", "after_config", "describe", "build_arms", "Arm", "StepProfiler",
-           "run", "add_arguments", "TABLES"]
+           "run", "OPTIONS", "TABLES"]
 
 # Phases of one step, in the order they run (rows of the phases table).
 PHASES = ("data", "encoder", "slot_attention", "decoder", "backward_decoder", "backward_slot_attention",
@@ -254,12 +254,12 @@ def build_arms(tiny: bool = False) -> list[Arm]:
     return arms
 
 
-def add_arguments(group) -> None:
-    """The suite's own options."""
-    group.add_argument("--steps", type=int, default=None, help="timed steps per architecture (default 30; quick 5)")
-    group.add_argument("--profile-steps", type=int, default=None,
-                       help="steps per architecture under torch.profiler for the top-ops tables (default 5; quick 2)")
-    group.add_argument("--warmup", type=int, default=None, help="untimed steps per architecture first (default 2)")
+OPTIONS = (
+    Option("--steps", "timed steps per architecture (default 30; quick 5)", at_least=1, type=int),
+    Option("--profile-steps", "steps per architecture under torch.profiler for the top-ops tables (default 5; quick 2)",
+           at_least=1, type=int),
+    Option("--warmup", "untimed steps per architecture first (default 2)", at_least=0, type=int),
+)
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:
@@ -268,8 +268,6 @@ def run(ctx: RunContext, bar) -> SuiteResult:
     steps = o.get("steps") or by_size(ctx.size, 2, 5, 30)
     profile_steps = o.get("profile_steps") or by_size(ctx.size, 1, 2, 5)
     warmup = o["warmup"] if o.get("warmup") is not None else (1 if tiny else 2)
-    if steps < 1 or profile_steps < 1 or warmup < 0:
-        raise UsageError("--steps and --profile-steps must be >= 1, --warmup >= 0")
     bar.reset(total=1)
     profilers = [StepProfiler(arm) for arm in build_arms(tiny)]
     for _ in range(warmup):

@@ -16,7 +16,7 @@ from typing import Optional
 
 import torch
 
-from benchmarks.suites.common import (RunContext, SuiteResult, Table, UsageError, interleaved, mean_sd,
+from benchmarks.suites.common import (Option, RunContext, SuiteResult, Table, interleaved, mean_sd,
                                       read_metrics, seed_list, step_rates, tail_mean, train_run)
 from deqslots import SLATE, slate_config_for
 from deqslots.data.batches import BatchStream
@@ -38,7 +38,7 @@ TABLES = MappingProxyType({
     "study": RUN_COLUMNS,
     "study_summary": ("row", "train_ce_tail", "ce", "mse_sum", "lower_in_seeds"),
 })
-__all__ = ["run", "add_arguments", "TABLES", "generation_times", "steps_per_second", "seed_study", "figure"]
+__all__ = ["run", "OPTIONS", "TABLES", "generation_times", "steps_per_second", "seed_study", "figure"]
 
 
 def generation_times(arch: str, batch: int, repeats: int) -> dict[str, float]:
@@ -103,19 +103,16 @@ def figure(out: Path, seed: int) -> Path:
     return plot_slate_grid(images, panels, out / "figure4.png", rows=6)
 
 
-def add_arguments(group) -> None:
-    """The suite's own options."""
-    group.add_argument("--steps", type=int, default=None, help="training steps per study run (default 800; quick 10)")
-    group.add_argument("--seed-list", default=None, help="comma-separated study seeds (default 0,1,2; quick 0); "
-                       "--seeds N means 0..N-1")
+OPTIONS = (
+    Option("--steps", "training steps per study run (default 800; quick 10)", at_least=1, type=int),
+    Option("--seed-list", "comma-separated study seeds (default 0,1,2; quick 0); --seeds N means 0..N-1"),
+)
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:
     """Generation, speed, then the seed study; ``bar`` advances once per part."""
     tiny, quick = ctx.size == "tiny", ctx.size == "quick"
     steps = ctx.overrides.get("steps") or (2 if tiny else 10 if quick else 800)
-    if steps < 1:
-        raise UsageError("--steps must be >= 1")
     seeds = seed_list(ctx, [0] if tiny or quick else [0, 1, 2])
     bar.reset(total=3)
     result = SuiteResult("slate", {"steps": steps, "seeds": seeds, "recipe": dict(STUDY)})

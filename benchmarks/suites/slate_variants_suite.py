@@ -15,10 +15,10 @@ from types import MappingProxyType
 import numpy as np
 import torch
 
-from benchmarks.suites.common import (RunContext, SuiteResult, Table, UsageError, band, by_size, mean_sd, pyplot,
-                                      read_metrics, save_figure, seed_list, tail_mean, train_run, worker_pool)
+from benchmarks.suites.common import (Option, RunContext, SuiteResult, Table, UsageError, band, by_size, mean_sd,
+                                      pyplot, read_metrics, save_figure, seed_list, tail_mean, train_run, worker_pool)
 
-__all__ = ["run", "add_arguments", "TABLES", "staged_config"]
+__all__ = ["run", "OPTIONS", "TABLES", "staged_config"]
 
 VARIANTS = ("vanilla", "IN", "BN", "BB", "IB")
 RUN_COLUMNS = ("variant", "seed", "steps", "clip_warmup", "train_ce_tail", "ce", "mse", "mean_colour_mse",
@@ -35,22 +35,19 @@ SIZES = MappingProxyType({  # steps per run, dVAE steps, batch, eval batches, re
     "tiny": (3, 2, 2, 1, 16, 16), "quick": (30, 30, 8, 1, 32, 64), "full": (3000, 4000, 32, 4, 32, 256)})
 
 
-def add_arguments(group) -> None:
-    """The suite's own options."""
-    group.add_argument("--data", default=None, help="the data set of the dVAE and every run (default shapes)")
-    group.add_argument("--dvae", default=None, metavar="RUN",
-                       help="a trained dVAE run (deqslots train --model slate --config cpu-slate --stage dvae); "
-                            "default: train one first")
-    group.add_argument("--dvae-steps", type=int, default=None, help="steps of the dVAE the suite trains "
-                       "without --dvae (default 4000)")
-    group.add_argument("--variants", default=None, help="comma-separated (default vanilla,IN,BN,BB,IB)")
-    group.add_argument("--steps", type=int, default=None, help="training steps per run (default 3000)")
-    group.add_argument("--seed-list", default=None, help="comma-separated seeds (default 0,1,2; quick/tiny 0)")
-    group.add_argument("--set", dest="config_set", default=None, metavar="FIELD=VALUE,...",
-                       help="SLATE architecture fields of every run (default backward_max_iter=50), e.g. iters=7")
-    group.add_argument("--no-clip-warmup", action="store_true", default=None,
-                       help="train without gradient clipping and without warm-up")
-    group.add_argument("--jobs", type=int, default=None, help="runs at a time, each in its own process (default 1)")
+OPTIONS = (
+    Option("--data", "the data set of the dVAE and every run (default shapes)"),
+    Option("--dvae", "a trained dVAE run (deqslots train --model slate --config cpu-slate --stage dvae); default: "
+           "train one first", metavar="RUN"),
+    Option("--dvae-steps", "steps of the dVAE the suite trains without --dvae (default 4000)", at_least=1, type=int),
+    Option("--variants", "comma-separated (default vanilla,IN,BN,BB,IB)"),
+    Option("--steps", "training steps per run (default 3000)", at_least=1, type=int),
+    Option("--seed-list", "comma-separated seeds (default 0,1,2; quick/tiny 0)"),
+    Option("--set", "SLATE architecture fields of every run (default backward_max_iter=50), e.g. iters=7",
+           dest="config_set", metavar="FIELD=VALUE,..."),
+    Option("--no-clip-warmup", "train without gradient clipping and without warm-up", action="store_true"),
+    Option("--jobs", "runs at a time, each in its own process (default 1)", at_least=1, type=int),
+)
 
 
 def staged_config(variant: str, seed: int, steps: int, dvae: str, out: Path, size: tuple, config_set: str,
@@ -99,8 +96,6 @@ def run(ctx: RunContext, bar) -> SuiteResult:
     o = ctx.overrides
     steps = o.get("steps") or size[0]
     dvae_steps = o.get("dvae_steps") or size[1]
-    if steps < 1 or dvae_steps < 1:
-        raise UsageError("--steps and --dvae-steps must be >= 1")
     variants = [v for v in (o.get("variants") or ",".join(VARIANTS)).split(",") if v]
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
@@ -111,8 +106,6 @@ def run(ctx: RunContext, bar) -> SuiteResult:
     clip_warmup = not o.get("no_clip_warmup")
     data = o.get("data") or RECIPE["data"]
     jobs = o.get("jobs") or 1
-    if jobs < 1:
-        raise UsageError("--jobs must be >= 1")
     ctx.out.mkdir(parents=True, exist_ok=True)
     bar.reset(total=len(variants) * len(seeds) + 1)
     dvae = o.get("dvae")

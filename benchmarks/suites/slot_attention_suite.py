@@ -11,12 +11,12 @@ from types import MappingProxyType
 
 import torch
 
-from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError, saved_bytes, step_rates
+from benchmarks.suites.common import Option, RunContext, SuiteResult, Table, saved_bytes, step_rates
 from deqslots import SlotAutoencoder, config_for
 from deqslots.data import generate_batch
 from deqslots.evaluation.metrics import mse_per_pixel
 
-__all__ = ["run", "add_arguments", "TABLES", "VARIANTS", "steps_per_second", "slot_attention_saved_bytes",
+__all__ = ["run", "OPTIONS", "TABLES", "VARIANTS", "steps_per_second", "slot_attention_saved_bytes",
            "data_throughput"]
 
 VARIANTS = ("vanilla", "IN", "BN", "BB", "IB")
@@ -58,17 +58,13 @@ def data_throughput(seconds: float) -> float:
     return count / (time.perf_counter() - start)
 
 
-def add_arguments(group) -> None:
-    """The suite's own options."""
-    group.add_argument("--batch-size", type=int, default=None, help="training batch (default 32; quick 16)")
+OPTIONS = (Option("--batch-size", "training batch (default 32; quick 16)", at_least=1, type=int),)
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:
     """Speed, memory and data throughput at ``ctx.size``; ``bar`` advances once per measurement."""
     tiny, quick = ctx.size == "tiny", ctx.size == "quick"
     batch = ctx.overrides.get("batch_size") or (2 if tiny else 16 if quick else 32)
-    if batch < 1:
-        raise UsageError("--batch-size must be >= 1")
     timed = 1 if tiny else 2 if quick else 5
     archs = ["cpu-small"] if tiny or quick else ["cpu-small", "paper-64"]
     iter_counts = (1, 3) if tiny else (3, 7)

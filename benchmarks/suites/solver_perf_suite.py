@@ -20,7 +20,7 @@ import solvers
 from solvers.forward._progress import write_slot
 from solvers.forward.anderson import _write_row_col
 from benchmarks.problems import TanhDEQ, bratu, broyden_tridiagonal, h_equation, tanh_deq
-from benchmarks.suites.common import (FORWARD_SOLVERS, Counter, RunContext, SuiteResult, TimedMap, UsageError,
+from benchmarks.suites.common import (Option, FORWARD_SOLVERS, Counter, RunContext, SuiteResult, TimedMap, UsageError,
                                       count_vjps, f_only, interleaved, max_residual, median_ms, rows_table, saved_bytes,
                                       time_call, torchdeq_solver)
 
@@ -33,7 +33,7 @@ try:
 except Exception:  # pragma: no cover
     sopt = None
 
-__all__ = ["run", "add_arguments", "TABLES", "bench_forward", "bench_training", "bench_scipy", "bench_memory",
+__all__ = ["run", "OPTIONS", "TABLES", "bench_forward", "bench_training", "bench_scipy", "bench_memory",
            "bench_overhead", "bench_update", "anderson_update"]
 
 SECTIONS = MappingProxyType({"a": "forward", "b": "training", "c": "scipy", "d": "memory", "e": "overhead",
@@ -413,10 +413,8 @@ DESCRIPTIONS = MappingProxyType({
 })
 
 
-def add_arguments(group) -> None:
-    """The suite's own options."""
-    group.add_argument("--only", default=None, help="sections to run, e.g. 'ac' (default abcde; f only when named: " +
-                       ", ".join(f"{k} {v}" for k, v in SECTIONS.items()) + ")")
+OPTIONS = (Option("--only", "sections to run, e.g. 'ac' (default abcde; f only when named: "
+                  + ", ".join(f"{k} {v}" for k, v in SECTIONS.items()) + ")"),)
 
 
 def _plan(size: str) -> dict:

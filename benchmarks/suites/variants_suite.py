@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 import solvers
-from benchmarks.suites.common import (RunContext, SuiteResult, Table, UsageError, band, pyplot, read_metrics,
+from benchmarks.suites.common import (Option, RunContext, SuiteResult, Table, band, pyplot, read_metrics,
                                       save_figure, tail_mean, train_run, worker_pool)
 
-__all__ = ["run", "add_arguments", "TABLES", "Plan", "PLANS", "DEFAULT_SIZE", "plan_for", "RUN_COLUMNS",
+__all__ = ["run", "OPTIONS", "TABLES", "Plan", "PLANS", "DEFAULT_SIZE", "plan_for", "RUN_COLUMNS",
            "TRAJECTORY_COLUMNS", "CURVE_COLUMNS", "SUMMARY_COLUMNS"]
 
 RUN_COLUMNS = ("run", "model", "groups", "variant", "iters", "seed", "grad_clip", "warmup_steps", "steps",
@@ -112,26 +112,22 @@ PLANS = MappingProxyType({
 DEFAULT_SIZE = "cpu"  # the plan ``python -m benchmarks variants`` runs without --quick / --full
 
 
-def add_arguments(group) -> None:
-    """The variants suite's own options (``python -m benchmarks variants --help``)."""
-    group.add_argument("--jobs", type=int, default=None,
-                       help="training runs at a time, each in its own process (default 1: in this one)")
-    group.add_argument("--steps", type=int, default=None, help="training steps per run")
-    group.add_argument("--batch-size", type=int, default=None)
-    group.add_argument("--resolution", type=int, default=None)
-    group.add_argument("--segments", type=int, default=None,
-                       help="measurement points (spectral radius, validation) per run")
-    group.add_argument("--aux-seeds", type=int, default=None,
-                       help="seeds of the ablation and iteration-count groups (default: --seeds)")
-    group.add_argument("--with-slate", action="store_true", default=None, help="add SLATE to the main comparison")
-    group.add_argument("--plan", choices=sorted(set(PLANS) - {"tiny"}), default=None,
-                       help="named study (overrides --quick/--full): cpu = shapes with cpu-small (default), "
-                            "objects = same-hue with cpu-objects and an uncapped adjoint, objects-iterations = its "
-                            "T = 1, 7, 15 group, full = clevr-mirror")
-    group.add_argument("--data", default=None, help="data set of every run (default: the plan's)")
-    group.add_argument("--config", default=None, help="named architecture of every run (default: the plan's)")
-    group.add_argument("--set", dest="config_set", default=None, metavar="FIELD=VALUE,...",
-                       help="architecture fields of every run, as deqslots train --set (default: the plan's)")
+OPTIONS = (
+    Option("--jobs", "training runs at a time, each in its own process (default 1: in this one)", at_least=1, type=int),
+    Option("--steps", "training steps per run", at_least=1, type=int),
+    Option("--batch-size", None, at_least=1, type=int),
+    Option("--resolution", None, at_least=1, type=int),
+    Option("--segments", "measurement points (spectral radius, validation) per run", at_least=1, type=int),
+    Option("--aux-seeds", "seeds of the ablation and iteration-count groups (default: --seeds)", at_least=1, type=int),
+    Option("--with-slate", "add SLATE to the main comparison", action="store_true"),
+    Option("--plan", "named study (overrides --quick/--full): cpu = shapes with cpu-small (default), objects = "
+           "same-hue with cpu-objects and an uncapped adjoint, objects-iterations = its T = 1, 7, 15 group, full = "
+           "clevr-mirror", choices=sorted(set(PLANS) - {"tiny"})),
+    Option("--data", "data set of every run (default: the plan's)"),
+    Option("--config", "named architecture of every run (default: the plan's)"),
+    Option("--set", "architecture fields of every run, as deqslots train --set (default: the plan's)",
+           dest="config_set", metavar="FIELD=VALUE,..."),
+)
 
 
 def plan_for(ctx: RunContext) -> Plan:
@@ -472,9 +468,6 @@ def run(ctx: RunContext, bar) -> SuiteResult:
     Runs go to ``ctx.jobs`` worker processes: the pilot and the runs that do not need its clip threshold
     first, the rest once the threshold is known. Rows are added in plan order, not completion order.
     """
-    for key in ("jobs", "steps", "batch_size", "resolution", "segments", "aux_seeds"):
-        if ctx.overrides.get(key) is not None and ctx.overrides[key] < 1:
-            raise UsageError(f"--{key.replace('_', '-')} must be >= 1")
     plan = plan_for(ctx)
     specs = _specs(plan)
     bar.reset(total=1 + len(specs) * plan.segments)
