@@ -21,7 +21,7 @@ import torch
 
 import solvers
 from benchmarks.suites.common import (Option, FORWARD_SOLVERS, Budget, RunContext, SuiteResult, Table, f_only,
-                                      saved_bytes, step_rates, sync, time_call)
+                                      saved_bytes, step_rates, sync, tail_mean, time_call)
 from deqslots import SLATE, SlotAutoencoder, config_for, slate_config_for
 from deqslots.data.batches import BatchStream
 from deqslots.evaluation.metrics import mse_per_pixel
@@ -40,7 +40,6 @@ BUDGETS = MappingProxyType({
     "tiny": MappingProxyType({"cuda_tests": 60, "solver_overhead": 2, "slot_attention_speed": 2, "compile": 2,
                               "slate_speed": 2, "peak_memory": 2, "vanilla_vs_in": 2}),
 })
-VARIANTS = ("vanilla", "IN", "BN", "BB", "IB")
 PRECISIONS = ("fp32", "bf16")
 TABLES = MappingProxyType({
     "cuda_tests": ("paths", "selection", "mode", "passed", "failed", "skipped", "errors", "collected", "returncode",
@@ -189,7 +188,7 @@ def _slot_runs(arch: str, resolution: int, variant: str, device: torch.device, i
 
 def _slot_attention_speed(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResult, batch: int) -> None:
     archs = _architectures(dry)
-    variants = ("vanilla", "IN") if dry else VARIANTS
+    variants = ("vanilla", "IN") if dry else solvers.VARIANTS
     cases = [(name, v, p) for name in archs for p in PRECISIONS for v in variants]
     if dry:  # one case per variant and per precision covers every code path
         cases = [("paper-64", "vanilla", "fp32"), ("paper-64", "IN", "bf16")]
@@ -351,9 +350,8 @@ def _vanilla_vs_in(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResu
     for variant, hist in history.items():
         losses = [v for v, _ in hist if math.isfinite(v)]
         norms = sorted(n for _, n in hist if math.isfinite(n))
-        tail = losses[-max(1, len(losses) // 10):] if losses else [math.nan]
         tab.add(variant=variant, steps=len(hist), loss_first=losses[0] if losses else None,
-                loss_last=sum(tail) / len(tail), loss_min=min(losses) if losses else None,
+                loss_last=tail_mean(losses), loss_min=min(losses) if losses else None,
                 grad_norm_median=norms[len(norms) // 2] if norms else None, grad_norm_max=norms[-1] if norms else None,
                 nonfinite_steps=len(hist) - len(losses), diverged_at=diverged[variant])
 

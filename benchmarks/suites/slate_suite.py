@@ -16,6 +16,7 @@ from typing import Optional
 
 import torch
 
+from solvers import VARIANTS
 from benchmarks.suites.common import (Option, RunContext, SuiteResult, Table, interleaved, mean_sd,
                                       read_metrics, seed_list, step_rates, tail_mean, train_run)
 from deqslots import SLATE, slate_config_for
@@ -26,7 +27,6 @@ from deqslots.slate.figures import plot_slate_grid
 from deqslots.training.config import TrainConfig
 from deqslots.training.loop import build_model
 
-VARIANTS = ("vanilla", "IN", "BN", "BB", "IB")
 # CPU-scale recipe of the seed study (the same for both variants): SLATE's optimiser and schedules with
 # larger learning rates than its 250k-step values, so a few hundred steps get somewhere.
 STUDY = MappingProxyType(dict(model="slate", config="cpu-small", data="clevr-mirror", batch_size=16, lr=4e-4,

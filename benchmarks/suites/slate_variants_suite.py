@@ -15,12 +15,12 @@ from types import MappingProxyType
 import numpy as np
 import torch
 
+from solvers import VARIANTS
 from benchmarks.suites.common import (Option, RunContext, SuiteResult, Table, UsageError, band, by_size, mean_sd,
                                       pyplot, read_metrics, save_figure, seed_list, tail_mean, train_run, worker_pool)
 
 __all__ = ["run", "OPTIONS", "TABLES", "staged_config"]
 
-VARIANTS = ("vanilla", "IN", "BN", "BB", "IB")
 RUN_COLUMNS = ("variant", "seed", "steps", "clip_warmup", "train_ce_tail", "ce", "mse", "mean_colour_mse",
                "mse_other", "token_accuracy", "fg_ari", "fg_ari_token_oracle", "colour_fg_ari", "grad_norm_median",
                "grad_norm_max", "clipped_frac", "diverged", "seconds")

@@ -11,6 +11,7 @@ from types import MappingProxyType
 
 import torch
 
+from solvers import VARIANTS
 from benchmarks.suites.common import Option, RunContext, SuiteResult, Table, saved_bytes, step_rates
 from deqslots import SlotAutoencoder, config_for
 from deqslots.data import generate_batch
@@ -19,7 +20,6 @@ from deqslots.evaluation.metrics import mse_per_pixel
 __all__ = ["run", "OPTIONS", "TABLES", "VARIANTS", "steps_per_second", "slot_attention_saved_bytes",
            "data_throughput"]
 
-VARIANTS = ("vanilla", "IN", "BN", "BB", "IB")
 TABLES = MappingProxyType({"speed": ("architecture", "variant", "iters", "batch", "steps_per_s"),
                            "slot_attention_memory": ("variant", "iters", "saved_bytes", "saved_mb"),
                            "autoencoder_memory": ("variant", "iters", "saved_bytes", "saved_mb"),

@@ -83,31 +83,19 @@ class Plan:
         return max(1, self.steps // 10)
 
 
-ALL = ("vanilla", "IN", "BN", "BB", "IB")
+# the plans and what each is for: docs/benchmarks/methods.md#variants
 PLANS = MappingProxyType({
     "tiny": Plan(16, 4, 4, 1, 1, ("vanilla", "IN"), 3, ("IN",), ("IN",), (3,), 3, eval_batches=1, rho_batch=2),
-    # Every group once, at the least that still trains: `all --quick` takes about three minutes.
-    "quick": Plan(16, 8, 30, 2, 1, ("vanilla", "IN"), 3, ("IN",), ("IN",), (1, 7), 15,
-                  eval_batches=2, rho_batch=8),
-    # The study at the scale where cpu-small finds the objects of `shapes` on a 2-core CPU (FG-ARI ~0.85-0.9
-    # within 1000-2000 steps with this batch, lr and warm-up). The pilot covers the warm-up and 100 steps at
-    # the peak lr, so the clip threshold reflects both phases. 51 runs.
-    "cpu": Plan(32, 16, 1500, 6, 3, ALL, 7, ("vanilla", "IN"), ("vanilla", "IN"), (1, 3, 7, 15), 300, lr=6e-4,
-                eval_batches=4, data="shapes", fixed_warmup=200, ablation_tricks=tuple(TRICKS)),
-    # Where colour does not separate the objects (issue #11): `same-hue` with `cpu-objects` (decoder masks,
-    # T = 3, its recipe's lr and warm-up), every variant, BB / IB with an adjoint solve that is not cut at 7
-    # evaluations, and the ablation without clipping and warm-up. 1,500 steps: FG-ARI is still rising there
-    # (about 0.35-0.4 against 0.46 at 8,000), so the comparison is of early training. 22 runs.
-    "objects": Plan(32, 16, 1500, 3, 3, ALL, 3, ("vanilla", "IN"), (), (), 300, lr=6e-4, eval_batches=8,
+    "quick": Plan(16, 8, 30, 2, 1, ("vanilla", "IN"), 3, ("IN",), ("IN",), (1, 7), 15, eval_batches=2, rho_batch=8),
+    "cpu": Plan(32, 16, 1500, 6, 3, solvers.VARIANTS, 7, ("vanilla", "IN"), ("vanilla", "IN"), (1, 3, 7, 15), 300,
+                lr=6e-4, eval_batches=4, data="shapes", fixed_warmup=200, ablation_tricks=tuple(TRICKS)),
+    "objects": Plan(32, 16, 1500, 3, 3, solvers.VARIANTS, 3, ("vanilla", "IN"), (), (), 300, lr=6e-4, eval_batches=8,
                     data="same-hue", config="cpu-objects", config_set="backward_max_iter=50", fixed_warmup=200,
                     ablation_tricks=("no clip, no warmup",)),
-    # The iteration-count group of the same study (issue #11, item 6): vanilla and IN trained with T = 1, 7, 15,
-    # everything else as `objects` (whose T = 3 runs are the fourth point). Its "main" group is T = 7. 18 runs.
     "objects-iterations": Plan(32, 16, 1500, 3, 3, ("vanilla", "IN"), 7, (), ("vanilla", "IN"), (1, 7, 15), 300,
                                lr=6e-4, eval_batches=8, data="same-hue", config="cpu-objects",
                                config_set="backward_max_iter=50", fixed_warmup=200, ablation_tricks=()),
-    # The paper's stability study uses 7 iterations (vanilla unrolled 7, Broyden capped at 7).
-    "full": Plan(32, 32, 3000, 10, 3, ALL, 7, ("vanilla", "IN"), ("vanilla", "IN"), (1, 3, 7, 15), 200),
+    "full": Plan(32, 32, 3000, 10, 3, solvers.VARIANTS, 7, ("vanilla", "IN"), ("vanilla", "IN"), (1, 3, 7, 15), 200),
 })
 DEFAULT_SIZE = "cpu"  # the plan ``python -m benchmarks variants`` runs without --quick / --full
 
