@@ -42,9 +42,10 @@ import solvers
 __all__ = ["SCHEMA_VERSION", "RunContext", "Table", "SuiteResult", "resolve_device", "sync", "time_call", "median_ms",
            "write_suite", "validate_results", "render_tables", "render_document", "fmt", "table", "machine", "Counter",
            "TimedMap", "count_vjps", "saved_bytes", "rows_table", "load_average", "Budget", "UsageError", "Option",
-           "source_line", "step_rates", "end_with_parent", "f_only", "interleaved", "by_size", "tail_mean", "mean_sd",
-           "seed_list", "train_run", "read_metrics", "InlineExecutor", "init_worker", "worker_pool", "pyplot",
-           "save_figure", "band", "FORWARD_SOLVERS", "max_residual", "torchdeq_solver"]
+           "source_line", "step_rates", "end_with_parent", "f_only", "interleaved", "interleaved_ms", "by_size",
+           "tail_mean", "mean_sd", "seed_list", "train_run", "read_metrics", "InlineExecutor", "init_worker",
+           "worker_pool", "pyplot", "save_figure", "band", "FORWARD_SOLVERS", "max_residual", "our_solver",
+           "torchdeq_solver"]
 
 SCHEMA_VERSION = 1
 TOP_KEYS = ("schema", "suite", "command", "machine", "settings", "wall_s", "tables", "plots", "notes")
@@ -242,6 +243,11 @@ def median_ms(times: Sequence[float]) -> float:
     return 1e3 * statistics.median(times) if times else float("nan")
 
 
+def interleaved_ms(cases: Mapping[str, Callable[[], Any]], repeats: int, **options: Any) -> dict[str, float]:
+    """Median milliseconds of each case over :func:`interleaved` rounds (``options`` as there)."""
+    return {name: median_ms(times) for name, times in interleaved(cases, repeats, **options).items()}
+
+
 def tail_mean(values: Sequence[float], fraction: float = 0.1) -> float:
     """Mean of the last ``fraction`` of ``values`` (at least one; NaN for none): where a training run ended."""
     if not values:
@@ -375,6 +381,16 @@ def max_residual(f: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, rel
         if relative:
             res = res / (torch.linalg.vector_norm(fz, dim=1) + 1e-9)
     return float(res.max())
+
+
+def our_solver(solver: solvers.ForwardSolver, backward: str, **options: Any) -> Callable[..., torch.Tensor]:
+    """:func:`solvers.fixed_point` with forward ``solver`` (and ``options``), as ``solve(f, z0, tol, max_iter,
+    stop_mode="abs") -> z`` outside autograd: the interface of :func:`torchdeq_solver`."""
+    def solve(f: Callable, z0: torch.Tensor, tol: float, max_iter: int, stop_mode: str = "abs") -> torch.Tensor:
+        with torch.no_grad():
+            return solvers.fixed_point(f, z0, forward=solver, backward=backward, tol=tol, max_iter=max_iter,
+                                       stop_mode=stop_mode, on_fail="ignore", **options)[0]
+    return solve
 
 
 def torchdeq_solver(name: str) -> Optional[Callable[..., torch.Tensor]]:

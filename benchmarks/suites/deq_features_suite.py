@@ -13,16 +13,11 @@ from typing import Callable
 import torch
 
 import solvers
-from benchmarks.suites.common import Option, RunContext, SuiteResult, interleaved, median_ms, rows_table
+from benchmarks.suites.common import Option, RunContext, SuiteResult, interleaved_ms, rows_table
 
 __all__ = ["run", "OPTIONS", "TABLES", "mixed_batch", "compaction", "weight_caching", "compile_speedup"]
 
 TABLES = MappingProxyType({"compaction": None, "weight_caching": None, "compile": None})
-
-
-def _median_ms(cases: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median ms of each case over interleaved repeats after a warm-up call of each."""
-    return {name: median_ms(t) for name, t in interleaved(cases, repeats, warmup=True).items()}
 
 
 def mixed_batch(batch: int = 32, dim: int = 512, fast: float = 0.03, slow: float = 0.86, seed: int = 0
@@ -54,11 +49,11 @@ def compaction(forward: str, dim: int, repeats: int, tol: float = 1e-4) -> dict:
     info = solve(z0, x, c, False)
     steps = (info.trace > tol).sum(dim=0) + 1  # steps each sample took to reach tol
     slow_z0, slow_x, slow_c = z0[half:], x[half:], c[half:]
-    ms = _median_ms({
+    ms = interleaved_ms({
         "all evaluated": lambda: solve(z0, x, c, False),
         "compact": lambda: solve(z0, x, c, True),
         "slow half alone": lambda: solve(slow_z0, slow_x, slow_c, False),
-    }, repeats)
+    }, repeats, warmup=True)
     return {
         "forward": forward, "batch": x.shape[0], "dim": dim, "nfe": info.nfe,
         "fast_steps": float(steps[:half].float().mean()), "slow_steps": float(steps[half:].float().mean()),
@@ -89,10 +84,10 @@ def weight_caching(kind: str, batch: int, dim: int, iters: int, repeats: int) ->
         with torch.no_grad():
             solvers.fixed_point(f, torch.zeros_like(x), tol=None, max_iter=iters, cache_weights=cache)
 
-    ms = _median_ms({
+    ms = interleaved_ms({
         "train cached": lambda: train_step(True), "train per call": lambda: train_step(False),
         "solve cached": lambda: no_grad_solve(True), "solve per call": lambda: no_grad_solve(False),
-    }, repeats)
+    }, repeats, warmup=True)
     return {
         "norm": kind, "batch": batch, "dim": dim, "nfe": iters,
         "ms_per_f_solve_cached": ms["solve cached"] / iters,
@@ -137,7 +132,7 @@ def compile_speedup(variant: str, batch: int, resolution: int, repeats: int, bac
         step(compiled)  # the first call compiles
         compile_s = time.perf_counter() - began
         cases = {"eager": lambda step=step: step(False), "compiled": lambda step=step: step(compiled)}
-        ms = _median_ms(cases, repeats)
+        ms = interleaved_ms(cases, repeats, warmup=True)
         rows.append({"what": name, "variant": variant, "iters": sa.iters, "batch": batch, "resolution": resolution,
                      "backend": backend, "compile_s": compile_s, "ms_eager": ms["eager"],
                      "ms_compiled": ms["compiled"], "speedup": ms["eager"] / ms["compiled"]})

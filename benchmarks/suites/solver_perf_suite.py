@@ -20,9 +20,9 @@ import solvers
 from solvers.forward._progress import write_slot
 from solvers.forward.anderson import _write_row_col
 from benchmarks.problems import TanhDEQ, bratu, broyden_tridiagonal, h_equation, tanh_deq
-from benchmarks.suites.common import (Option, FORWARD_SOLVERS, Counter, RunContext, SuiteResult, TimedMap, UsageError,
-                                      count_vjps, f_only, interleaved, max_residual, median_ms, rows_table, saved_bytes,
-                                      time_call, torchdeq_solver)
+from benchmarks.suites.common import (FORWARD_SOLVERS, Counter, Option, RunContext, SuiteResult, TimedMap, UsageError,
+                                      count_vjps, f_only, interleaved, interleaved_ms, max_residual, median_ms,
+                                      our_solver, rows_table, saved_bytes, time_call, torchdeq_solver)
 
 try:  # optional competitors: a section whose library is missing is skipped and a note says so
     from torchdeq import get_deq
@@ -50,12 +50,6 @@ SOLVE_ONLY = "unrolled"
 SCIPY_KEYS = ("problem", "f_tol", "method", "nfe", "res_maxnorm", "ok", "ms", "check")  # section (c)'s columns
 
 
-def _ours(f, z0, solver, tol, max_iter, stop_mode):
-    with torch.no_grad():
-        return solvers.fixed_point(f, z0, forward=solver, backward=SOLVE_ONLY, tol=tol, max_iter=max_iter,
-                                   stop_mode=stop_mode, on_fail="ignore")[0]
-
-
 def bench_forward(configs, repeats: int) -> list[dict]:
     """(a) Forward solves, ours vs torchdeq, the f evaluations alone as the floor."""
     rows = []
@@ -65,13 +59,12 @@ def bench_forward(configs, repeats: int) -> list[dict]:
         f, z0 = prob.make(batch, dtype)
         for key, solver in FORWARD_SOLVERS.items():
             c_ours, c_theirs = Counter(f), Counter(f)
-            run_ours = functools.partial(_ours, c_ours, z0, solver(), tol, max_iter, stop_mode)
+            run_ours = functools.partial(our_solver(solver(), SOLVE_ONLY), c_ours, z0, tol, max_iter, stop_mode)
             run_theirs = functools.partial(torchdeq_solver(THEIRS[key]), c_theirs, z0, tol, max_iter, stop_mode)
             z_o, z_t = run_ours(), run_theirs()  # warm-up, and the counted run
             nfe_o, nfe_t = c_ours.calls, c_theirs.calls
-            ms = {k: median_ms(t) for k, t in interleaved(
-                {"ours": run_ours, "torchdeq": run_theirs, "f_only": functools.partial(f_only, f, z0, nfe_o)},
-                repeats, warmup=True).items()}
+            ms = interleaved_ms({"ours": run_ours, "torchdeq": run_theirs,
+                                 "f_only": functools.partial(f_only, f, z0, nfe_o)}, repeats, warmup=True)
             res_o, res_t = (max_residual(f, z, relative=stop_mode == "rel") for z in (z_o, z_t))
             rows.append({
                 "problem": prob.name, "B": batch, "dtype": str(dtype).replace("torch.", ""), "tol": tol,
