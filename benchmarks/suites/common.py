@@ -32,7 +32,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -43,9 +43,9 @@ __all__ = ["SCHEMA_VERSION", "RunContext", "Table", "SuiteResult", "resolve_devi
            "write_suite", "validate_results", "render_tables", "render_document", "fmt", "table", "machine", "Counter",
            "TimedMap", "count_vjps", "saved_bytes", "rows_table", "load_average", "Budget", "UsageError", "Option",
            "source_line", "step_rates", "end_with_parent", "f_only", "interleaved", "interleaved_ms", "by_size",
-           "tail_mean", "mean_sd", "seed_list", "train_run", "read_metrics", "InlineExecutor", "init_worker",
-           "worker_pool", "pyplot", "save_figure", "band", "FORWARD_SOLVERS", "max_residual", "our_solver",
-           "torchdeq_solver"]
+           "tail_mean", "mean_sd", "seed_list", "autoencoder", "train_run", "read_metrics", "InlineExecutor",
+           "init_worker", "worker_pool", "pyplot", "save_figure", "band", "FORWARD_SOLVERS", "max_residual",
+           "our_solver", "torchdeq_solver"]
 
 SCHEMA_VERSION = 1
 TOP_KEYS = ("schema", "suite", "command", "machine", "settings", "wall_s", "tables", "plots", "notes")
@@ -673,6 +673,17 @@ def worker_pool(jobs: int, threads: Optional[int] = None) -> tuple[Executor, Opt
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker,
                                initargs=(threads,))
     return pool, threads
+
+
+def autoencoder(arch: str, device: Union[str, torch.device] = "cpu", **changes: Any
+                ) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """The slot-attention autoencoder ``config_for(arch, **changes)`` initialised from seed 0 on ``device``, and
+    its Adam optimiser (lr 1e-4): the model whose training steps the speed suites time."""
+    from deqslots import SlotAutoencoder, config_for
+
+    torch.manual_seed(0)
+    model = SlotAutoencoder(config_for(arch, **changes)).to(device)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-4)
 
 
 def train_run(config: Any, fresh: bool = True, quiet: bool = False) -> dict:

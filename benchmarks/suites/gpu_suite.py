@@ -20,9 +20,9 @@ from typing import Any, Callable, Optional
 import torch
 
 import solvers
-from benchmarks.suites.common import (Option, FORWARD_SOLVERS, Budget, RunContext, SuiteResult, Table, f_only,
-                                      saved_bytes, step_rates, sync, tail_mean, time_call)
-from deqslots import SLATE, SlotAutoencoder, config_for, slate_config_for
+from benchmarks.suites.common import (FORWARD_SOLVERS, Budget, Option, RunContext, SuiteResult, Table, autoencoder,
+                                      f_only, saved_bytes, step_rates, sync, tail_mean, time_call)
+from deqslots import SLATE, slate_config_for
 from deqslots.data.batches import BatchStream
 from deqslots.evaluation.metrics import mse_per_pixel
 
@@ -176,16 +176,6 @@ def _solver_overhead(ctx: RunContext, budget: Budget, dry: bool, result: SuiteRe
                     overhead=solve_s / (max(1, info.nfe) * f_s), host_syncs=_count_syncs(solve, device))
 
 
-def _slot_runs(arch: str, resolution: int, variant: str, device: torch.device, iters: Optional[int] = None
-               ) -> tuple[SlotAutoencoder, torch.optim.Optimizer]:
-    torch.manual_seed(0)
-    changes: dict = {"variant": variant, **({"iters": iters} if iters else {})}
-    if resolution != config_for(arch).resolution:
-        changes["resolution"] = resolution
-    model = SlotAutoencoder(config_for(arch, **changes)).to(device)
-    return model, torch.optim.Adam(model.parameters(), lr=1e-4)
-
-
 def _slot_attention_speed(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResult, batch: int) -> None:
     archs = _architectures(dry)
     variants = ("vanilla", "IN") if dry else solvers.VARIANTS
@@ -204,7 +194,7 @@ def _slot_attention_speed(ctx: RunContext, budget: Budget, dry: bool, result: Su
             return
         config, resolution = archs[name]
         images = _images(resolution, batch, ctx.device)
-        model, opt = _slot_runs(config, resolution, variant, ctx.device)
+        model, opt = autoencoder(config, ctx.device, resolution=resolution, variant=variant)
 
         def loss(m: torch.nn.Module, p: str = precision, images: torch.Tensor = images) -> torch.Tensor:
             with _autocast(ctx.device, p):
@@ -229,7 +219,7 @@ def _compile(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResult, ba
         if tab.rows and budget.over() and not dry:
             result.notes.append("compile: budget spent before the compiled run")
             return
-        model, opt = _slot_runs(config, resolution, "IN", ctx.device)
+        model, opt = autoencoder(config, ctx.device, resolution=resolution, variant="IN")
         net: Any = model
         compile_s = None
         if compiled:
@@ -290,7 +280,7 @@ def _peak_memory(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResult
             if tab.rows and budget.over() and not dry:
                 result.notes.append("peak_memory: budget spent before every case was measured")
                 return
-            model, _ = _slot_runs(config, resolution, variant, ctx.device, iters=iters)
+            model, _ = autoencoder(config, ctx.device, resolution=resolution, variant=variant, iters=iters)
             if cuda:
                 sync(ctx.device)
                 torch.cuda.reset_peak_memory_stats(ctx.device)
@@ -308,7 +298,7 @@ def _peak_memory(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResult
 def _vanilla_vs_in(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResult, batch: int) -> None:
     config, resolution = _architectures(dry)["paper-64"]
     stream = BatchStream("clevr-mirror", "train", resolution, batch, 0)
-    runs = {v: _slot_runs(config, resolution, v, ctx.device, iters=7) for v in ("vanilla", "IN")}
+    runs = {v: autoencoder(config, ctx.device, resolution=resolution, variant=v, iters=7) for v in ("vanilla", "IN")}
     for _, opt in runs.values():
         for group in opt.param_groups:
             group["lr"] = 4e-4

@@ -12,8 +12,7 @@ from types import MappingProxyType
 import torch
 
 from solvers import VARIANTS
-from benchmarks.suites.common import Option, RunContext, SuiteResult, Table, saved_bytes, step_rates
-from deqslots import SlotAutoencoder, config_for
+from benchmarks.suites.common import Option, RunContext, SuiteResult, Table, autoencoder, saved_bytes, step_rates
 from deqslots.data import generate_batch
 from deqslots.evaluation.metrics import mse_per_pixel
 
@@ -26,17 +25,9 @@ TABLES = MappingProxyType({"speed": ("architecture", "variant", "iters", "batch"
                            "data": ("generator", "images_per_s", "training_images_per_s_max", "ratio")})
 
 
-def _model(arch: str, variant: str, iters: int) -> SlotAutoencoder:
-    torch.manual_seed(0)
-    return SlotAutoencoder(config_for(arch, resolution=64, variant=variant, iters=iters))
-
-
 def steps_per_second(arch: str, variants, iters: int, images: torch.Tensor, timed: int) -> dict[str, float]:
     """Median training steps/s of each variant, timed in interleaved rounds (the first a warm-up)."""
-    runs = {}
-    for variant in variants:
-        model = _model(arch, variant, iters)
-        runs[variant] = (model, torch.optim.Adam(model.parameters(), lr=1e-4))
+    runs = {variant: autoencoder(arch, resolution=64, variant=variant, iters=iters) for variant in variants}
     return step_rates(runs, lambda m: mse_per_pixel(m(images)["recon"], images), timed, torch.device("cpu"))
 
 
@@ -99,7 +90,7 @@ def run(ctx: RunContext, bar) -> SuiteResult:
         TABLES["autoencoder_memory"])
     for variant in ("vanilla", "IN"):
         for iters in iter_counts:
-            model = _model("cpu-small", variant, iters)
+            model, _ = autoencoder("cpu-small", resolution=64, variant=variant, iters=iters)
             nbytes = saved_bytes(lambda model=model: model(images[:8])["recon"], distinct=False)[0]
             whole.add(variant=variant, iters=iters, saved_bytes=nbytes, saved_mb=nbytes / 1e6)
     bar.update()
