@@ -44,8 +44,8 @@ __all__ = ["SCHEMA_VERSION", "RunContext", "Table", "SuiteResult", "resolve_devi
            "TimedMap", "count_vjps", "saved_bytes", "rows_table", "load_average", "Budget", "UsageError", "Option",
            "source_line", "step_rates", "end_with_parent", "f_only", "interleaved", "interleaved_ms", "by_size",
            "tail_mean", "mean_sd", "seed_list", "autoencoder", "train_run", "read_metrics", "InlineExecutor",
-           "init_worker", "worker_pool", "pyplot", "save_figure", "band", "FORWARD_SOLVERS", "max_residual",
-           "our_solver", "torchdeq_solver"]
+           "init_worker", "worker_pool", "pyplot", "save_figure", "band", "FORWARD_SOLVERS", "our_solver",
+           "torchdeq_solver"]
 
 SCHEMA_VERSION = 1
 TOP_KEYS = ("schema", "suite", "command", "machine", "settings", "wall_s", "tables", "plots", "notes")
@@ -371,16 +371,6 @@ def saved_bytes(fn: Callable[[], torch.Tensor], exclude: tuple[torch.Tensor, ...
 # our forward solvers by the family names the tables use
 FORWARD_SOLVERS = MappingProxyType({"iterate": solvers.Iterate, "anderson": solvers.Anderson,
                                     "broyden": solvers.Broyden})
-
-
-def max_residual(f: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, relative: bool = False) -> float:
-    """The largest per-sample ``||f(z) - z||_2`` of a batch (``relative``: over ``||f(z)||_2 + 1e-9``)."""
-    with torch.no_grad():
-        fz = f(z)
-        res = torch.linalg.vector_norm(fz - z, dim=1)
-        if relative:
-            res = res / (torch.linalg.vector_norm(fz, dim=1) + 1e-9)
-    return float(res.max())
 
 
 def our_solver(solver: solvers.ForwardSolver, backward: str, **options: Any) -> Callable[..., torch.Tensor]:

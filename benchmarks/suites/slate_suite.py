@@ -57,12 +57,10 @@ def generation_times(arch: str, batch: int, repeats: int) -> dict[str, float]:
             "tokens": model.config.num_tokens}
 
 
-def steps_per_second(variant: str, batch: int, timed: int, config_name: Optional[str] = None) -> float:
+def steps_per_second(variant: str, batch: int, timed: int) -> float:
     """Median training steps/s of one SLATE variant after two untimed steps (one-off allocation costs)."""
     torch.manual_seed(0)
-    config = TrainConfig(**{**STUDY, "variant": variant, "batch_size": batch,
-                            **({"config": config_name} if config_name else {})})
-    model = build_model(config)
+    model = build_model(TrainConfig(**{**STUDY, "variant": variant, "batch_size": batch}))
     groups = model.parameter_groups()
     opt = torch.optim.Adam([{"params": groups["dvae"], "lr": 1e-3}, {"params": groups["main"], "lr": 1e-4}])
     images, _ = generate_batch("clevr-mirror", range(batch), "train", 64, 0)

@@ -19,10 +19,10 @@ import torch
 import solvers
 from solvers.forward._progress import write_slot
 from solvers.forward.anderson import _write_row_col
-from benchmarks.problems import TanhDEQ, bratu, broyden_tridiagonal, h_equation, tanh_deq
+from benchmarks.problems import TanhDEQ, bratu, broyden_tridiagonal, h_equation, max_residual, tanh_deq
 from benchmarks.suites.common import (FORWARD_SOLVERS, Counter, Option, RunContext, SuiteResult, TimedMap, UsageError,
-                                      count_vjps, f_only, interleaved, interleaved_ms, max_residual, median_ms,
-                                      our_solver, rows_table, saved_bytes, time_call, torchdeq_solver)
+                                      count_vjps, f_only, interleaved, interleaved_ms, median_ms, our_solver,
+                                      rows_table, saved_bytes, time_call, torchdeq_solver)
 
 try:  # optional competitors: a section whose library is missing is skipped and a note says so
     from torchdeq import get_deq

@@ -15,10 +15,10 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from benchmarks.problems import (Problem, bratu, broyden_tridiagonal, h_equation, integral_equation,
+from benchmarks.problems import (Problem, bratu, broyden_tridiagonal, h_equation, integral_equation, max_residual,
                                  slot_attention_step, tanh_deq)
 from benchmarks.suites.common import (FORWARD_SOLVERS, Counter, RunContext, SuiteResult, Table, interleaved,
-                                      max_residual, median_ms, our_solver, pyplot, save_figure, torchdeq_solver)
+                                      median_ms, our_solver, pyplot, save_figure, torchdeq_solver)
 
 try:  # optional peer: the suite reports None for a missing library rather than failing
     import scipy.optimize as sopt
