@@ -18,7 +18,8 @@ from types import MappingProxyType
 
 import torch
 
-from benchmarks.suites.common import Option, RunContext, SuiteResult, Table, UsageError, by_size, read_metrics
+from benchmarks.suites.common import (Option, RunContext, SuiteResult, Table, UsageError, by_size, interleaved,
+                                      read_metrics)
 from deqslots.training.checkpoint import load_checkpoint, save_atomic
 
 __all__ = ["run", "OPTIONS", "TABLES", "train_speed", "checkpoint_cost"]
@@ -59,17 +60,12 @@ def train_speed(out: Path, processes: int, threads: int, device: str, steps: int
 def checkpoint_cost(checkpoint: Path, repeats: int) -> dict:
     """Median time of ``save_atomic`` (fsync included) and ``load_checkpoint`` of a real checkpoint."""
     state = load_checkpoint(checkpoint)
-    saves, loads = [], []
     with tempfile.TemporaryDirectory(dir=checkpoint.parent) as tmp:
         path = Path(tmp) / "checkpoint.pt"
-        for _ in range(repeats):
-            began = time.perf_counter()
-            save_atomic(state, path)
-            saves.append(time.perf_counter() - began)
-            began = time.perf_counter()
-            load_checkpoint(path)
-            loads.append(time.perf_counter() - began)
+        # the first round saves before it loads; later rounds read the file the round before wrote
+        times = interleaved({"save": lambda: save_atomic(state, path), "load": lambda: load_checkpoint(path)}, repeats)
         size = path.stat().st_size
+    saves, loads = times["save"], times["load"]
     params = sum(v.numel() for v in state["model"].values())
     return {"bytes": size, "parameters": params, "repeats": repeats,
             "save_ms_median": round(1000 * statistics.median(saves), 2),
