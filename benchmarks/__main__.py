@@ -55,14 +55,14 @@ def build_parser(options_of: Optional[str] = None) -> argparse.ArgumentParser:
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     sub = parser.add_subparsers(dest="suite", metavar="SUITE", required=True)
     for name, (_, summary) in SUITES.items():
-        sp = sub.add_parser(name, help=summary, description=summary)
+        sp = sub.add_parser(name, help=summary, description=summary,
+                            epilog=f"Method: docs/benchmarks/methods.md#{name}")
         _common_options(sp)
         if name == options_of:
-            before = {a.dest for a in sp._actions}
-            add = getattr(load_suite(name), "add_arguments", None)
-            if add is not None:
-                add(sp.add_argument_group(f"{name} options"))
-            sp.set_defaults(_suite_options=[a.dest for a in sp._actions if a.dest not in before])
+            group = sp.add_argument_group(f"{name} options")
+            options = {group.add_argument(o.flag, default=None, help=o.help, **o.keywords).dest: o
+                       for o in getattr(load_suite(name), "OPTIONS", ())}
+            sp.set_defaults(_suite_options=options)
     sp = sub.add_parser("all", help="every suite above, one after the other, into OUT/SUITE/",
                         description="every suite, one after the other, into OUT/SUITE/")
     _common_options(sp)
@@ -136,6 +136,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Any:
         command = "python -m benchmarks " + " ".join(shlex.quote(a) for a in argv)
         if args.suite != "all":
             options = {d: getattr(args, d) for d in args._suite_options if getattr(args, d) is not None}
+            for dest, option in args._suite_options.items():
+                if option.at_least is not None and dest in options and options[dest] < option.at_least:
+                    raise UsageError(f"{option.flag} must be >= {option.at_least}")
             return _run_suite(args.suite, args, size, out, command, options)
         names = [n for n in SUITES if n not in args.skip]
         docs, began = {}, time.time()

@@ -1,9 +1,9 @@
 """Benchmark problems for the fixed-point solvers: plain torch maps with known facts.
 
 Every problem is a :class:`Problem` whose ``make(batch, dtype)`` returns ``(f, z0)``: ``f`` maps a flat
-batch ``[B, D]`` to ``[B, D]`` (rows never interact) and ``z0`` is the standard starting point. The
-docstring of each constructor states what is known about the answer, and ``Problem.check(z)`` returns
-the error of a solution against that fact (``nan`` where there is nothing exact to compare with).
+batch ``[B, D]`` to ``[B, D]`` (rows never interact) and ``z0`` is the standard starting point.
+``Problem.check(z)`` returns the error of a solution against what is known about the answer (``nan`` where
+there is nothing exact to compare with); the known answers: docs/benchmarks/methods.md#solvers.
 
 Problems:
     :func:`tanh_deq` — ``f(z) = tanh(z W + x)`` with a chosen contraction factor, homogeneous or mixed.
@@ -17,13 +17,13 @@ Problems:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Union
 
 import torch
 
 __all__ = ["Problem", "tanh_deq", "h_equation", "bratu", "bratu_exact", "broyden_tridiagonal", "integral_equation",
-           "slot_attention_step", "slot_attention_map", "TanhDEQ"]
+           "slot_attention_step", "slot_attention_map", "TanhDEQ", "max_residual"]
 
 FlatMap = Callable[[torch.Tensor], torch.Tensor]
 Device = Union[str, torch.device, None]
@@ -38,25 +38,28 @@ class Problem:
         name: short label used in tables.
         dim: state size D.
         make: ``make(batch, dtype, device=None) -> (f, z0)`` (tensors on ``device``; CPU when None).
-        facts: known facts (numbers) about the solution, for the report.
         check: ``check(z) -> float``: error of a solution ``z [B, D]`` against the known fact.
     """
 
     name: str
     dim: int
     make: Callable[..., Made]
-    facts: dict = field(default_factory=dict)
     check: Callable[[torch.Tensor], float] = lambda z: float("nan")
+
+
+def max_residual(f: FlatMap, z: torch.Tensor, relative: bool = False) -> float:
+    """The largest per-sample ``||f(z) - z||_2`` of a batch (``relative``: over ``||f(z)||_2 + 1e-9``)."""
+    with torch.no_grad():
+        fz = f(z)
+        res = torch.linalg.vector_norm(fz - z, dim=1)
+        if relative:
+            res = res / (torch.linalg.vector_norm(fz, dim=1) + 1e-9)
+    return float(res.max())
 
 
 def _largest_residual(make) -> Callable[[torch.Tensor], float]:
     """A ``check`` for problems without a closed-form answer: the largest ||f(z) - z|| of the batch."""
-    def check(z: torch.Tensor) -> float:
-        f, _ = make(z.shape[0], z.dtype, z.device)
-        with torch.no_grad():
-            return float(torch.linalg.vector_norm(f(z) - z, dim=1).max())
-
-    return check
+    return lambda z: max_residual(make(z.shape[0], z.dtype, z.device)[0], z)
 
 
 def _second_difference(n: int) -> torch.Tensor:
@@ -82,11 +85,7 @@ def tanh_deq(dim: int = 256, contraction: Union[float, Sequence[float]] = 0.9, s
 
     ``contraction`` is one number (homogeneous batch) or a list of numbers cycled over the batch (mixed
     batch: samples of one batch converge at different rates, which exercises per-sample stopping).
-
-    Known facts: since ``|tanh'| <= 1`` the Lipschitz constant of sample b is at most ``c_b < 1``, so the
-    fixed point is unique and plain iteration converges at least linearly with rate ``c_b``: after k steps
-    the residual is at most ``c_b^k`` times the first one. ``check`` returns the largest residual
-    ``||f(z) - z||`` of the batch (0 at the exact fixed point).
+    ``check`` returns the largest residual ``||f(z) - z||`` of the batch (0 at the exact fixed point).
     """
     mixed = not isinstance(contraction, (int, float))
     cs = [float(c) for c in (contraction if mixed else [contraction])]
@@ -110,11 +109,7 @@ def tanh_deq(dim: int = 256, contraction: Union[float, Sequence[float]] = 0.9, s
                 return torch.tanh(torch.addmm(x, z, wc))
         return f, torch.zeros(batch, dim, dtype=dtype, device=device)
 
-    facts = {"contraction": cs, "lipschitz_bound": max(cs)}
-    prob = Problem(label, dim, make, facts)
-
-    prob.check = _largest_residual(make)
-    return prob
+    return Problem(label, dim, make, _largest_residual(make))
 
 
 class TanhDEQ(torch.nn.Module):
@@ -146,13 +141,8 @@ def h_equation(n: int = 100, c: float = 0.9) -> Problem:
     """Chandrasekhar's H-equation, Kelley's standard test for Anderson/Broyden, as ``x = G(x)``.
 
     ``G_i(x) = 1 / (1 - (c / 2N) sum_j mu_i x_j / (mu_i + mu_j))`` with midpoint nodes
-    ``mu_i = (i - 1/2) / N``, ``x0 = 1`` (Kelley, "Iterative Methods for Linear and Nonlinear Equations";
-    the Jacobian becomes singular at c = 1).
-
-    Known fact: summing the equation against ``c/2N`` and symmetrising the double sum gives, exactly for
-    the discrete system, ``(c / 2N) sum_i x_i = 1 - sqrt(1 - c)``, i.e. ``mean(x*) = (2/c)(1 - sqrt(1 - c))``
-    = 1.5194938533 for c = 0.9 (independent of N). For N = 100, c = 0.9, ``max(x*)`` ~ 1.8477.
-    ``check`` returns ``|mean(x) - (2/c)(1 - sqrt(1 - c))|`` (worst over the batch).
+    ``mu_i = (i - 1/2) / N``, ``x0 = 1``. ``check`` returns ``|mean(x) - (2/c)(1 - sqrt(1 - c))|`` (worst over
+    the batch), the exact mean of the discrete system's solution.
     """
     exact_mean = (2.0 / c) * (1.0 - math.sqrt(1.0 - c))
 
@@ -169,7 +159,7 @@ def h_equation(n: int = 100, c: float = 0.9) -> Problem:
     def check(z: torch.Tensor) -> float:
         return float((z.double().mean(dim=1) - exact_mean).abs().max())
 
-    return Problem(f"H-equation N={n} c={c}", n, make, {"mean_x": exact_mean}, check)
+    return Problem(f"H-equation N={n} c={c}", n, make, check)
 
 
 def bratu_exact(lam: float, x: float = 0.5) -> float:
@@ -188,12 +178,8 @@ def bratu(n: int = 99, lam: Union[float, Sequence[float]] = 1.0) -> Problem:
     """1-D Bratu ``u'' + lambda e^u = 0`` on (0, 1), ``u(0) = u(1) = 0``, as ``u = (-A)^-1 lambda e^u``.
 
     ``A`` is the Dirichlet Laplacian on ``n`` interior points (h = 1/(n+1), second differences), so the
-    map's Jacobian is ``(-A)^-1 diag(lambda e^u)`` with norm about ``lambda e^{max u} / pi^2`` (~0.12 at
-    lambda = 1): a fast contraction. ``lambda`` may be a list (cycled over the batch).
-
-    Known facts: the critical lambda is ~3.5138; at lambda = 1 the lower solution has u(1/2) = 0.14054
-    (closed form in :func:`bratu_exact`; the second-order discretisation with n = 99 agrees to ~1.5e-6).
-    With n odd, u(1/2) is grid point (n - 1) / 2. ``check`` returns ``|u(1/2) - exact|`` (worst sample).
+    map's Jacobian is ``(-A)^-1 diag(lambda e^u)``. ``lambda`` may be a list (cycled over the batch).
+    ``check`` returns ``|u(1/2) - exact|`` (worst sample; :func:`bratu_exact`).
     """
     if n % 2 == 0:
         raise ValueError("use an odd n so that x = 1/2 is a grid point")
@@ -215,19 +201,14 @@ def bratu(n: int = 99, lam: Union[float, Sequence[float]] = 1.0) -> Problem:
         return float((z[:, mid].double().cpu() - exact).abs().max())
 
     label = f"Bratu n={n} lambda={lams[0] if len(lams) == 1 else 'mix'}"
-    return Problem(label, n, make, {"u_half": [bratu_exact(v) for v in lams]}, check)
+    return Problem(label, n, make, check)
 
 
 def broyden_tridiagonal(n: int = 100, omega: float = 1.0 / 6.0) -> Problem:
     """MINPACK's Broyden tridiagonal function (Moré, Garbow & Hillstrom 1981, problem 30) as a fixed point.
 
     ``F_i(x) = (3 - 2 x_i) x_i - x_{i-1} - 2 x_{i+1} + 1`` with ``x_0 = x_{n+1} = 0``, start ``x0 = -1``.
-    Written as ``f(x) = x - omega F(x)``. At the root the Jacobian of F has real eigenvalues in about
-    [2.93, 8.66] (n = 100), so ``I - omega J_F`` has spectral radius ~0.51 for omega = 1/6 (0.64 at the
-    start ``x0 = -1``): a local contraction; plain iteration, Anderson and Broyden all converge from x0.
-
-    Known fact: ``F(x*) = 0`` (MGH give f = 0 at the solution); for n = 100 the root has x_1 ~ -0.5708,
-    x_n ~ -0.4164 and interior entries near -1/sqrt(2) = -0.7071. ``check`` returns ``max |F(x)|`` (worst sample).
+    Written as ``f(x) = x - omega F(x)``. ``check`` returns ``max |F(x)|`` (worst sample).
     """
 
     def big_f(x: torch.Tensor) -> torch.Tensor:
@@ -244,8 +225,7 @@ def broyden_tridiagonal(n: int = 100, omega: float = 1.0 / 6.0) -> Problem:
         with torch.no_grad():
             return float(big_f(z.double()).abs().max())
 
-    return Problem(f"Broyden tridiagonal n={n}", n, make, {"F_at_root": 0.0, "x1": -0.57076, "xn": -0.41641},
-                   check)
+    return Problem(f"Broyden tridiagonal n={n}", n, make, check)
 
 
 def _green_kernel(n: int) -> torch.Tensor:
@@ -260,20 +240,17 @@ def integral_equation(n: int = 100) -> Problem:
 
     ``F_i(x) = x_i + (h/2) [(1 - t_i) sum_{j<=i} t_j (x_j + t_j + 1)^3 + t_i sum_{j>i} (1 - t_j)(x_j + t_j + 1)^3]``
     with ``h = 1/(n+1)``, ``t_i = i h``, start ``x0_i = t_i (t_i - 1)``. Its natural fixed-point form is
-    ``x = -(h/2) K (x + t + 1)^3`` with ``K`` the Green's function of ``u''`` (``F(x) = x - f(x)``); the map's
-    Jacobian has norm about ``(3/2) max (x + t + 1)^2 / pi^2 ~ 0.15``, a fast contraction.
-
-    Known facts: ``F(x*) = 0`` (MGH give f = 0). ``h K`` is exactly the inverse of the Dirichlet
-    second-difference matrix, so ``x*`` is also the root of MGH problem 28 (discrete boundary value
-    function ``2 x_i - x_{i-1} - x_{i+1} + h^2 (x_i + t_i + 1)^3 / 2``); ``check`` returns the larger of
-    ``max |F_29(x)|`` and ``max |F_28(x)|`` (worst sample), so it verifies both at once. For n = 100,
-    ``x*_50 = -0.166096`` (Newton on problem 28 in ``facts``; scipy.optimize.fsolve agrees to 1e-14).
+    ``x = -(h/2) K (x + t + 1)^3`` with ``K`` the Green's function of ``u''`` (``F(x) = x - f(x)``). ``check``
+    returns the larger of ``max |F_29(x)|`` and ``max |F_28(x)|`` (MGH problem 28, which has the same root; worst
+    sample).
     """
     t64 = torch.arange(1, n + 1, dtype=torch.float64) / (n + 1)
     h = 1.0 / (n + 1)
 
+    kernel = -(h / 2.0) * _green_kernel(n)
+
     def make(batch: int = 1, dtype: torch.dtype = torch.float64, device: Device = None) -> Made:
-        kt = (-(h / 2.0) * _green_kernel(n)).T.contiguous().to(dtype=dtype, device=device)
+        kt = kernel.T.contiguous().to(dtype=dtype, device=device)
         t = t64.to(dtype=dtype, device=device)
 
         def f(x: torch.Tensor) -> torch.Tensor:
@@ -281,36 +258,16 @@ def integral_equation(n: int = 100) -> Problem:
 
         return f, (t * (t - 1.0)).expand(batch, n).clone()
 
-    kernel = -(h / 2.0) * _green_kernel(n)
-
-    def residuals(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def check(z: torch.Tensor) -> float:
         x = z.double().cpu()
         cube = (x + t64 + 1.0).pow(3)
         f29 = x - cube @ kernel.T
         left, right = _neighbours(x)
         f28 = 2.0 * x - left - right + h * h * cube / 2.0
-        return f29, f28
-
-    def check(z: torch.Tensor) -> float:
-        f29, f28 = residuals(z)
         # F_28 is F_29 multiplied by the second-difference matrix (entries ~4), so both vanish together.
         return float(max(f29.abs().max(), f28.abs().max()))
 
-    return Problem(f"integral equation n={n}", n, make, {"F_at_root": 0.0, "x_mid": _integral_mid(n)}, check)
-
-
-def _integral_mid(n: int) -> float:
-    """x*_{n//2} of :func:`integral_equation` by Newton's method on MGH problem 28 (float64, exact Jacobian)."""
-    h = 1.0 / (n + 1)
-    t = torch.arange(1, n + 1, dtype=torch.float64) / (n + 1)
-    x = t * (t - 1.0)
-    lap = _second_difference(n)
-    for _ in range(30):
-        cube = (x + t + 1.0).pow(3)
-        big_f = lap @ x + h * h * cube / 2.0
-        jac = lap + torch.diag(1.5 * h * h * (x + t + 1.0).pow(2))
-        x = x - torch.linalg.solve(jac, big_f)
-    return float(x[n // 2 - 1])
+    return Problem(f"integral equation n={n}", n, make, check)
 
 
 def slot_attention_map(batch: int, dtype: torch.dtype = torch.float32, device: Device = None, seed: int = 0,
@@ -353,16 +310,12 @@ def slot_attention_map(batch: int, dtype: torch.dtype = torch.float32, device: D
 def slot_attention_step(num_inputs: int = 64, seed: int = 0, **sizes) -> Problem:
     """The slot-attention step at its fixed point (see :func:`slot_attention_map`).
 
-    Known facts: none in closed form; a random step is not a contraction by construction, so whether
-    each solver reaches the fixed point is part of the result. ``check`` returns the largest residual
-    ``||f(z) - z||`` of the batch.
+    ``check`` returns the largest residual ``||f(z) - z||`` of the batch (nothing is known in closed form).
     """
     def make(batch: int, dtype: torch.dtype = torch.float32, device: Device = None) -> Made:
         f, z0, _ = slot_attention_map(batch, dtype, device, seed, num_inputs, **sizes)
         return f, z0
 
     dim = sizes.get("num_slots", 5) * sizes.get("slot_dim", 32)
-    prob = Problem(f"slot-attention step N={num_inputs} K={sizes.get('num_slots', 5)}", dim, make)
-
-    prob.check = _largest_residual(make)
-    return prob
+    return Problem(f"slot-attention step N={num_inputs} K={sizes.get('num_slots', 5)}", dim, make,
+                   _largest_residual(make))

@@ -2,8 +2,9 @@
 
 Each suite module exposes ``run(ctx, bar) -> SuiteResult`` and ``TABLES`` (table name -> declared columns, or
 None where the columns follow the measured rows), and optionally ``DEFAULT_SIZE`` (the size run without
-``--quick`` / ``--full``; default ``full``) and ``add_arguments(parser)`` (its own options, which reach it as
-``ctx.overrides``). No suite imports another: what two suites share lives in :mod:`benchmarks.suites.common`.
+``--quick`` / ``--full``; default ``full``) and ``OPTIONS`` (its own options, :class:`~benchmarks.suites.common.Option`
+data, which reach it as ``ctx.overrides``). No suite imports another: what two suites share lives in
+:mod:`benchmarks.suites.common`.
 """
 
 from __future__ import annotations

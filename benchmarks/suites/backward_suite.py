@@ -1,15 +1,7 @@
-"""Suite ``backward``: cost and accuracy of each backward mode.
+"""Suite ``backward``: cost (time, saved bytes) and gradient fidelity of each backward mode, and the Implicit mode
+with each adjoint solver: ``python -m benchmarks backward [--quick | --full] [--out DIR]``.
 
-Three tables:
-
-- ``cost``: wall time (forward + backward, and backward alone) and bytes saved for backward of each mode
-  as the forward iteration count T grows, on a tanh DEQ and on the slot-attention step (``tol=None``, so
-  the forward makes exactly T evaluations);
-- ``fidelity``: cosine between the gradient of onestep / neumann(k) / phantom(k, 0.5) and the exact implicit
-  gradient (GMRES adjoint to 1e-10) as k grows, on tanh DEQs of several contraction factors and on the
-  slot-attention step, with the spectral radius of J at the fixed point (Neumann's error decays like rho^k);
-- ``adjoint``: the Implicit mode with each adjoint solver: vector-Jacobian products, the adjoint residual
-  it reports, whether it converged, its backward time and its cosine to the exact gradient.
+Method: docs/benchmarks/methods.md#backward
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime
+import functools
 import json
 import math
 import multiprocessing
@@ -31,25 +32,22 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 import solvers
 
-__all__ = ["SCHEMA_VERSION", "SIZES", "RunContext", "Table", "SuiteResult", "resolve_device", "sync", "time_call",
-           "median_ms", "write_suite", "validate_results", "render_tables", "render_document", "fmt",
-           "table", "machine", "Counter", "TimedMap", "count_vjps", "saved_bytes", "rows_table", "load_average",
-           "Budget", "UsageError", "source_line", "step_rates", "end_with_parent", "f_only", "interleaved", "by_size",
-           "tail_mean", "mean_sd", "seed_list", "train_run", "read_metrics", "InlineExecutor",
-           "init_worker", "worker_pool", "pyplot", "save_figure", "band", "FORWARD_SOLVERS", "max_residual",
+__all__ = ["SCHEMA_VERSION", "RunContext", "Table", "SuiteResult", "resolve_device", "sync", "time_call", "median_ms",
+           "write_suite", "validate_results", "render_tables", "render_document", "fmt", "table", "machine", "Counter",
+           "TimedMap", "count_vjps", "saved_bytes", "rows_table", "load_average", "Budget", "UsageError", "Option",
+           "source_line", "step_rates", "end_with_parent", "f_only", "interleaved", "interleaved_ms", "by_size",
+           "tail_mean", "mean_sd", "seed_list", "autoencoder", "train_run", "read_metrics", "InlineExecutor",
+           "init_worker", "worker_pool", "pyplot", "save_figure", "band", "FORWARD_SOLVERS", "our_solver",
            "torchdeq_solver"]
 
 SCHEMA_VERSION = 1
-# tiny: the test suite's size; quick: ~3 minutes for all suites; cpu: the variants study at CPU scale (that suite's
-# default); full: the largest sizes (every other suite's default)
-SIZES = ("tiny", "quick", "cpu", "full")
 TOP_KEYS = ("schema", "suite", "command", "machine", "settings", "wall_s", "tables", "plots", "notes")
 # what a reader needs to judge a figure: the hardware, the library versions and when it was measured
 MACHINE_KEYS = ("cpu", "cores", "threads", "python", "torch", "numpy", "date", "device")
@@ -59,12 +57,34 @@ class UsageError(ValueError):
     """Bad command-line input to a suite; the runner prints it (no traceback) and exits with status 2."""
 
 
+class Option:
+    """One of a suite's own command-line options, declared as data in the suite's ``OPTIONS``.
+
+    ``python -m benchmarks SUITE --help`` lists it; its value (None when not given) reaches the suite in
+    ``ctx.overrides``.
+
+    Args:
+        flag: ``--name``, or the name of a positional argument.
+        help: the help text.
+        at_least: the smallest value accepted: the runner refuses a smaller one before the suite starts.
+        **keywords: other keywords of ``argparse.ArgumentParser.add_argument`` (type, nargs, choices, ...).
+    """
+
+    def __init__(self, flag: str, help: Optional[str], at_least: Optional[float] = None, **keywords: Any) -> None:
+        self.flag = flag
+        self.help = help
+        self.at_least = at_least
+        self.keywords = keywords
+
+
 @dataclass(frozen=True)
 class RunContext:
     """Settings shared by all suites of one invocation.
 
     Attributes:
-        size: one of :data:`SIZES` (a suite knows the sizes it defines).
+        size: ``tiny`` (the test suite's), ``quick`` (~3 minutes for all suites), ``cpu`` (the variants study at
+            CPU scale, that suite's default) or ``full`` (the largest, every other suite's default); a suite knows
+            the sizes it defines.
         seeds: seeds per configuration where a suite trains (None = the suite's default for ``size``).
         device: where problems and models live.
         out: folder of this suite's outputs.
@@ -172,8 +192,26 @@ def f_only(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, n: int) 
     return z
 
 
+class Budget:
+    """A wall-clock allowance: ``left()`` seconds remain; ``over()`` once it is spent.
+
+    Args:
+        seconds: the allowance, counted from construction.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.start = time.perf_counter()
+
+    def left(self) -> float:
+        return self.seconds - (time.perf_counter() - self.start)
+
+    def over(self) -> bool:
+        return self.left() <= 0
+
+
 def interleaved(cases: Mapping[str, Callable[[], Any]], repeats: int, device: Optional[torch.device] = None,
-                warmup: bool = False, rotate: bool = False) -> dict[str, list[float]]:
+                warmup: int = 0, rotate: bool = False, budget: Optional[Budget] = None) -> dict[str, list[float]]:
     """Seconds of every timed call of each case, the cases taking turns so that load from other processes and
     drift hit all alike.
 
@@ -181,11 +219,12 @@ def interleaved(cases: Mapping[str, Callable[[], Any]], repeats: int, device: Op
         cases: name -> the call to time.
         repeats: rounds of one call of every case.
         device: synchronised around each call (None: the CPU, nothing to wait for).
-        warmup: call every case once, untimed, first.
+        warmup: untimed rounds of one call of every case first (True: one).
         rotate: the next case goes first in each round (default: the order flips every round).
+        budget: stop after the round in which it ran out (at least one timed round).
     """
     names = list(cases)
-    if warmup:
+    for _ in range(warmup):
         for fn in cases.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in names}
@@ -194,12 +233,19 @@ def interleaved(cases: Mapping[str, Callable[[], Any]], repeats: int, device: Op
         order = names[shift:] + names[:shift] if rotate else names if r % 2 == 0 else names[::-1]
         for name in order:
             times[name].append(time_call(cases[name], device)[0])
+        if budget is not None and budget.over():
+            break
     return times
 
 
 def median_ms(times: Sequence[float]) -> float:
     """Median of seconds, in milliseconds (NaN for no times)."""
     return 1e3 * statistics.median(times) if times else float("nan")
+
+
+def interleaved_ms(cases: Mapping[str, Callable[[], Any]], repeats: int, **options: Any) -> dict[str, float]:
+    """Median milliseconds of each case over :func:`interleaved` rounds (``options`` as there)."""
+    return {name: median_ms(times) for name, times in interleaved(cases, repeats, **options).items()}
 
 
 def tail_mean(values: Sequence[float], fraction: float = 0.1) -> float:
@@ -220,53 +266,26 @@ def mean_sd(values: Iterable[Optional[float]]) -> str:
     return f"{statistics.mean(finite):.4g} ± {statistics.stdev(finite):.2g}"
 
 
-class Budget:
-    """A wall-clock allowance: ``left()`` seconds remain; ``over()`` once it is spent.
-
-    Args:
-        seconds: the allowance, counted from construction.
-    """
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.start = time.perf_counter()
-
-    def left(self) -> float:
-        return self.seconds - (time.perf_counter() - self.start)
-
-    def over(self) -> bool:
-        return self.left() <= 0
-
-
 def step_rates(runs: dict[str, tuple[torch.nn.Module, torch.optim.Optimizer]],
                loss_fn: Callable[[torch.nn.Module], torch.Tensor], rounds: int, device: torch.device,
                budget: Optional[Budget] = None, counts: Optional[dict[str, int]] = None, warmup: int = 1,
                before_step: Optional[Callable[[torch.nn.Module], Any]] = None) -> dict[str, float]:
-    """Median training steps/s of each named (model, optimiser), timed in interleaved rounds.
+    """Median training steps/s of each named (model, optimiser), timed in :func:`interleaved` rounds.
 
     One step (``loss_fn(model)``, backward, ``before_step(model)`` if given, e.g. clipping, optimiser step) of
-    every run per round, the order alternating between rounds, so that load from other processes hits all
-    alike; the first ``warmup`` rounds are not timed. ``budget`` stops after the round in which it ran out (at
-    least one timed round); ``counts`` receives the number of timed steps of each run.
+    every run per round; the first ``warmup`` rounds are not timed. ``budget`` stops after the round in which it
+    ran out (at least one timed round); ``counts`` receives the number of timed steps of each run.
     """
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    names = list(runs)
-    for round_ in range(rounds + warmup):
-        for name in names if round_ % 2 == 0 else names[::-1]:
-            model, opt = runs[name]
-            sync(device)
-            start = time.perf_counter()
-            loss = loss_fn(model)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if before_step is not None:
-                before_step(model)
-            opt.step()
-            sync(device)
-            if round_ >= warmup:
-                times[name].append(time.perf_counter() - start)
-        if round_ >= warmup and budget is not None and budget.over():
-            break
+    def step(name: str) -> None:
+        model, opt = runs[name]
+        loss = loss_fn(model)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if before_step is not None:
+            before_step(model)
+        opt.step()
+
+    times = interleaved({name: functools.partial(step, name) for name in runs}, rounds, device, warmup, budget=budget)
     if counts is not None:
         counts.update({name: len(t) for name, t in times.items()})
     return {name: 1.0 / statistics.median(t) for name, t in times.items()}
@@ -354,14 +373,14 @@ FORWARD_SOLVERS = MappingProxyType({"iterate": solvers.Iterate, "anderson": solv
                                     "broyden": solvers.Broyden})
 
 
-def max_residual(f: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, relative: bool = False) -> float:
-    """The largest per-sample ``||f(z) - z||_2`` of a batch (``relative``: over ``||f(z)||_2 + 1e-9``)."""
-    with torch.no_grad():
-        fz = f(z)
-        res = torch.linalg.vector_norm(fz - z, dim=1)
-        if relative:
-            res = res / (torch.linalg.vector_norm(fz, dim=1) + 1e-9)
-    return float(res.max())
+def our_solver(solver: solvers.ForwardSolver, backward: str, **options: Any) -> Callable[..., torch.Tensor]:
+    """:func:`solvers.fixed_point` with forward ``solver`` (and ``options``), as ``solve(f, z0, tol, max_iter,
+    stop_mode="abs") -> z`` outside autograd: the interface of :func:`torchdeq_solver`."""
+    def solve(f: Callable, z0: torch.Tensor, tol: float, max_iter: int, stop_mode: str = "abs") -> torch.Tensor:
+        with torch.no_grad():
+            return solvers.fixed_point(f, z0, forward=solver, backward=backward, tol=tol, max_iter=max_iter,
+                                       stop_mode=stop_mode, on_fail="ignore", **options)[0]
+    return solve
 
 
 def torchdeq_solver(name: str) -> Optional[Callable[..., torch.Tensor]]:
@@ -644,6 +663,17 @@ def worker_pool(jobs: int, threads: Optional[int] = None) -> tuple[Executor, Opt
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker,
                                initargs=(threads,))
     return pool, threads
+
+
+def autoencoder(arch: str, device: Union[str, torch.device] = "cpu", **changes: Any
+                ) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """The slot-attention autoencoder ``config_for(arch, **changes)`` initialised from seed 0 on ``device``, and
+    its Adam optimiser (lr 1e-4): the model whose training steps the speed suites time."""
+    from deqslots import SlotAutoencoder, config_for
+
+    torch.manual_seed(0)
+    model = SlotAutoencoder(config_for(arch, **changes)).to(device)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-4)
 
 
 def train_run(config: Any, fresh: bool = True, quiet: bool = False) -> dict:

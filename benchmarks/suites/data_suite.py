@@ -1,11 +1,7 @@
-"""Suite ``data``: images per second of each procedural generator on one process.
+"""Suite ``data``: images per second of each procedural generator on one process:
+``python -m benchmarks data [--seconds S] [--resolutions R ...] [--datasets NAME ...]``.
 
-Each cell renders items through the dataset's ``__getitem__`` (numpy rendering plus the tensor
-wrap), the path a ``DataLoader`` worker takes, for at least ``--seconds`` of wall-clock time.
-
-Examples:
-    python -m benchmarks data
-    python -m benchmarks data --seconds 0.5 --resolutions 64
+Method: docs/benchmarks/methods.md#data
 """
 
 from __future__ import annotations
@@ -13,10 +9,10 @@ from __future__ import annotations
 import time
 from types import MappingProxyType
 
-from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError
+from benchmarks.suites.common import Option, RunContext, SuiteResult, Table, UsageError
 from deqslots.data import DATASETS, make_dataset
 
-__all__ = ["measure", "run", "add_arguments", "TABLES"]
+__all__ = ["measure", "run", "OPTIONS", "TABLES"]
 
 TABLES = MappingProxyType({"generators": ("generator", "resolution", "images_per_s")})
 
@@ -49,11 +45,11 @@ def measure(name: str, resolution: int, seconds: float) -> float:
             return count / elapsed
 
 
-def add_arguments(group) -> None:
-    """The suite's own options."""
-    group.add_argument("--seconds", type=float, default=None, help="measuring time per cell (default 1; quick 0.3)")
-    group.add_argument("--resolutions", type=int, nargs="+", default=None, help="default 32 64 128")
-    group.add_argument("--datasets", nargs="+", default=None, choices=DATASETS, help="default: all")
+OPTIONS = (
+    Option("--seconds", "measuring time per cell (default 1; quick 0.3)", type=float),
+    Option("--resolutions", "default 32 64 128", type=int, nargs="+"),
+    Option("--datasets", "default: all", nargs="+", choices=DATASETS),
+)
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:

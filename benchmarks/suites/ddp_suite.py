@@ -1,18 +1,7 @@
-"""Suite ``ddp``: multi-process training speed (torchrun + DistributedDataParallel), checkpoint write time and size.
+"""Suite ``ddp``: multi-process training speed (torchrun + DistributedDataParallel), checkpoint write time and size:
+``python -m benchmarks ddp [--steps 40] [--batch-size 32] [--variant IN] [--repeats 7] [--out DIR]``.
 
-    python -m benchmarks ddp [--steps 40] [--batch-size 32] [--variant IN] [--repeats 7] [--out DIR]
-
-Trains the `cpu-small` slot-attention autoencoder (32x32 clevr-mirror, the CLI's defaults) through the real
-``deqslots train`` command and reports training steps/s for:
-- 1 process, 1 thread; 1 process, 2 threads; 2 processes x 1 thread (``torchrun --nproc_per_node=2``,
-  gloo) on the CPU;
-- 1 process on the GPU, and one process per GPU when there are several, when CUDA is available.
-Steps/s come from metrics.csv's ``elapsed_s`` between the end of the warm-up steps and the last step, so
-start-up, process-group set-up and the final evaluation are excluded; data generation is included (each
-rank generates only its share). Then the checkpoint the 1-process run wrote is written again with
-``save_atomic`` ``--repeats`` times (median time, file size) and read back with ``load_checkpoint``.
-The 1-minute load average (``uptime``) is recorded before and after, since other jobs may share the
-machine.
+Method: docs/benchmarks/methods.md#ddp
 """
 
 from __future__ import annotations
@@ -29,10 +18,11 @@ from types import MappingProxyType
 
 import torch
 
-from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError, by_size, read_metrics
+from benchmarks.suites.common import (Option, RunContext, SuiteResult, Table, UsageError, by_size, interleaved,
+                                      read_metrics)
 from deqslots.training.checkpoint import load_checkpoint, save_atomic
 
-__all__ = ["run", "add_arguments", "TABLES", "train_speed", "checkpoint_cost"]
+__all__ = ["run", "OPTIONS", "TABLES", "train_speed", "checkpoint_cost"]
 
 SPEED_COLUMNS = ("device", "processes", "threads_per_process", "steps", "timed_steps", "steps_per_s", "images_per_s",
                  "speedup_vs_1x1", "wall_s")
@@ -70,17 +60,12 @@ def train_speed(out: Path, processes: int, threads: int, device: str, steps: int
 def checkpoint_cost(checkpoint: Path, repeats: int) -> dict:
     """Median time of ``save_atomic`` (fsync included) and ``load_checkpoint`` of a real checkpoint."""
     state = load_checkpoint(checkpoint)
-    saves, loads = [], []
     with tempfile.TemporaryDirectory(dir=checkpoint.parent) as tmp:
         path = Path(tmp) / "checkpoint.pt"
-        for _ in range(repeats):
-            began = time.perf_counter()
-            save_atomic(state, path)
-            saves.append(time.perf_counter() - began)
-            began = time.perf_counter()
-            load_checkpoint(path)
-            loads.append(time.perf_counter() - began)
+        # the first round saves before it loads; later rounds read the file the round before wrote
+        times = interleaved({"save": lambda: save_atomic(state, path), "load": lambda: load_checkpoint(path)}, repeats)
         size = path.stat().st_size
+    saves, loads = times["save"], times["load"]
     params = sum(v.numel() for v in state["model"].values())
     return {"bytes": size, "parameters": params, "repeats": repeats,
             "save_ms_median": round(1000 * statistics.median(saves), 2),
@@ -88,13 +73,13 @@ def checkpoint_cost(checkpoint: Path, repeats: int) -> dict:
             "load_ms_median": round(1000 * statistics.median(loads), 2)}
 
 
-def add_arguments(group) -> None:
-    """The suite's own options."""
-    group.add_argument("--steps", type=int, default=None, help="training steps per layout (default 40; quick 6)")
-    group.add_argument("--warmup", type=int, default=None, help="steps left out of the timing (default 5; quick 2)")
-    group.add_argument("--batch-size", type=int, default=None, help="global batch (default 32)")
-    group.add_argument("--variant", default=None, help="slot-attention variant (default IN)")
-    group.add_argument("--repeats", type=int, default=None, help="checkpoint writes (default 7)")
+OPTIONS = (
+    Option("--steps", "training steps per layout (default 40; quick 6)", type=int),
+    Option("--warmup", "steps left out of the timing (default 5; quick 2)", type=int),
+    Option("--batch-size", "global batch (default 32)", type=int),
+    Option("--variant", "slot-attention variant (default IN)"),
+    Option("--repeats", "checkpoint writes (default 7)", type=int),
+)
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:

@@ -1,19 +1,7 @@
-"""Suite ``deq-classifier``: which backward mode should I use? Cost of a training step and accuracy after a budget.
+"""Suite ``deq-classifier``: which backward mode should I use? Cost of a training step and accuracy after a budget,
+on a tiny tanh DEQ classifier: ``python -m benchmarks deq-classifier [--quick] [--out DIR] [--seeds N] [--steps N]``.
 
-    python -m benchmarks deq-classifier [--quick] [--out DIR] [--seeds N] [--steps N]
-
-A tiny tanh DEQ classifier, ``z* = tanh(z* W + U x)`` with ``W`` rescaled to spectral norm at most 0.9 in every
-forward pass (so the layer contracts whatever the optimiser does), logits ``V z*``, trained with cross-entropy
-and Adam on a generated task: Gaussian inputs labelled by the argmax of a fixed random two-layer tanh teacher
-(``CLASSES`` classes, balanced enough that chance is about 1 / ``CLASSES``). Every backward mode of
-:mod:`solvers` (and torchdeq's ``get_deq(ift=True)`` when torchdeq is installed) trains the same
-initialisation on the same batches for the same number of steps, forward Anderson to ``tol`` 1e-4 (abs) for
-all. Per mode: median wall time of a training step (forward solve + backward + Adam), its f evaluations and
-vector-Jacobian products, the cosine of its first gradient to the exact implicit gradient (a GMRES adjoint
-to 1e-10), and the test accuracy and loss after the budget, mean over seeds.
-
-Run ``python -m benchmarks deq-classifier`` on an idle machine for figures; ``--quick`` and the test size only
-check the path.
+Method: docs/benchmarks/methods.md#deq-classifier
 """
 
 from __future__ import annotations
@@ -27,14 +15,14 @@ from typing import Callable, Optional
 import torch
 
 import solvers
-from benchmarks.suites.common import Counter, RunContext, SuiteResult, Table, UsageError, by_size, count_vjps, tail_mean
+from benchmarks.suites.common import Option, Counter, RunContext, SuiteResult, Table, by_size, count_vjps, tail_mean
 
 try:  # optional peer
     from torchdeq import get_deq
 except Exception:  # pragma: no cover
     get_deq = None
 
-__all__ = ["run", "add_arguments", "TABLES", "MODES", "make_task", "DEQClassifier"]
+__all__ = ["run", "OPTIONS", "TABLES", "MODES", "make_task", "DEQClassifier"]
 
 CLASSES = 4
 # mode name -> backward mode of solvers (torchdeq's is added when installed)
@@ -149,17 +137,13 @@ def _exact_gradient(seed: int, sizes: tuple, task: tuple[torch.Tensor, ...]) -> 
     return torch.cat([p.grad.flatten() for p in model.parameters()])
 
 
-def add_arguments(group) -> None:
-    """The suite's own options."""
-    group.add_argument("--steps", type=int, default=None, help="training steps per mode (default 1500; quick 60)")
+OPTIONS = (Option("--steps", "training steps per mode (default 1500; quick 60)", at_least=1, type=int),)
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:
     """Train every mode on every seed; ``bar`` advances once per (mode, seed)."""
     sizes = SIZES[by_size(ctx.size, "tiny", "quick", "full")]
     if ctx.overrides.get("steps") is not None:
-        if ctx.overrides["steps"] < 1:
-            raise UsageError("--steps must be >= 1")
         sizes = (*sizes[:5], ctx.overrides["steps"], sizes[6])
     inputs, dim, train, test, batch, steps, default_seeds = sizes
     seeds = list(range(ctx.seeds or default_seeds))

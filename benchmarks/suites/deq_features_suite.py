@@ -1,21 +1,7 @@
-"""Suite ``deq-features``: what compaction of converged samples and weights once per solve cost or save.
+"""Suite ``deq-features``: what compaction of converged samples, weights once per solve and ``compile=`` cost or
+save: ``python -m benchmarks deq-features [--quick] [--out DIR] [--threads N] [--repeats N]``.
 
-Run ``python -m benchmarks deq-features [--quick] [--out DIR] [--threads N] [--repeats N]`` on an idle
-machine. Sections:
-
-(a) compaction: a batch of 32 tanh-DEQ samples, 16 converging in about 3 steps and 16 in about 60 (per-sample
-    contraction), solved with ``compact=False`` (every sample evaluated at every step), ``compact=True``
-    (``args=``: only the samples still iterating) and, as the target, the 16 slow samples alone;
-    forward ``iterate`` and ``anderson``, no autograd (the forward solve is what compaction changes);
-(b) weights once per solve: a DEQ step whose weight is ``spectral_norm``- or ``weight_norm``-parametrized,
-    time per evaluation of f (solve time / nfe) with ``cache_weights=True`` and ``False``, training step
-    (forward + onestep backward) and no-grad solve;
-(c) ``compile=``: the slot-attention solve of the ``cpu-small`` autoencoder (vanilla and IN: a fixed number of
-    plain steps, so the whole loop is one graph) eager vs ``solvers.Compile`` (inductor at the full size;
-    ``--compile-backend``), the slot-attention step alone (forward + backward on fixed encoder features) and a
-    full training step (forward + backward + Adam), with the one-off compilation time.
-
-Times are medians over interleaved repeats with ``torch.set_num_threads`` fixed.
+Method: docs/benchmarks/methods.md#deq-features
 """
 
 from __future__ import annotations
@@ -27,16 +13,11 @@ from typing import Callable
 import torch
 
 import solvers
-from benchmarks.suites.common import RunContext, SuiteResult, UsageError, interleaved, median_ms, rows_table
+from benchmarks.suites.common import Option, RunContext, SuiteResult, interleaved_ms, rows_table
 
-__all__ = ["run", "add_arguments", "TABLES", "mixed_batch", "compaction", "weight_caching", "compile_speedup"]
+__all__ = ["run", "OPTIONS", "TABLES", "mixed_batch", "compaction", "weight_caching", "compile_speedup"]
 
 TABLES = MappingProxyType({"compaction": None, "weight_caching": None, "compile": None})
-
-
-def _median_ms(cases: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median ms of each case over interleaved repeats after a warm-up call of each."""
-    return {name: median_ms(t) for name, t in interleaved(cases, repeats, warmup=True).items()}
 
 
 def mixed_batch(batch: int = 32, dim: int = 512, fast: float = 0.03, slow: float = 0.86, seed: int = 0
@@ -68,11 +49,11 @@ def compaction(forward: str, dim: int, repeats: int, tol: float = 1e-4) -> dict:
     info = solve(z0, x, c, False)
     steps = (info.trace > tol).sum(dim=0) + 1  # steps each sample took to reach tol
     slow_z0, slow_x, slow_c = z0[half:], x[half:], c[half:]
-    ms = _median_ms({
+    ms = interleaved_ms({
         "all evaluated": lambda: solve(z0, x, c, False),
         "compact": lambda: solve(z0, x, c, True),
         "slow half alone": lambda: solve(slow_z0, slow_x, slow_c, False),
-    }, repeats)
+    }, repeats, warmup=True)
     return {
         "forward": forward, "batch": x.shape[0], "dim": dim, "nfe": info.nfe,
         "fast_steps": float(steps[:half].float().mean()), "slow_steps": float(steps[half:].float().mean()),
@@ -103,10 +84,10 @@ def weight_caching(kind: str, batch: int, dim: int, iters: int, repeats: int) ->
         with torch.no_grad():
             solvers.fixed_point(f, torch.zeros_like(x), tol=None, max_iter=iters, cache_weights=cache)
 
-    ms = _median_ms({
+    ms = interleaved_ms({
         "train cached": lambda: train_step(True), "train per call": lambda: train_step(False),
         "solve cached": lambda: no_grad_solve(True), "solve per call": lambda: no_grad_solve(False),
-    }, repeats)
+    }, repeats, warmup=True)
     return {
         "norm": kind, "batch": batch, "dim": dim, "nfe": iters,
         "ms_per_f_solve_cached": ms["solve cached"] / iters,
@@ -151,7 +132,7 @@ def compile_speedup(variant: str, batch: int, resolution: int, repeats: int, bac
         step(compiled)  # the first call compiles
         compile_s = time.perf_counter() - began
         cases = {"eager": lambda step=step: step(False), "compiled": lambda step=step: step(compiled)}
-        ms = _median_ms(cases, repeats)
+        ms = interleaved_ms(cases, repeats, warmup=True)
         rows.append({"what": name, "variant": variant, "iters": sa.iters, "batch": batch, "resolution": resolution,
                      "backend": backend, "compile_s": compile_s, "ms_eager": ms["eager"],
                      "ms_compiled": ms["compiled"], "speedup": ms["eager"] / ms["compiled"]})
@@ -160,19 +141,16 @@ def compile_speedup(variant: str, batch: int, resolution: int, repeats: int, bac
     return rows
 
 
-def add_arguments(group) -> None:
-    """The suite's own options."""
-    group.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default 15; quick 5; tiny 2)")
-    group.add_argument("--compile-backend", default=None,
-                       help="torch.compile backend of section (c) (default inductor; quick and tiny: aot_eager, "
-                            "which only traces, to stay fast)")
+OPTIONS = (
+    Option("--repeats", "timed repeats per case (default 15; quick 5; tiny 2)", at_least=1, type=int),
+    Option("--compile-backend", "torch.compile backend of section (c) (default inductor; quick and tiny: aot_eager, "
+           "which only traces, to stay fast)"),
+)
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:
     """Both sections at ``ctx.size``; ``bar`` advances once per section."""
     repeats = ctx.overrides.get("repeats") or {"tiny": 2, "quick": 5}.get(ctx.size, 15)
-    if repeats < 1:
-        raise UsageError("--repeats must be >= 1")
     tiny = ctx.size == "tiny"
     dim = 32 if tiny else 256 if ctx.size == "quick" else 512
     result = SuiteResult("deq-features", {"repeats": repeats, "dim": dim})

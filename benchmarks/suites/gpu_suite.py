@@ -1,29 +1,7 @@
-"""Suite ``gpu``: what only a GPU can measure, in one command that fits in 8 minutes on one GPU.
+"""Suite ``gpu``: what only a GPU can measure, in one command that fits in 8 minutes on one GPU (a CPU dry-run
+without one): ``python -m benchmarks gpu [--quick] [--out DIR] [--parts PART ...]``.
 
-    python -m benchmarks gpu [--quick] [--out DIR] [--parts PART ...]
-
-Parts, each with its own wall-clock budget (``BUDGETS``: 405 s in all at the full size, so that start-up, model
-building and a compilation that overruns its share fit in the 8 minutes):
-
-- ``cuda_tests``: the CUDA test subset (``pytest -k cuda`` over tests/: solves, implicit gradients and bf16
-  autocast on CUDA against the CPU, every variant's training step in fp32 and bf16, a CUDA checkpoint resumed
-  on the CPU), in a subprocess killed at its budget;
-- ``solver_overhead``: a tanh DEQ (B=256, d=1024) solved by Iterate / Anderson / Broyden for 30 evaluations,
-  with ``tol=None`` (no convergence test) and ``tol=1e-4`` (a test every step): solve time over nfe x the time
-  of one f call, and the host synchronisations of one solve counted with ``torch.cuda.set_sync_debug_mode``;
-- ``slot_attention_speed``: training steps/s of the five variants at ``paper-64`` and ``paper-128``, fp32 and
-  bf16 autocast;
-- ``compile``: steps/s of ``paper-64`` IN with and without ``torch.compile``, and the compile time;
-- ``slate_speed``: SLATE ``paper-64`` training steps/s, vanilla and IN, fp32 and bf16;
-- ``peak_memory``: ``torch.cuda.max_memory_allocated`` of a training step (above the model and batch) as the
-  slot-attention iterations grow, vanilla (unrolled) against IN (implicit);
-- ``vanilla_vs_in``: ``paper-64`` vanilla and IN trained side by side (interleaved steps, same data and
-  initialisation seed) on clevr-mirror 64x64 at 7 iterations, no gradient clipping, until the budget is spent:
-  the loss and gradient-norm curves show whether vanilla's instability appears at that scale.
-
-Without a GPU (or with ``--device cpu``) the suite says so and runs a CPU dry-run: every part at tiny sizes
-(small stand-in models, one step per case, fp32 and bf16, ``torch.compile`` with the ``eager`` backend, a
-collect-only pytest), whatever the budgets say; it checks the code paths, not the figures.
+Method: docs/benchmarks/methods.md#gpu
 """
 
 from __future__ import annotations
@@ -42,13 +20,13 @@ from typing import Any, Callable, Optional
 import torch
 
 import solvers
-from benchmarks.suites.common import (FORWARD_SOLVERS, Budget, RunContext, SuiteResult, Table, UsageError, f_only,
-                                      saved_bytes, step_rates, sync, time_call)
-from deqslots import SLATE, SlotAutoencoder, config_for, slate_config_for
+from benchmarks.suites.common import (FORWARD_SOLVERS, Budget, Option, RunContext, SuiteResult, Table, autoencoder,
+                                      f_only, saved_bytes, step_rates, sync, tail_mean, time_call)
+from deqslots import SLATE, slate_config_for
 from deqslots.data.batches import BatchStream
 from deqslots.evaluation.metrics import mse_per_pixel
 
-__all__ = ["run", "add_arguments", "default_device", "TABLES", "PARTS", "BUDGETS"]
+__all__ = ["run", "OPTIONS", "default_device", "TABLES", "PARTS", "BUDGETS"]
 
 PARTS = ("cuda_tests", "solver_overhead", "slot_attention_speed", "compile", "slate_speed", "peak_memory",
          "vanilla_vs_in")
@@ -62,7 +40,6 @@ BUDGETS = MappingProxyType({
     "tiny": MappingProxyType({"cuda_tests": 60, "solver_overhead": 2, "slot_attention_speed": 2, "compile": 2,
                               "slate_speed": 2, "peak_memory": 2, "vanilla_vs_in": 2}),
 })
-VARIANTS = ("vanilla", "IN", "BN", "BB", "IB")
 PRECISIONS = ("fp32", "bf16")
 TABLES = MappingProxyType({
     "cuda_tests": ("paths", "selection", "mode", "passed", "failed", "skipped", "errors", "collected", "returncode",
@@ -84,10 +61,8 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def add_arguments(group) -> None:
-    """The suite's own options."""
-    group.add_argument("--parts", nargs="+", default=None, choices=PARTS, help="parts to run (default: all)")
-    group.add_argument("--batch-size", type=int, default=None, help="training batch of the speed parts (default 32)")
+OPTIONS = (Option("--parts", "parts to run (default: all)", nargs="+", choices=PARTS),
+           Option("--batch-size", "training batch of the speed parts (default 32)", at_least=1, type=int))
 
 
 def _autocast(device: torch.device, precision: str) -> Any:
@@ -201,19 +176,9 @@ def _solver_overhead(ctx: RunContext, budget: Budget, dry: bool, result: SuiteRe
                     overhead=solve_s / (max(1, info.nfe) * f_s), host_syncs=_count_syncs(solve, device))
 
 
-def _slot_runs(arch: str, resolution: int, variant: str, device: torch.device, iters: Optional[int] = None
-               ) -> tuple[SlotAutoencoder, torch.optim.Optimizer]:
-    torch.manual_seed(0)
-    changes: dict = {"variant": variant, **({"iters": iters} if iters else {})}
-    if resolution != config_for(arch).resolution:
-        changes["resolution"] = resolution
-    model = SlotAutoencoder(config_for(arch, **changes)).to(device)
-    return model, torch.optim.Adam(model.parameters(), lr=1e-4)
-
-
 def _slot_attention_speed(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResult, batch: int) -> None:
     archs = _architectures(dry)
-    variants = ("vanilla", "IN") if dry else VARIANTS
+    variants = ("vanilla", "IN") if dry else solvers.VARIANTS
     cases = [(name, v, p) for name in archs for p in PRECISIONS for v in variants]
     if dry:  # one case per variant and per precision covers every code path
         cases = [("paper-64", "vanilla", "fp32"), ("paper-64", "IN", "bf16")]
@@ -229,7 +194,7 @@ def _slot_attention_speed(ctx: RunContext, budget: Budget, dry: bool, result: Su
             return
         config, resolution = archs[name]
         images = _images(resolution, batch, ctx.device)
-        model, opt = _slot_runs(config, resolution, variant, ctx.device)
+        model, opt = autoencoder(config, ctx.device, resolution=resolution, variant=variant)
 
         def loss(m: torch.nn.Module, p: str = precision, images: torch.Tensor = images) -> torch.Tensor:
             with _autocast(ctx.device, p):
@@ -254,7 +219,7 @@ def _compile(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResult, ba
         if tab.rows and budget.over() and not dry:
             result.notes.append("compile: budget spent before the compiled run")
             return
-        model, opt = _slot_runs(config, resolution, "IN", ctx.device)
+        model, opt = autoencoder(config, ctx.device, resolution=resolution, variant="IN")
         net: Any = model
         compile_s = None
         if compiled:
@@ -315,7 +280,7 @@ def _peak_memory(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResult
             if tab.rows and budget.over() and not dry:
                 result.notes.append("peak_memory: budget spent before every case was measured")
                 return
-            model, _ = _slot_runs(config, resolution, variant, ctx.device, iters=iters)
+            model, _ = autoencoder(config, ctx.device, resolution=resolution, variant=variant, iters=iters)
             if cuda:
                 sync(ctx.device)
                 torch.cuda.reset_peak_memory_stats(ctx.device)
@@ -333,7 +298,7 @@ def _peak_memory(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResult
 def _vanilla_vs_in(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResult, batch: int) -> None:
     config, resolution = _architectures(dry)["paper-64"]
     stream = BatchStream("clevr-mirror", "train", resolution, batch, 0)
-    runs = {v: _slot_runs(config, resolution, v, ctx.device, iters=7) for v in ("vanilla", "IN")}
+    runs = {v: autoencoder(config, ctx.device, resolution=resolution, variant=v, iters=7) for v in ("vanilla", "IN")}
     for _, opt in runs.values():
         for group in opt.param_groups:
             group["lr"] = 4e-4
@@ -375,9 +340,8 @@ def _vanilla_vs_in(ctx: RunContext, budget: Budget, dry: bool, result: SuiteResu
     for variant, hist in history.items():
         losses = [v for v, _ in hist if math.isfinite(v)]
         norms = sorted(n for _, n in hist if math.isfinite(n))
-        tail = losses[-max(1, len(losses) // 10):] if losses else [math.nan]
         tab.add(variant=variant, steps=len(hist), loss_first=losses[0] if losses else None,
-                loss_last=sum(tail) / len(tail), loss_min=min(losses) if losses else None,
+                loss_last=tail_mean(losses), loss_min=min(losses) if losses else None,
                 grad_norm_median=norms[len(norms) // 2] if norms else None, grad_norm_max=norms[-1] if norms else None,
                 nonfinite_steps=len(hist) - len(losses), diverged_at=diverged[variant])
 
@@ -393,8 +357,6 @@ def run(ctx: RunContext, bar) -> SuiteResult:
     dry = ctx.device.type != "cuda"
     size = "tiny" if dry else ("quick" if ctx.size in ("quick", "tiny") else "full")
     batch = ctx.overrides.get("batch_size") or (2 if dry else 32)
-    if batch < 1:
-        raise UsageError("--batch-size must be >= 1")
     parts = ctx.overrides.get("parts") or list(PARTS)
     result = SuiteResult("gpu", {"dry_run": dry, "budget_size": size, "budgets_s": dict(BUDGETS[size]),
                                  "parts": parts, "batch_size": batch})

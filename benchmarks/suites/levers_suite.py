@@ -1,20 +1,7 @@
 """Suite ``levers``: one lever at a time, a short training loop of the object-discovery autoencoder with any
-config change.
+config change: ``python -m benchmarks levers [--data NAME] [--steps N] FIELD=VALUE ...``.
 
-The lever table of BENCHMARKS.md ("Objects, not colours") was made with this loop. It trains
-:class:`deqslots.SlotAutoencoder` from a named config with ``FIELD=VALUE`` changes (any
-:class:`deqslots.slot_attention.config.AutoencoderConfig` field, values as Python literals) on a pool of generated
-training images held in memory, and prints validation MSE and FG-ARI (256 fixed val scenes) every
-``--every`` steps, so that two configurations can be compared at equal steps in minutes. The loss is the
-model's own :meth:`~deqslots.SlotAutoencoder.loss` (so ``attention_guidance_steps`` applies).
-
-Usage::
-
-    python -m benchmarks levers --data same-hue --steps 4000 config=cpu-objects
-    python -m benchmarks levers --data shapes config=cpu-objects attention_guidance_steps=0 iters=7
-    python -m benchmarks levers --data shapes config=cpu-objects decoder_position_frequencies=3 broadcast=16
-
-For a run with checkpoints, resume and figures use ``deqslots train``; this loop is for sweeps.
+Method: docs/benchmarks/methods.md#levers
 """
 
 from __future__ import annotations
@@ -26,14 +13,14 @@ from typing import Any, Sequence
 
 import torch
 
-from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError
+from benchmarks.suites.common import Option, RunContext, SuiteResult, Table, UsageError
 from deqslots.slot_attention.autoencoder import SlotAutoencoder
 from deqslots.slot_attention.config import config_for
 from deqslots.data import generate_batch
 from deqslots.evaluation.metrics import fg_ari
 from deqslots.training.schedule import learning_rate
 
-__all__ = ["run_lever", "run", "add_arguments", "TABLES"]
+__all__ = ["run_lever", "run", "OPTIONS", "TABLES"]
 
 TABLES = MappingProxyType({"evaluations": ("step", "seconds", "mse", "fg_ari")})
 
@@ -101,18 +88,17 @@ def run_lever(data: str, changes: dict[str, Any], steps: int = 3000, batch_size:
     return results
 
 
-def add_arguments(group) -> None:
-    """The suite's own options."""
-    group.add_argument("changes", nargs="*", default=None,
-                       help="FIELD=VALUE config changes (AutoencoderConfig fields, Python literals); config=NAME "
-                            "picks the base (default cpu-objects)")
-    group.add_argument("--data", default=None, help="generator (default same-hue)")
-    group.add_argument("--steps", type=int, default=None, help="training steps (default 3000; quick 40)")
-    group.add_argument("--batch-size", type=int, default=None, help="default 16")
-    group.add_argument("--lr", type=float, default=None, help="default 6e-4")
-    group.add_argument("--warmup-steps", type=int, default=None, help="default 200 (capped at --steps)")
-    group.add_argument("--every", type=int, default=None, help="steps between evaluations (default 500)")
-    group.add_argument("--pool", type=int, default=None, help="training images generated up front (default 20000)")
+OPTIONS = (
+    Option("changes", "FIELD=VALUE config changes (AutoencoderConfig fields, Python literals); config=NAME picks the "
+           "base (default cpu-objects)", nargs="*"),
+    Option("--data", "generator (default same-hue)"),
+    Option("--steps", "training steps (default 3000; quick 40)", at_least=1, type=int),
+    Option("--batch-size", "default 16", at_least=1, type=int),
+    Option("--lr", "default 6e-4", type=float),
+    Option("--warmup-steps", "default 200 (capped at --steps)", type=int),
+    Option("--every", "steps between evaluations (default 500)", at_least=1, type=int),
+    Option("--pool", "training images generated up front (default 20000)", at_least=1, type=int),
+)
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:
@@ -124,8 +110,6 @@ def run(ctx: RunContext, bar) -> SuiteResult:
                 "lr": o.get("lr") or 6e-4, "warmup_steps": min(steps, o.get("warmup_steps") or 200),
                 "every": o.get("every") or (steps if tiny or quick else 500),
                 "pool": o.get("pool") or (16 if tiny else 512 if quick else 20_000)}
-    if min(steps, settings["batch_size"], settings["every"], settings["pool"]) < 1:
-        raise UsageError("--steps, --batch-size, --every and --pool must be >= 1")
     changes = _changes(o.get("changes") or [])
     bar.reset(total=steps)
     try:

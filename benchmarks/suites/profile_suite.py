@@ -1,50 +1,8 @@
-"""Suite ``profile``: where a training step of the slot-attention autoencoder spends its time, before and after
-``cpu-small`` changed.
+"""Suite ``profile``: where a training step of the slot-attention autoencoder spends its time, phase by phase,
+before and after ``cpu-small`` changed:
+``python -m benchmarks profile [--steps N] [--threads T] [--profile-steps P] [--out DIR]``.
 
-    python -m benchmarks profile [--steps N] [--threads T] [--profile-steps P] [--out DIR]
-
-Profiles the training step of ``deqslots train`` (batch from :class:`deqslots.data.batches.BatchStream`, forward,
-per-pixel MSE, ``zero_grad``, backward, gradient norm, Adam step) for two architectures, both variant IN on
-the procedural ``shapes`` data at 32x32:
-
-- ``before``: the previous ``cpu-small``, rebuilt here explicitly: 4 encoder convs 5x5 (the first of stride 2,
-  so a 16x16 grid), 5 slots of 32, T=3, a spatial-broadcast decoder from 8x8 upsampled by 5x5 transposed
-  convs to 32x32 plus one refine layer, masks = the decoder's alphas softmaxed over slots; batch 32;
-- ``after``: the current ``config_for("cpu-small", variant="IN")``: per-pixel (1x1) encoder at 32x32, 7 slots
-  of 32, T=7, a decoder to 16x16 resized bilinearly to 32x32, masks = slot attention's own attention; batch 16.
-
-Each step is split into phases: ``data`` (generating the batch), ``encoder`` (``model.encode``),
-``slot_attention``, ``decoder`` (``model.decode`` with the mixture of slots, plus the loss), the backward of
-each of those three, and ``optimizer`` (``zero_grad``, the gradient norm that training computes each step,
-and ``Adam.step``). The script reports the mean milliseconds per step and share of the step for every phase,
-steps/s, and the ten ops with the most self CPU time (torch.profiler ``key_averages``) for each architecture.
-
-Method. The forward phases are timed with ``time.perf_counter`` at their boundaries and wrapped in
-``torch.profiler.record_function`` regions of the same names. The backward is one ``loss.backward()`` call;
-it is split by tensor hooks that timestamp when the gradient reaches a component's inputs:
-
-- the decoder's inputs are fresh aliases (``view_as``) of the slots and of the attention made just before
-  ``model.decode``, so that their hooks fire once the decoder's (and the loss's) backward has delivered its
-  whole gradient to them; the decoder's backward ends when the last of them fires (the attention is an input
-  only when the masks come from it, ``mask_source="attention"``);
-- slot attention's backward ends when the hook on the encoder features (the output of ``model.encode``, whose
-  only consumer is slot attention) fires;
-- the encoder's backward is the rest, until ``backward()`` returns.
-
-This split is exact because on the CPU the autograd engine runs the whole graph on the calling thread (ops
-themselves may still use intra-op threads), one node at a time, always picking among the nodes whose
-gradients are ready the one created last in the forward pass (highest sequence number; gradient
-accumulation into parameters runs as soon as it is ready). Every node of slot attention needs gradient that
-flows through the decoder-input aliases and was created before any decoder node, so it cannot run before
-the decoder's backward is done; likewise for the encoder and slot attention. The hooks also close and open
-``record_function`` regions (``backward/decoder``, ``backward/slot_attention``, ``backward/encoder``), so the
-profiler's trace shows the same split. The forward computes exactly what ``SlotAutoencoder.forward``
-computes (``encode``, ``slot_attention(..., return_attn=True)``, ``decode``), the aliases being views.
-
-Timed steps run without the profiler, whose per-op bookkeeping would inflate the many small ops; both
-architectures are timed in interleaved rounds (one step of each per round, order alternating) so that load
-from other processes hits both alike, after warm-up steps. The top-ops tables come from separate profiled
-steps afterwards (``--profile-steps``); DIR/profiler_tables.txt keeps torch.profiler's own tables.
+Method: docs/benchmarks/methods.md#profile
 """
 
 from __future__ import annotations
@@ -60,14 +18,14 @@ from typing import Optional, Sequence
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError, by_size
+from benchmarks.suites.common import Option, RunContext, SuiteResult, Table, by_size
 from deqslots.slot_attention.config import AutoencoderConfig, config_for
 from deqslots.slot_attention.autoencoder import SlotAutoencoder
 from deqslots.data.batches import BatchStream
 from deqslots.evaluation.metrics import mse_per_pixel
 
 __all__ = ["PHASES", "PHASE_LABELS", "before_config", "after_config", "describe", "build_arms", "Arm", "StepProfiler",
-           "run", "add_arguments", "TABLES"]
+           "run", "OPTIONS", "TABLES"]
 
 # Phases of one step, in the order they run (rows of the phases table).
 PHASES = ("data", "encoder", "slot_attention", "decoder", "backward_decoder", "backward_slot_attention",
@@ -296,12 +254,12 @@ def build_arms(tiny: bool = False) -> list[Arm]:
     return arms
 
 
-def add_arguments(group) -> None:
-    """The suite's own options."""
-    group.add_argument("--steps", type=int, default=None, help="timed steps per architecture (default 30; quick 5)")
-    group.add_argument("--profile-steps", type=int, default=None,
-                       help="steps per architecture under torch.profiler for the top-ops tables (default 5; quick 2)")
-    group.add_argument("--warmup", type=int, default=None, help="untimed steps per architecture first (default 2)")
+OPTIONS = (
+    Option("--steps", "timed steps per architecture (default 30; quick 5)", at_least=1, type=int),
+    Option("--profile-steps", "steps per architecture under torch.profiler for the top-ops tables (default 5; quick 2)",
+           at_least=1, type=int),
+    Option("--warmup", "untimed steps per architecture first (default 2)", at_least=0, type=int),
+)
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:
@@ -310,8 +268,6 @@ def run(ctx: RunContext, bar) -> SuiteResult:
     steps = o.get("steps") or by_size(ctx.size, 2, 5, 30)
     profile_steps = o.get("profile_steps") or by_size(ctx.size, 1, 2, 5)
     warmup = o["warmup"] if o.get("warmup") is not None else (1 if tiny else 2)
-    if steps < 1 or profile_steps < 1 or warmup < 0:
-        raise UsageError("--steps and --profile-steps must be >= 1, --warmup >= 0")
     bar.reset(total=1)
     profilers = [StepProfiler(arm) for arm in build_arms(tiny)]
     for _ in range(warmup):
@@ -342,7 +298,7 @@ def run(ctx: RunContext, bar) -> SuiteResult:
     phases = result.tables["phases"] = Table(
         f"Mean ms per training step and share of the step per phase, variant IN on {DATA}, over {steps} timed "
         f"steps per architecture (after {warmup} warm-up steps; interleaved rounds, profiler off). The backward is "
-        "split by gradient hooks at the component boundaries (see benchmarks/suites/profile_suite.py); the phases "
+        "split by gradient hooks at the component boundaries (docs/benchmarks/methods.md#profile); the phases "
         "tile the step (last row).", columns)
     for phase in PHASES:
         phases.add(phase=phase, label=PHASE_LABELS[phase],

@@ -1,16 +1,7 @@
-"""Suite ``readers``: images per second of each real-data reader.
+"""Suite ``readers``: images per second of each real-data reader, on files it writes in the exact published formats:
+``python -m benchmarks readers [--readers NAME ...] [--items N] [--resolution R]``.
 
-No published files are needed: the script writes small files in each exact format first (the
-Multi-Object Datasets' GZIP TFRecords at their published sizes, a COCO annotations JSON with RLE
-masks, a ShapeStacks tree), with flat-coloured rectangles so that GZIP and PNG compress them about as
-much as real scenes. It then times, per reader, reading every item at ``--resolution`` through
-``BatchStream`` (decompression, CRC checks, parsing, mask-to-id conversion, crop and resize: the path
-training takes), one process, ``--threads`` torch threads. Needs the ``dev`` extra (protobuf and
-pycocotools write the test files). Compare with the training step rate in BENCHMARKS.md.
-
-Examples:
-    python -m benchmarks readers                       # all readers, 128 px
-    python -m benchmarks readers --readers tetrominoes coco --items 40 --resolution 32
+Method: docs/benchmarks/methods.md#readers
 """
 
 from __future__ import annotations
@@ -23,9 +14,9 @@ from types import MappingProxyType
 
 import numpy as np
 
-from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError
+from benchmarks.suites.common import Option, RunContext, SuiteResult, Table
 
-__all__ = ["READERS", "measure", "run", "add_arguments", "TABLES", "write_files"]
+__all__ = ["READERS", "measure", "run", "OPTIONS", "TABLES", "write_files"]
 
 TABLES = MappingProxyType({"readers": ("reader", "resolution", "items", "reads", "images_per_s")})
 # what writing the test files needs (the `dev` extra)
@@ -103,14 +94,14 @@ def measure(data: str, resolution: int, items: int) -> float:
     return items / (time.perf_counter() - start)
 
 
-def add_arguments(group) -> None:
-    """The suite's own options."""
-    group.add_argument("--readers", nargs="+", default=None, choices=READERS, help="default: all")
-    group.add_argument("--items", type=int, default=None,
-                       help="items written per format (and read, in epochs); default 200, quick 12, tiny 8")
-    group.add_argument("--reads", type=int, default=None, help="items timed (default: --items)")
-    group.add_argument("--resolution", type=int, default=None, help="default 128 (quick 64, tiny 16)")
-    group.add_argument("--workdir", default=None, help="where the files go (default: a temporary folder)")
+OPTIONS = (
+    Option("--readers", "default: all", nargs="+", choices=READERS),
+    Option("--items", "items written per format (and read, in epochs); default 200, quick 12, tiny 8", at_least=1,
+           type=int),
+    Option("--reads", "items timed (default: --items)", at_least=1, type=int),
+    Option("--resolution", "default 128 (quick 64, tiny 16)", at_least=1, type=int),
+    Option("--workdir", "where the files go (default: a temporary folder)"),
+)
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:
@@ -119,8 +110,6 @@ def run(ctx: RunContext, bar) -> SuiteResult:
     items = o.get("items") or {"tiny": 8, "quick": 12}.get(ctx.size, 200)
     reads = o.get("reads") or items
     resolution = o.get("resolution") or {"tiny": 16, "quick": 64}.get(ctx.size, 128)
-    if min(items, reads, resolution) < 1:
-        raise UsageError("--items, --reads and --resolution must be >= 1")
     readers = o.get("readers") or list(READERS)
     result = SuiteResult("readers", {"items": items, "reads": reads, "resolution": resolution})
     missing = [m for m in _WRITERS if importlib.util.find_spec(m.split(".")[0]) is None]

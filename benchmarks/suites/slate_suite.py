@@ -1,20 +1,8 @@
-"""Suite ``slate``: generation with and without the key/value cache, training speed per variant, and
-implicit (IN) against vanilla SLATE over several seeds at equal steps.
+"""Suite ``slate``: generation with and without the key/value cache, training speed per variant, and implicit (IN)
+against vanilla SLATE over several seeds at equal steps:
+``python -m benchmarks slate [--quick] [--out DIR] [--steps N] [--seed-list 0,1,2] [--threads N]``.
 
-    python -m benchmarks slate [--quick] [--out DIR] [--steps N] [--seed-list 0,1,2] [--threads N]
-
-Measures, on this machine's CPU, with the `cpu-small` SLATE (64x64 images -> 16x16 = 256 tokens,
-vocabulary 128, d_model 64, 2 blocks, 7 slots of 64):
-- time to reconstruct a batch through the slot bottleneck (generate 256 tokens from the slots, then decode)
-  with and without the cache (median of repeats; the paper-64 architecture too unless --quick);
-- training steps/s of each variant (median of timed steps after warm-up; data generation excluded);
-- the science at CPU scale: vanilla and IN trained with `deqslots.training.loop` on clevr-mirror 64x64 with the
-  same seeds, data and steps; final token cross-entropy (training, last 10% of steps; validation, teacher
-  forcing) and reconstruction MSE through the slots on 64 validation images, per seed, with the paired
-  difference. Reported as measured, whichever way it comes out.
-Also writes DIR/figure4.png. The default budget (800 steps x 3 seeds x 2 variants at batch 16) takes about 12
-minutes on 2 idle cores. Timings suffer badly when other processes compete for the cores (the load average is
-recorded); the study's losses and MSEs do not depend on timing (same seeds, same numbers).
+Method: docs/benchmarks/methods.md#slate
 """
 
 from __future__ import annotations
@@ -28,7 +16,8 @@ from typing import Optional
 
 import torch
 
-from benchmarks.suites.common import (RunContext, SuiteResult, Table, UsageError, interleaved, mean_sd,
+from solvers import VARIANTS
+from benchmarks.suites.common import (Option, RunContext, SuiteResult, Table, interleaved, mean_sd,
                                       read_metrics, seed_list, step_rates, tail_mean, train_run)
 from deqslots import SLATE, slate_config_for
 from deqslots.data.batches import BatchStream
@@ -38,7 +27,6 @@ from deqslots.slate.figures import plot_slate_grid
 from deqslots.training.config import TrainConfig
 from deqslots.training.loop import build_model
 
-VARIANTS = ("vanilla", "IN", "BN", "BB", "IB")
 # CPU-scale recipe of the seed study (the same for both variants): SLATE's optimiser and schedules with
 # larger learning rates than its 250k-step values, so a few hundred steps get somewhere.
 STUDY = MappingProxyType(dict(model="slate", config="cpu-small", data="clevr-mirror", batch_size=16, lr=4e-4,
@@ -50,7 +38,7 @@ TABLES = MappingProxyType({
     "study": RUN_COLUMNS,
     "study_summary": ("row", "train_ce_tail", "ce", "mse_sum", "lower_in_seeds"),
 })
-__all__ = ["run", "add_arguments", "TABLES", "generation_times", "steps_per_second", "seed_study", "figure"]
+__all__ = ["run", "OPTIONS", "TABLES", "generation_times", "steps_per_second", "seed_study", "figure"]
 
 
 def generation_times(arch: str, batch: int, repeats: int) -> dict[str, float]:
@@ -69,12 +57,10 @@ def generation_times(arch: str, batch: int, repeats: int) -> dict[str, float]:
             "tokens": model.config.num_tokens}
 
 
-def steps_per_second(variant: str, batch: int, timed: int, config_name: Optional[str] = None) -> float:
+def steps_per_second(variant: str, batch: int, timed: int) -> float:
     """Median training steps/s of one SLATE variant after two untimed steps (one-off allocation costs)."""
     torch.manual_seed(0)
-    config = TrainConfig(**{**STUDY, "variant": variant, "batch_size": batch,
-                            **({"config": config_name} if config_name else {})})
-    model = build_model(config)
+    model = build_model(TrainConfig(**{**STUDY, "variant": variant, "batch_size": batch}))
     groups = model.parameter_groups()
     opt = torch.optim.Adam([{"params": groups["dvae"], "lr": 1e-3}, {"params": groups["main"], "lr": 1e-4}])
     images, _ = generate_batch("clevr-mirror", range(batch), "train", 64, 0)
@@ -115,19 +101,16 @@ def figure(out: Path, seed: int) -> Path:
     return plot_slate_grid(images, panels, out / "figure4.png", rows=6)
 
 
-def add_arguments(group) -> None:
-    """The suite's own options."""
-    group.add_argument("--steps", type=int, default=None, help="training steps per study run (default 800; quick 10)")
-    group.add_argument("--seed-list", default=None, help="comma-separated study seeds (default 0,1,2; quick 0); "
-                       "--seeds N means 0..N-1")
+OPTIONS = (
+    Option("--steps", "training steps per study run (default 800; quick 10)", at_least=1, type=int),
+    Option("--seed-list", "comma-separated study seeds (default 0,1,2; quick 0); --seeds N means 0..N-1"),
+)
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:
     """Generation, speed, then the seed study; ``bar`` advances once per part."""
     tiny, quick = ctx.size == "tiny", ctx.size == "quick"
     steps = ctx.overrides.get("steps") or (2 if tiny else 10 if quick else 800)
-    if steps < 1:
-        raise UsageError("--steps must be >= 1")
     seeds = seed_list(ctx, [0] if tiny or quick else [0, 1, 2])
     bar.reset(total=3)
     result = SuiteResult("slate", {"steps": steps, "seeds": seeds, "recipe": dict(STUDY)})

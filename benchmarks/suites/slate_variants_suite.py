@@ -1,26 +1,8 @@
 """Suite ``slate-variants``: the paper's Figure 3b at CPU scale: token cross-entropy against step for SLATE's
-slot-attention variants, trained in stages on one frozen dVAE.
+slot-attention variants, trained in stages on one frozen dVAE:
+``python -m benchmarks slate-variants [--quick] [--dvae RUN] [--variants vanilla,IN,...] [options]``.
 
-    python -m benchmarks slate-variants [--quick] [--out DIR] [--data NAME] [--dvae RUN] [--variants vanilla,IN,...]
-        [--steps N] [--seed-list 0,1,2] [--set FIELD=VALUE,...] [--no-clip-warmup] [--jobs N]
-
-Every run is ``deqslots train --model slate --config cpu-slate --stage slots --dvae RUN``: slot attention and the
-image-GPT decoder learn to predict the tokens of one trained, frozen dVAE, so every variant and seed has the
-same, stationary target and the curves differ only by how slot attention is solved and differentiated
-(vanilla: backprop through the T iterations; IN / BN: one step at the fixed point; BB / IB: the exact implicit
-gradient by a Broyden adjoint solve, capped at ``backward_max_iter``: 50 here unless ``--set`` says otherwise,
-so that their result is not the cap's). Without ``--dvae`` the suite first trains the dVAE itself
-(``--dvae-steps``). Per run: the training CE over the steps (curves table and ``fig3b.png``: mean over seeds, band
-= min-max), its last 10%, and at the end the validation CE (teacher forcing), the MSE of the reconstruction
-through the slots beside the mean-colour bar, ``mse_other`` (the same generations against other images), token
-accuracy, attention FG-ARI beside the token-grid oracle, and the gradient norm (median, max) with the fraction
-of steps clipped. The summary gives each variant's mean ± sd over seeds and its CE relative to IN's.
-
-The recipe is the lever study's (BENCHMARKS.md "SLATE on a CPU"): batch 32, Adam 4e-4 with 200 warm-up steps,
-SLATE's inf-norm clipping at 1.0, 3 iterations; ``--no-clip-warmup`` removes both clipping and warm-up (the
-paper's claim is that vanilla needs them and the implicit variants do not), ``--set iters=7`` raises T, and
-``--set init=reference,decoder_activation=relu,...`` trains the authors' SLATE fields on cpu-slate's sizes
-(BENCHMARKS.md "The reference models"). ``--data`` picks the data set (default shapes; the dVAE must be of it).
+Method: docs/benchmarks/methods.md#slate-variants
 """
 
 from __future__ import annotations
@@ -33,12 +15,12 @@ from types import MappingProxyType
 import numpy as np
 import torch
 
-from benchmarks.suites.common import (RunContext, SuiteResult, Table, UsageError, band, by_size, mean_sd, pyplot,
-                                      read_metrics, save_figure, seed_list, tail_mean, train_run, worker_pool)
+from solvers import VARIANTS
+from benchmarks.suites.common import (Option, RunContext, SuiteResult, Table, UsageError, band, by_size, mean_sd,
+                                      pyplot, read_metrics, save_figure, seed_list, tail_mean, train_run, worker_pool)
 
-__all__ = ["run", "add_arguments", "TABLES", "staged_config"]
+__all__ = ["run", "OPTIONS", "TABLES", "staged_config"]
 
-VARIANTS = ("vanilla", "IN", "BN", "BB", "IB")
 RUN_COLUMNS = ("variant", "seed", "steps", "clip_warmup", "train_ce_tail", "ce", "mse", "mean_colour_mse",
                "mse_other", "token_accuracy", "fg_ari", "fg_ari_token_oracle", "colour_fg_ari", "grad_norm_median",
                "grad_norm_max", "clipped_frac", "diverged", "seconds")
@@ -53,22 +35,19 @@ SIZES = MappingProxyType({  # steps per run, dVAE steps, batch, eval batches, re
     "tiny": (3, 2, 2, 1, 16, 16), "quick": (30, 30, 8, 1, 32, 64), "full": (3000, 4000, 32, 4, 32, 256)})
 
 
-def add_arguments(group) -> None:
-    """The suite's own options."""
-    group.add_argument("--data", default=None, help="the data set of the dVAE and every run (default shapes)")
-    group.add_argument("--dvae", default=None, metavar="RUN",
-                       help="a trained dVAE run (deqslots train --model slate --config cpu-slate --stage dvae); "
-                            "default: train one first")
-    group.add_argument("--dvae-steps", type=int, default=None, help="steps of the dVAE the suite trains "
-                       "without --dvae (default 4000)")
-    group.add_argument("--variants", default=None, help="comma-separated (default vanilla,IN,BN,BB,IB)")
-    group.add_argument("--steps", type=int, default=None, help="training steps per run (default 3000)")
-    group.add_argument("--seed-list", default=None, help="comma-separated seeds (default 0,1,2; quick/tiny 0)")
-    group.add_argument("--set", dest="config_set", default=None, metavar="FIELD=VALUE,...",
-                       help="SLATE architecture fields of every run (default backward_max_iter=50), e.g. iters=7")
-    group.add_argument("--no-clip-warmup", action="store_true", default=None,
-                       help="train without gradient clipping and without warm-up")
-    group.add_argument("--jobs", type=int, default=None, help="runs at a time, each in its own process (default 1)")
+OPTIONS = (
+    Option("--data", "the data set of the dVAE and every run (default shapes)"),
+    Option("--dvae", "a trained dVAE run (deqslots train --model slate --config cpu-slate --stage dvae); default: "
+           "train one first", metavar="RUN"),
+    Option("--dvae-steps", "steps of the dVAE the suite trains without --dvae (default 4000)", at_least=1, type=int),
+    Option("--variants", "comma-separated (default vanilla,IN,BN,BB,IB)"),
+    Option("--steps", "training steps per run (default 3000)", at_least=1, type=int),
+    Option("--seed-list", "comma-separated seeds (default 0,1,2; quick/tiny 0)"),
+    Option("--set", "SLATE architecture fields of every run (default backward_max_iter=50), e.g. iters=7",
+           dest="config_set", metavar="FIELD=VALUE,..."),
+    Option("--no-clip-warmup", "train without gradient clipping and without warm-up", action="store_true"),
+    Option("--jobs", "runs at a time, each in its own process (default 1)", at_least=1, type=int),
+)
 
 
 def staged_config(variant: str, seed: int, steps: int, dvae: str, out: Path, size: tuple, config_set: str,
@@ -117,8 +96,6 @@ def run(ctx: RunContext, bar) -> SuiteResult:
     o = ctx.overrides
     steps = o.get("steps") or size[0]
     dvae_steps = o.get("dvae_steps") or size[1]
-    if steps < 1 or dvae_steps < 1:
-        raise UsageError("--steps and --dvae-steps must be >= 1")
     variants = [v for v in (o.get("variants") or ",".join(VARIANTS)).split(",") if v]
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
@@ -129,8 +106,6 @@ def run(ctx: RunContext, bar) -> SuiteResult:
     clip_warmup = not o.get("no_clip_warmup")
     data = o.get("data") or RECIPE["data"]
     jobs = o.get("jobs") or 1
-    if jobs < 1:
-        raise UsageError("--jobs must be >= 1")
     ctx.out.mkdir(parents=True, exist_ok=True)
     bar.reset(total=len(variants) * len(seeds) + 1)
     dvae = o.get("dvae")

@@ -1,13 +1,7 @@
-"""Suite ``slot-attention``: training speed and memory per variant, data throughput against consumption.
+"""Suite ``slot-attention``: training speed and memory per variant, data throughput against consumption:
+``python -m benchmarks slot-attention [--quick] [--out DIR] [--batch-size N]``.
 
-    python -m benchmarks slot-attention [--quick] [--out DIR] [--batch-size N]
-
-Measures, on this machine's CPU, for the object-discovery autoencoder at 64x64 (architecture `cpu-small`
-at resolution 64, and optionally Slot Attention's `paper-64`), batch 32:
-- training steps/s of each variant at 3 and 7 slot-attention iterations (median of timed steps after a
-  warm-up step; forward + backward + Adam step, data generation excluded);
-- bytes autograd saves during the forward pass, per variant, as the iteration count grows (1, 3, 7, 15);
-- generation throughput of clevr-mirror at 64x64 against what training consumes (batch x steps/s).
+Method: docs/benchmarks/methods.md#slot-attention
 """
 
 from __future__ import annotations
@@ -17,32 +11,23 @@ from types import MappingProxyType
 
 import torch
 
-from benchmarks.suites.common import RunContext, SuiteResult, Table, UsageError, saved_bytes, step_rates
-from deqslots import SlotAutoencoder, config_for
+from solvers import VARIANTS
+from benchmarks.suites.common import Option, RunContext, SuiteResult, Table, autoencoder, saved_bytes, step_rates
 from deqslots.data import generate_batch
 from deqslots.evaluation.metrics import mse_per_pixel
 
-__all__ = ["run", "add_arguments", "TABLES", "VARIANTS", "steps_per_second", "slot_attention_saved_bytes",
+__all__ = ["run", "OPTIONS", "TABLES", "VARIANTS", "steps_per_second", "slot_attention_saved_bytes",
            "data_throughput"]
 
-VARIANTS = ("vanilla", "IN", "BN", "BB", "IB")
 TABLES = MappingProxyType({"speed": ("architecture", "variant", "iters", "batch", "steps_per_s"),
                            "slot_attention_memory": ("variant", "iters", "saved_bytes", "saved_mb"),
                            "autoencoder_memory": ("variant", "iters", "saved_bytes", "saved_mb"),
                            "data": ("generator", "images_per_s", "training_images_per_s_max", "ratio")})
 
 
-def _model(arch: str, variant: str, iters: int) -> SlotAutoencoder:
-    torch.manual_seed(0)
-    return SlotAutoencoder(config_for(arch, resolution=64, variant=variant, iters=iters))
-
-
 def steps_per_second(arch: str, variants, iters: int, images: torch.Tensor, timed: int) -> dict[str, float]:
     """Median training steps/s of each variant, timed in interleaved rounds (the first a warm-up)."""
-    runs = {}
-    for variant in variants:
-        model = _model(arch, variant, iters)
-        runs[variant] = (model, torch.optim.Adam(model.parameters(), lr=1e-4))
+    runs = {variant: autoencoder(arch, resolution=64, variant=variant, iters=iters) for variant in variants}
     return step_rates(runs, lambda m: mse_per_pixel(m(images)["recon"], images), timed, torch.device("cpu"))
 
 
@@ -64,17 +49,13 @@ def data_throughput(seconds: float) -> float:
     return count / (time.perf_counter() - start)
 
 
-def add_arguments(group) -> None:
-    """The suite's own options."""
-    group.add_argument("--batch-size", type=int, default=None, help="training batch (default 32; quick 16)")
+OPTIONS = (Option("--batch-size", "training batch (default 32; quick 16)", at_least=1, type=int),)
 
 
 def run(ctx: RunContext, bar) -> SuiteResult:
     """Speed, memory and data throughput at ``ctx.size``; ``bar`` advances once per measurement."""
     tiny, quick = ctx.size == "tiny", ctx.size == "quick"
     batch = ctx.overrides.get("batch_size") or (2 if tiny else 16 if quick else 32)
-    if batch < 1:
-        raise UsageError("--batch-size must be >= 1")
     timed = 1 if tiny else 2 if quick else 5
     archs = ["cpu-small"] if tiny or quick else ["cpu-small", "paper-64"]
     iter_counts = (1, 3) if tiny else (3, 7)
@@ -109,7 +90,7 @@ def run(ctx: RunContext, bar) -> SuiteResult:
         TABLES["autoencoder_memory"])
     for variant in ("vanilla", "IN"):
         for iters in iter_counts:
-            model = _model("cpu-small", variant, iters)
+            model, _ = autoencoder("cpu-small", resolution=64, variant=variant, iters=iters)
             nbytes = saved_bytes(lambda model=model: model(images[:8])["recon"], distinct=False)[0]
             whole.add(variant=variant, iters=iters, saved_bytes=nbytes, saved_mb=nbytes / 1e6)
     bar.update()

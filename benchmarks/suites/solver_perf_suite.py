@@ -1,22 +1,7 @@
-"""Suite ``solver-perf``: ours vs torchdeq 0.1.0 and scipy.optimize, memory of the backward modes, overhead.
+"""Suite ``solver-perf``: ours vs torchdeq 0.1.0 and scipy.optimize, memory of the backward modes, overhead:
+``python -m benchmarks solver-perf [--quick] [--out DIR] [--threads N] [--only SECTIONS]``.
 
-Run ``python -m benchmarks solver-perf [--quick] [--out DIR] [--threads N] [--only SECTIONS]``. Sections:
-
-(a) forward solves, ours vs torchdeq (fixed_point_iter / anderson_solver / broyden_solver), same problem,
-    tolerance, stop mode and max_iter; f evaluations counted by one wrapper for both libraries;
-(b) IFT training step (forward Anderson, implicit backward with a Broyden adjoint solve, loss.backward,
-    Adam step), ours vs torchdeq's ``get_deq(ift=True)``;
-(c) f evaluations vs ``scipy.optimize.anderson`` / ``broyden1`` on the H-equation (and Bratu, Broyden
-    tridiagonal), our abs L2 tolerance = scipy's max-norm ``f_tol`` (so ours stops no earlier);
-(d) bytes of tensors saved for backward by each backward mode as the forward iteration count grows
-    (``torch.autograd.graph.saved_tensors_hooks``, tol=None so the count is exact);
-(e) solver overhead: solve time / (nfe x median time of one f call);
-(f) the Anderson step's arithmetic after f (residual, history write, Gram row, ridge solve, mixing), eager
-    against ``torch.compile``: does compiling the update bring a step near the cost of f? (only when named
-    in ``--only``: compiling takes a minute or more).
-
-Times are medians over interleaved repeats (ours and the other library alternate, order flipped every
-repeat) with ``torch.set_num_threads`` fixed.
+Method: docs/benchmarks/methods.md#solver-perf
 """
 
 from __future__ import annotations
@@ -34,10 +19,10 @@ import torch
 import solvers
 from solvers.forward._progress import write_slot
 from solvers.forward.anderson import _write_row_col
-from benchmarks.problems import TanhDEQ, bratu, broyden_tridiagonal, h_equation, tanh_deq
-from benchmarks.suites.common import (FORWARD_SOLVERS, Counter, RunContext, SuiteResult, TimedMap, UsageError,
-                                      count_vjps, f_only, interleaved, max_residual, median_ms, rows_table, saved_bytes,
-                                      time_call, torchdeq_solver)
+from benchmarks.problems import TanhDEQ, bratu, broyden_tridiagonal, h_equation, max_residual, tanh_deq
+from benchmarks.suites.common import (FORWARD_SOLVERS, Counter, Option, RunContext, SuiteResult, TimedMap, UsageError,
+                                      count_vjps, f_only, interleaved, interleaved_ms, median_ms, our_solver,
+                                      rows_table, saved_bytes, time_call, torchdeq_solver)
 
 try:  # optional competitors: a section whose library is missing is skipped and a note says so
     from torchdeq import get_deq
@@ -48,7 +33,7 @@ try:
 except Exception:  # pragma: no cover
     sopt = None
 
-__all__ = ["run", "add_arguments", "TABLES", "bench_forward", "bench_training", "bench_scipy", "bench_memory",
+__all__ = ["run", "OPTIONS", "TABLES", "bench_forward", "bench_training", "bench_scipy", "bench_memory",
            "bench_overhead", "bench_update", "anderson_update"]
 
 SECTIONS = MappingProxyType({"a": "forward", "b": "training", "c": "scipy", "d": "memory", "e": "overhead",
@@ -65,12 +50,6 @@ SOLVE_ONLY = "unrolled"
 SCIPY_KEYS = ("problem", "f_tol", "method", "nfe", "res_maxnorm", "ok", "ms", "check")  # section (c)'s columns
 
 
-def _ours(f, z0, solver, tol, max_iter, stop_mode):
-    with torch.no_grad():
-        return solvers.fixed_point(f, z0, forward=solver, backward=SOLVE_ONLY, tol=tol, max_iter=max_iter,
-                                   stop_mode=stop_mode, on_fail="ignore")[0]
-
-
 def bench_forward(configs, repeats: int) -> list[dict]:
     """(a) Forward solves, ours vs torchdeq, the f evaluations alone as the floor."""
     rows = []
@@ -80,13 +59,12 @@ def bench_forward(configs, repeats: int) -> list[dict]:
         f, z0 = prob.make(batch, dtype)
         for key, solver in FORWARD_SOLVERS.items():
             c_ours, c_theirs = Counter(f), Counter(f)
-            run_ours = functools.partial(_ours, c_ours, z0, solver(), tol, max_iter, stop_mode)
+            run_ours = functools.partial(our_solver(solver(), SOLVE_ONLY), c_ours, z0, tol, max_iter, stop_mode)
             run_theirs = functools.partial(torchdeq_solver(THEIRS[key]), c_theirs, z0, tol, max_iter, stop_mode)
             z_o, z_t = run_ours(), run_theirs()  # warm-up, and the counted run
             nfe_o, nfe_t = c_ours.calls, c_theirs.calls
-            ms = {k: median_ms(t) for k, t in interleaved(
-                {"ours": run_ours, "torchdeq": run_theirs, "f_only": functools.partial(f_only, f, z0, nfe_o)},
-                repeats, warmup=True).items()}
+            ms = interleaved_ms({"ours": run_ours, "torchdeq": run_theirs,
+                                 "f_only": functools.partial(f_only, f, z0, nfe_o)}, repeats, warmup=True)
             res_o, res_t = (max_residual(f, z, relative=stop_mode == "rel") for z in (z_o, z_t))
             rows.append({
                 "problem": prob.name, "B": batch, "dtype": str(dtype).replace("torch.", ""), "tol": tol,
@@ -428,10 +406,8 @@ DESCRIPTIONS = MappingProxyType({
 })
 
 
-def add_arguments(group) -> None:
-    """The suite's own options."""
-    group.add_argument("--only", default=None, help="sections to run, e.g. 'ac' (default abcde; f only when named: " +
-                       ", ".join(f"{k} {v}" for k, v in SECTIONS.items()) + ")")
+OPTIONS = (Option("--only", "sections to run, e.g. 'ac' (default abcde; f only when named: "
+                  + ", ".join(f"{k} {v}" for k, v in SECTIONS.items()) + ")"),)
 
 
 def _plan(size: str) -> dict:

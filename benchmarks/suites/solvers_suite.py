@@ -1,18 +1,7 @@
-"""Suite ``solvers``: our iterate / anderson / broyden against torchdeq and scipy.optimize, side by side.
+"""Suite ``solvers``: our iterate / anderson / broyden against torchdeq and scipy.optimize, side by side, on
+problems with known answers: ``python -m benchmarks solvers [--quick | --full] [--out DIR]``.
 
-Every problem is solved by three families (plain iteration, Anderson, Broyden) in three libraries:
-
-- ours: ``solvers.Iterate()``, ``Anderson()``, ``Broyden()`` through :func:`solvers.fixed_point`;
-- torchdeq 0.1.0: ``fixed_point_iter``, ``anderson_solver``, ``broyden_solver`` (their defaults);
-- scipy.optimize: ``linearmixing``, ``anderson`` (M=5), ``broyden1`` on ``F(z) = f(z) - z``, with
-  ``alpha=1`` so that the first step is ``z + F(z) = f(z)`` (the initial Jacobian guess ``-I/alpha`` is then the
-  Jacobian of F when f is weak; scipy's own default guess of alpha has the wrong scale for fixed-point
-  maps), and ``tol_norm`` = the largest per-sample L2 norm, the very criterion ours and torchdeq use, so
-  all three stop on the same test. scipy keeps its default Armijo line search.
-
-All runs of one problem are interleaved (the order rotates every repeat), nfe is counted by one wrapper
-for every library, the final residual is recomputed by the suite for every answer, and success means
-"finite and residual <= tol".
+Method: docs/benchmarks/methods.md#solvers
 """
 
 from __future__ import annotations
@@ -26,11 +15,10 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-import solvers
-from benchmarks.problems import (Problem, bratu, broyden_tridiagonal, h_equation, integral_equation,
+from benchmarks.problems import (Problem, bratu, broyden_tridiagonal, h_equation, integral_equation, max_residual,
                                  slot_attention_step, tanh_deq)
 from benchmarks.suites.common import (FORWARD_SOLVERS, Counter, RunContext, SuiteResult, Table, interleaved,
-                                      max_residual, median_ms, pyplot, save_figure, torchdeq_solver)
+                                      median_ms, our_solver, pyplot, save_figure, torchdeq_solver)
 
 try:  # optional peer: the suite reports None for a missing library rather than failing
     import scipy.optimize as sopt
@@ -88,16 +76,6 @@ def cases(size: str) -> tuple[list[Case], int]:
             Case(bratu(lam=[0.5, 1.0, 2.0, 3.0]), 8, f64, 1e-8, 100)], 11
 
 
-def _ours(family: str) -> Callable:
-    solver = FORWARD_SOLVERS[family]()
-
-    def run(f, z0, tol, max_iter):
-        with torch.no_grad():
-            return solvers.fixed_point(f, z0, forward=solver, backward="onestep", tol=tol, max_iter=max_iter,
-                                       stop_mode="abs", on_fail="ignore", nonfinite="best")[0]
-    return run
-
-
 def _scipy(family: str) -> Optional[Callable]:
     if sopt is None:
         return None
@@ -129,7 +107,8 @@ def _scipy(family: str) -> Optional[Callable]:
 
 def _bench_case(case: Case, family: str, repeats: int, ctx: RunContext) -> dict:
     f, z0 = case.problem.make(case.batch, case.dtype, ctx.device)
-    runners = {"ours": _ours(family), "torchdeq": torchdeq_solver(PEERS[family][1]), "scipy": _scipy(family)}
+    runners = {"ours": our_solver(FORWARD_SOLVERS[family](), "onestep", nonfinite="best"),
+               "torchdeq": torchdeq_solver(PEERS[family][1]), "scipy": _scipy(family)}
     runners = {lib: r for lib, r in runners.items() if r is not None}
     row = {"problem": case.problem.name, "B": case.batch, "D": case.problem.dim,
            "dtype": str(case.dtype).replace("torch.", ""), "tol": case.tol, "max_iter": case.max_iter,

@@ -1,27 +1,8 @@
-"""Suite ``variants``: the paper's stability study (Chang et al. 2022, Figs. 3b, 5, 6) at CPU scale.
+"""Suite ``variants``: the paper's stability study (Chang et al. 2022, Figs. 3b, 5, 6) at CPU scale, every variant
+over seeds with the tricks ablation and iteration counts:
+``python -m benchmarks variants [--plan NAME] [--jobs N] [options]``.
 
-Trains the slot-attention autoencoder (``cpu-small``) with each variant over several seeds at equal
-budgets, then the tricks ablation (with / without gradient clipping and warm-up) and iteration counts,
-all through :func:`deqslots.training.loop.train`. The default plan, ``cpu``, is the study at the scale where
-``cpu-small`` discovers objects on ``shapes`` on a 2-core CPU; ``full`` is the larger clevr-mirror plan.
-Each run is trained in segments with ``resume=True`` (resuming is exact, so the trajectory is the
-uninterrupted one); after each segment the checkpoint is loaded and the spectral radius of the
-slot-attention step's Jacobian is measured on a fixed validation batch, at the state the model's own T
-iterations reach (where its gradient is taken) and at the converged fixed point.
-Loss, gradient norm (before clipping) and validation MSE / FG-ARI come from the run's metrics.csv.
-
-The gradient-clipping threshold is not a guess: a pilot run (vanilla, no clipping, its own seed) measures
-the gradient-norm distribution and the threshold is its ``clip_quantile`` quantile, so clipping binds on
-most steps; the fraction of clipped steps of every run is reported.
-
-Runs are independent, so ``--jobs N`` trains N at a time in worker processes (each with
-``cores // N`` torch threads unless ``--threads`` says otherwise). Each run is deterministic given its
-spec and thread count, and rows are collected in plan order, so results.json holds the same numbers for
-any N (timings aside) as long as every run gets the same number of threads.
-
-Training runs on the CPU whatever ``--device`` says (the suite passes ``device="cpu"`` to ``TrainConfig``);
-the spectral radii are measured on ``--device``. SLATE (``model="slate"``) joins the main comparison with
-``--with-slate``.
+Method: docs/benchmarks/methods.md#variants
 """
 
 from __future__ import annotations
@@ -40,10 +21,10 @@ import numpy as np
 import torch
 
 import solvers
-from benchmarks.suites.common import (RunContext, SuiteResult, Table, UsageError, band, pyplot, read_metrics,
+from benchmarks.suites.common import (Option, RunContext, SuiteResult, Table, band, pyplot, read_metrics,
                                       save_figure, tail_mean, train_run, worker_pool)
 
-__all__ = ["run", "add_arguments", "TABLES", "Plan", "PLANS", "DEFAULT_SIZE", "plan_for", "RUN_COLUMNS",
+__all__ = ["run", "OPTIONS", "TABLES", "Plan", "PLANS", "DEFAULT_SIZE", "plan_for", "RUN_COLUMNS",
            "TRAJECTORY_COLUMNS", "CURVE_COLUMNS", "SUMMARY_COLUMNS"]
 
 RUN_COLUMNS = ("run", "model", "groups", "variant", "iters", "seed", "grad_clip", "warmup_steps", "steps",
@@ -102,55 +83,39 @@ class Plan:
         return max(1, self.steps // 10)
 
 
-ALL = ("vanilla", "IN", "BN", "BB", "IB")
+# the plans and what each is for: docs/benchmarks/methods.md#variants
 PLANS = MappingProxyType({
     "tiny": Plan(16, 4, 4, 1, 1, ("vanilla", "IN"), 3, ("IN",), ("IN",), (3,), 3, eval_batches=1, rho_batch=2),
-    # Every group once, at the least that still trains: `all --quick` takes about three minutes.
-    "quick": Plan(16, 8, 30, 2, 1, ("vanilla", "IN"), 3, ("IN",), ("IN",), (1, 7), 15,
-                  eval_batches=2, rho_batch=8),
-    # The study at the scale where cpu-small finds the objects of `shapes` on a 2-core CPU (FG-ARI ~0.85-0.9
-    # within 1000-2000 steps with this batch, lr and warm-up). The pilot covers the warm-up and 100 steps at
-    # the peak lr, so the clip threshold reflects both phases. 51 runs.
-    "cpu": Plan(32, 16, 1500, 6, 3, ALL, 7, ("vanilla", "IN"), ("vanilla", "IN"), (1, 3, 7, 15), 300, lr=6e-4,
-                eval_batches=4, data="shapes", fixed_warmup=200, ablation_tricks=tuple(TRICKS)),
-    # Where colour does not separate the objects (issue #11): `same-hue` with `cpu-objects` (decoder masks,
-    # T = 3, its recipe's lr and warm-up), every variant, BB / IB with an adjoint solve that is not cut at 7
-    # evaluations, and the ablation without clipping and warm-up. 1,500 steps: FG-ARI is still rising there
-    # (about 0.35-0.4 against 0.46 at 8,000), so the comparison is of early training. 22 runs.
-    "objects": Plan(32, 16, 1500, 3, 3, ALL, 3, ("vanilla", "IN"), (), (), 300, lr=6e-4, eval_batches=8,
+    "quick": Plan(16, 8, 30, 2, 1, ("vanilla", "IN"), 3, ("IN",), ("IN",), (1, 7), 15, eval_batches=2, rho_batch=8),
+    "cpu": Plan(32, 16, 1500, 6, 3, solvers.VARIANTS, 7, ("vanilla", "IN"), ("vanilla", "IN"), (1, 3, 7, 15), 300,
+                lr=6e-4, eval_batches=4, data="shapes", fixed_warmup=200, ablation_tricks=tuple(TRICKS)),
+    "objects": Plan(32, 16, 1500, 3, 3, solvers.VARIANTS, 3, ("vanilla", "IN"), (), (), 300, lr=6e-4, eval_batches=8,
                     data="same-hue", config="cpu-objects", config_set="backward_max_iter=50", fixed_warmup=200,
                     ablation_tricks=("no clip, no warmup",)),
-    # The iteration-count group of the same study (issue #11, item 6): vanilla and IN trained with T = 1, 7, 15,
-    # everything else as `objects` (whose T = 3 runs are the fourth point). Its "main" group is T = 7. 18 runs.
     "objects-iterations": Plan(32, 16, 1500, 3, 3, ("vanilla", "IN"), 7, (), ("vanilla", "IN"), (1, 7, 15), 300,
                                lr=6e-4, eval_batches=8, data="same-hue", config="cpu-objects",
                                config_set="backward_max_iter=50", fixed_warmup=200, ablation_tricks=()),
-    # The paper's stability study uses 7 iterations (vanilla unrolled 7, Broyden capped at 7).
-    "full": Plan(32, 32, 3000, 10, 3, ALL, 7, ("vanilla", "IN"), ("vanilla", "IN"), (1, 3, 7, 15), 200),
+    "full": Plan(32, 32, 3000, 10, 3, solvers.VARIANTS, 7, ("vanilla", "IN"), ("vanilla", "IN"), (1, 3, 7, 15), 200),
 })
 DEFAULT_SIZE = "cpu"  # the plan ``python -m benchmarks variants`` runs without --quick / --full
 
 
-def add_arguments(group) -> None:
-    """The variants suite's own options (``python -m benchmarks variants --help``)."""
-    group.add_argument("--jobs", type=int, default=None,
-                       help="training runs at a time, each in its own process (default 1: in this one)")
-    group.add_argument("--steps", type=int, default=None, help="training steps per run")
-    group.add_argument("--batch-size", type=int, default=None)
-    group.add_argument("--resolution", type=int, default=None)
-    group.add_argument("--segments", type=int, default=None,
-                       help="measurement points (spectral radius, validation) per run")
-    group.add_argument("--aux-seeds", type=int, default=None,
-                       help="seeds of the ablation and iteration-count groups (default: --seeds)")
-    group.add_argument("--with-slate", action="store_true", default=None, help="add SLATE to the main comparison")
-    group.add_argument("--plan", choices=sorted(set(PLANS) - {"tiny"}), default=None,
-                       help="named study (overrides --quick/--full): cpu = shapes with cpu-small (default), "
-                            "objects = same-hue with cpu-objects and an uncapped adjoint, objects-iterations = its "
-                            "T = 1, 7, 15 group, full = clevr-mirror")
-    group.add_argument("--data", default=None, help="data set of every run (default: the plan's)")
-    group.add_argument("--config", default=None, help="named architecture of every run (default: the plan's)")
-    group.add_argument("--set", dest="config_set", default=None, metavar="FIELD=VALUE,...",
-                       help="architecture fields of every run, as deqslots train --set (default: the plan's)")
+OPTIONS = (
+    Option("--jobs", "training runs at a time, each in its own process (default 1: in this one)", at_least=1, type=int),
+    Option("--steps", "training steps per run", at_least=1, type=int),
+    Option("--batch-size", None, at_least=1, type=int),
+    Option("--resolution", None, at_least=1, type=int),
+    Option("--segments", "measurement points (spectral radius, validation) per run", at_least=1, type=int),
+    Option("--aux-seeds", "seeds of the ablation and iteration-count groups (default: --seeds)", at_least=1, type=int),
+    Option("--with-slate", "add SLATE to the main comparison", action="store_true"),
+    Option("--plan", "named study (overrides --quick/--full): cpu = shapes with cpu-small (default), objects = "
+           "same-hue with cpu-objects and an uncapped adjoint, objects-iterations = its T = 1, 7, 15 group, full = "
+           "clevr-mirror", choices=sorted(set(PLANS) - {"tiny"})),
+    Option("--data", "data set of every run (default: the plan's)"),
+    Option("--config", "named architecture of every run (default: the plan's)"),
+    Option("--set", "architecture fields of every run, as deqslots train --set (default: the plan's)",
+           dest="config_set", metavar="FIELD=VALUE,..."),
+)
 
 
 def plan_for(ctx: RunContext) -> Plan:
@@ -491,9 +456,6 @@ def run(ctx: RunContext, bar) -> SuiteResult:
     Runs go to ``ctx.jobs`` worker processes: the pilot and the runs that do not need its clip threshold
     first, the rest once the threshold is known. Rows are added in plan order, not completion order.
     """
-    for key in ("jobs", "steps", "batch_size", "resolution", "segments", "aux_seeds"):
-        if ctx.overrides.get(key) is not None and ctx.overrides[key] < 1:
-            raise UsageError(f"--{key.replace('_', '-')} must be >= 1")
     plan = plan_for(ctx)
     specs = _specs(plan)
     bar.reset(total=1 + len(specs) * plan.segments)

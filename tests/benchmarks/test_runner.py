@@ -82,6 +82,21 @@ def test_bad_suite_option_is_a_clear_error(tmp_path, capsys):
     assert "--only takes letters of abcdef" in capsys.readouterr().err
 
 
+def test_suite_option_below_its_bound_is_a_clear_error(tmp_path, capsys):
+    for args, message in ((["profile", "--warmup", "-1"], "--warmup must be >= 0"),
+                          (["variants", "--jobs", "0"], "--jobs must be >= 1")):
+        with pytest.raises(SystemExit) as exit_:
+            main([*args, "--tiny", "--out", str(tmp_path)])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_every_suite_has_its_section_of_the_methods_page():
+    text = (ROOT / "docs" / "benchmarks" / "methods.md").read_text()
+    assert [line[3:] for line in text.splitlines() if line.startswith("## ")] == list(SUITES)
+    for name in SUITES:
+        assert load_suite(name).__doc__.rstrip().endswith(f"Method: docs/benchmarks/methods.md#{name}"), name
+
+
 def test_combined_document(all_tiny):
     out, doc = all_tiny
     on_disk = json.loads((out / "results.json").read_text())
