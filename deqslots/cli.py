@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 from .training.strict_json import dumps as strict_json  # NaN (an undefined FG-ARI) -> null
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser"]
 
 
 def _optional_float(text: str) -> Optional[float]:
@@ -303,8 +303,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of ``deqslots``; returns the process exit code."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``deqslots`` command's parser, with every subcommand (docs/cli.md is generated from it).
+
+    Examples:
+        >>> parser = build_parser()
+        >>> parser.parse_args(["train", "--config", "cpu-objects", "--data", "same-hue"]).config
+        'cpu-objects'
+    """
     parser = _Parser(prog="deqslots", description="Implicit slot attention and fixed-point solvers.")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="the main job: a solver tour, then vanilla vs IN slot attention")
@@ -344,6 +350,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     "random swap); writes composition.png (default 16 for slate runs and shipped SLATE models of "
                     "shapes past --stage dvae, refused for other data; 0 skips)")
     _data_parser(commands)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``deqslots``; returns the process exit code."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command == "data":

@@ -28,7 +28,7 @@ class Compile:
     Dynamo caches the compiled code by the code object of ``f``, so a fresh ``lambda`` per call (the usual way
     to close over the layer's inputs) reuses the compilation as long as shapes and dtypes stay the same.
 
-    Args:
+    Attributes:
         backend: ``torch.compile``'s backend (``"inductor"`` generates fused kernels; ``"aot_eager"`` only
             traces, which is what the tests use) or a backend callable.
         mode: ``torch.compile``'s mode, e.g. ``"reduce-overhead"`` (CUDA graphs) or ``"max-autotune"``.

@@ -21,7 +21,7 @@ class GMRES:
     sample's estimated residual meets the tolerance, and the true residual is then checked with one
     more product. Used as ``solvers.Implicit(solver="gmres")``.
 
-    Args:
+    Attributes:
         restart: Krylov dimension per cycle.
     """
 

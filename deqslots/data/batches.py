@@ -55,9 +55,10 @@ class BatchStream:
         seed: data seed.
         mask_root: folder data: where the id-mask PNGs are (default: ``PATH/masks``, or ``PATH/../masks`` when
             PATH is an ``images`` folder; see :func:`deqslots.data.sources.folder_layout`).
-        rank, world_size: this process's share of each batch in multi-process training: rank ``r`` gets
-            positions ``r * b .. (r + 1) * b - 1`` of the global batch, ``b = batch_size // world_size``, so
-            the ranks' shares put together are exactly the single-process batch.
+        rank: this process's share of each batch in multi-process training: rank ``r`` gets positions
+            ``r * b .. (r + 1) * b - 1`` of the global batch, ``b = batch_size // world_size``, so the ranks'
+            shares put together are exactly the single-process batch.
+        world_size: the number of processes sharing each batch.
     """
 
     def __init__(self, data: str, split: str, resolution: int, batch_size: int, seed: int,

@@ -55,7 +55,8 @@ class MultiObjectSpec:
 
     Args:
         name: The data set's name, as in the publishers' reader module.
-        height, width: Image size in pixels.
+        height: Image height in pixels.
+        width: Image width in pixels.
         channels: Allowed image channel counts (Multi-dSprites "binarized" is grayscale).
         entities: Allowed mask counts ``K`` (background included), per published variant.
         pixel_major: Masks stored ``[H, W, K, 1]`` (Multi-dSprites) instead of ``[K, H, W, 1]``.

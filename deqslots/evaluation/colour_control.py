@@ -23,7 +23,8 @@ def colour_control(stream: BatchStream, batches: int, seed: int = 0, fg_ari: Opt
     (``shapes``) colour alone scores about 1.0, on scenes whose objects share a hue (``same-hue``) about 0.
 
     Args:
-        stream, batches: the images (those of the model's evaluation, for a fair comparison).
+        stream: the images (those of the model's evaluation, for a fair comparison).
+        batches: how many of its batches, from the first.
         seed: k-means random state.
         fg_ari: the model's FG-ARI on the same images, for the margin (None: no margin).
 

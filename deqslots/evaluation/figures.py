@@ -63,7 +63,8 @@ def plot_slot_grid(images: torch.Tensor, recon: torch.Tensor, masks: torch.Tenso
     """Input, reconstruction and each slot's masked RGB, one row per image (the paper's Figure 4 layout).
 
     Args:
-        images, recon: [B, 3, H, W] in [0, 1].
+        images: [B, 3, H, W] in [0, 1].
+        recon: the reconstructions, [B, 3, H, W] in [0, 1].
         masks: [B, K, H, W] summing to one over K.
         rgb: [B, K, 3, H, W] per-slot colours in [0, 1].
     """
@@ -91,7 +92,8 @@ def plot_segmentation_grid(model: torch.nn.Module, data: str, out: Union[str, Pa
         model: a :class:`deqslots.SlotAutoencoder`.
         data: a procedural data set name (it must give masks).
         out: PNG path.
-        split, seed: which scenes (the first ``rows`` of that split and data seed).
+        split: which scenes: the first ``rows`` of this split...
+        seed: ...of this data seed.
 
     Returns:
         ``{"fg_ari": mean over the rows, "colour_fg_ari": the colour control's mean over the same rows}``.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import ClassVar, Mapping, Optional
+from typing import Any, ClassVar, Mapping, Optional
 
 from ..nn.initialization import check_init
 from ..slot_attention.module import ATTENTION_RETURNED, VARIANTS
@@ -185,7 +185,7 @@ _PAPER_RECIPE = MappingProxyType(dict(steps=250_000, batch_size=50, warmup_steps
 SLATE_RECIPES = MappingProxyType({"paper-64": _PAPER_RECIPE, "paper-96": _PAPER_RECIPE})
 
 
-def slate_config_for(name: str, **changes) -> SLATEConfig:
+def slate_config_for(name: str, **changes: Any) -> SLATEConfig:
     """Look up a named SLATE configuration and apply ``changes``.
 
     Args:

@@ -4,7 +4,7 @@ through the slots and its attention masks."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 import matplotlib
 
@@ -13,6 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from ..evaluation.figures import save_grid  # noqa: E402
+
+if TYPE_CHECKING:  # for hints only
+    from .compose import CompositionPairs, Compositions
 
 __all__ = ["plot_slate_grid", "plot_composition_grid"]
 
@@ -66,7 +69,8 @@ def plot_slate_grid(images: torch.Tensor, panels: Sequence[Panel], out: Union[st
     return save_grid(fig, axes, header, out, fontsize=7)
 
 
-def plot_composition_grid(pairs, compositions, out: Union[str, Path], rows: int = 4) -> Path:
+def plot_composition_grid(pairs: CompositionPairs, compositions: Compositions,
+                          out: Union[str, Path], rows: int = 4) -> Path:
     """The paper's Figure 4 for composition, with the truth beside it: per pair, scene A, the slot of A that is
     swapped out (its attention mask on white), scene B, A generated from its own slots, A with the slot swapped
     for B's object's slot, the true composite, and a random swap.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -58,7 +58,7 @@ class SLATE(nn.Module):
         ((2, 3, 16, 16), (2, 7, 16, 16))
     """
 
-    def __init__(self, config: Optional[SLATEConfig] = None, **changes) -> None:
+    def __init__(self, config: Optional[SLATEConfig] = None, **changes: Any) -> None:
         super().__init__()
         config = config or SLATEConfig()
         self.config = c = config.replace(**changes) if changes else config

@@ -93,7 +93,10 @@ class DecoderBlock(nn.Module):
     """Pre-LayerNorm block: causal self-attention, cross-attention to the slots, MLP; each residual.
 
     Args:
-        d_model, num_heads, dropout, attention_dropout: as :class:`Attention`'s.
+        d_model: as :class:`Attention`'s.
+        num_heads: as :class:`Attention`'s.
+        dropout: as :class:`Attention`'s.
+        attention_dropout: as :class:`Attention`'s.
         activation: the MLP's nonlinearity, ``"relu"`` (SLATE) or ``"gelu"``.
         replace_input: replace the residual stream by its LayerNorm before self-attention
             (``x = LN(x); x = x + SA(x)``: SLATE's first block) instead of ``x = x + SA(LN(x))``.

@@ -44,7 +44,7 @@ class Implicit(BackwardMode):
     A non-converged adjoint solve warns (or raises / is ignored, following ``fixed_point``'s
     ``on_fail``). Double backward raises a clear error.
 
-    Args:
+    Attributes:
         solver: "broyden" | "anderson" | "iterate" | "gmres", or a solver object.
         tol: tolerance of the adjoint residual, or None for exactly ``max_iter`` steps.
         max_iter: most vector-Jacobian products.

@@ -24,7 +24,7 @@ class Neumann(BackwardMode):
     k costs k - 1 vector-Jacobian products per backward pass and approaches the exact implicit gradient
     when the spectral radius of J is below one.
 
-    Args:
+    Attributes:
         terms: k >= 1.
     """
 

@@ -18,7 +18,7 @@ class Phantom(BackwardMode):
 
     ``Phantom(steps=1, damping=1.0)`` equals :class:`OneStep`. Adds ``steps`` evaluations of ``f``.
 
-    Args:
+    Attributes:
         steps: unrolled steps k >= 1.
         damping: tau in (0, 1].
     """

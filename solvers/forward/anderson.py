@@ -30,7 +30,7 @@ class Anderson(ForwardSolver):
     depend on the scale of the state. The small system is solved in float64; where it is still singular
     the step falls back to damped iteration for that sample instead of raising.
 
-    Args:
+    Attributes:
         memory: number of past differences kept (m).
         ridge: relative Tikhonov regularisation of the least-squares system.
         damping: mixing parameter beta in (0, 1].

@@ -29,7 +29,7 @@ class Broyden(ForwardSolver):
     blows up (NaN/Inf or a residual 1e4 times larger) is undone and that sample restarts with a plain step
     from its last iterate; if that step blows up too, the NaN/Inf is the map's and ``nonfinite`` applies.
 
-    Args:
+    Attributes:
         memory: most rank-one updates kept; None (default) keeps all of them, i.e. ``max_iter``, as
             torchdeq does. A bound overwrites the oldest update, which costs convergence on hard problems
             (on a random slot-attention step, memory 30 left 28 of 32 samples unconverged after 100

@@ -22,7 +22,7 @@ class Iterate(ForwardSolver):
     (``keep="best"``), or the final one (``keep="last"``). With ``tol=None`` and ``keep="last"`` the
     solve is exactly ``for _ in range(max_iter): z = f(z)``, which unrolled slot attention needs.
 
-    Args:
+    Attributes:
         damping: step size in (0, 1]; 1 is plain iteration.
         keep: "best" or "last".
 
