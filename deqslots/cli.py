@@ -35,9 +35,9 @@ def _train_parser(commands) -> None:
                    "paper-128 (slot-attention); cpu-small, cpu-slate, paper-64, paper-96 (slate). Slot attention's "
                    "paper-* are the authors' model and train with the authors' recipe (500000 steps, batch 64, "
                    "Adam 4e-4, warm-up 10000, lr halved every 100000 steps, no clipping; evaluation every 5000 "
-                   "steps on 8 batches), its cpu-* with the CPU recipe (README); SLATE's paper-* are SLATE's model "
-                   "with SLATE's recipe (250000 steps, batch 50, lr 1e-4 / dVAE 3e-4, warm-up and tau over 30000 "
-                   "steps, --lr-plateau-patience 4); flags override either")
+                   "steps on 8 batches), its cpu-* with the CPU recipe (docs/slot-attention.md); SLATE's paper-* are "
+                   "SLATE's model with SLATE's recipe (250000 steps, batch 50, lr 1e-4 / dVAE 3e-4, warm-up and tau "
+                   "over 30000 steps, --lr-plateau-patience 4); flags override either")
     p.add_argument("--set", dest="config_set", default="", metavar="FIELD=VALUE,...",
                    help="change other fields of the named architecture, e.g. --set decoder_position_frequencies=3,"
                    "attention_guidance_steps=5000 (see deqslots.slot_attention.config.AutoencoderConfig)")
@@ -47,7 +47,7 @@ def _train_parser(commands) -> None:
     p.add_argument("--vocab-size", type=int, default=None, help="slate: dVAE vocabulary (default: the config's)")
     p.add_argument("--stage", default=None, choices=["joint", "dvae", "slots"],
                    help="slate: joint = everything at once (default); dvae = the dVAE alone; slots = slot attention "
-                   "and the decoder on the frozen tokens of --dvae RUN_DIR (recipe: README, SLATE section)")
+                   "and the decoder on the frozen tokens of --dvae RUN_DIR (recipe: docs/slate.md)")
     p.add_argument("--dvae", default=None, metavar="RUN_DIR",
                    help="slate, --stage slots: the run (train --stage dvae --out RUN_DIR) whose dVAE is loaded, frozen")
     p.add_argument("--steps", type=int, default=None,

@@ -26,7 +26,7 @@ from .pretrained import FIXED_TEST_BATCH, PRETRAINED, load_pretrained
 __all__ = ["run_demo"]
 
 VARIANTS = ("vanilla", "IN")
-# The cpu-small recipe (README, "Object discovery on a CPU"): small batches, a short warm-up.
+# The cpu-small recipe (docs/slot-attention.md, "Object discovery on a CPU"): small batches, a short warm-up.
 RECIPE = dict(data="shapes", config="cpu-small", batch_size=16, lr=6e-4, warmup_steps=200, seed=0)
 # The SLATE section's one small batch of test scenes: seconds, not minutes (generation is token by token).
 SLATE_IMAGES = 16

@@ -130,7 +130,7 @@ PRETRAINED = MappingProxyType({
                                             "clevr-mirror", fg_ari=0.2641, mse=5.982e-03, steps=8000, seconds=2637,
                                             command=_objects_command("clevr-mirror", "vanilla")),
     # SLATE ships the same way: export_pretrained(RUN, "deqslots/pretrained/NAME.pt") on a --stage slots run, then
-    # an entry with model="slate" and the fg_ari / mse that evaluate_pretrained(NAME) gives (README, "Pretrained").
+    # an entry with model="slate" and the fg_ari / mse that evaluate_pretrained(NAME) gives (docs/pretrained.md).
     # These two are seed 0 of `python -m benchmarks slate-variants` (issue #12; BENCHMARKS.md, "Figure 3b at CPU
     # scale"): cpu-slate with vocabulary 256, the slots stage on one frozen dVAE, built with the fields cpu-slate had
     # before it took the authors' (SLATEConfig.LEGACY; a checkpoint that predates them rebuilds so). They do not

@@ -34,7 +34,7 @@ class SLATEConfig:
     replacing its input by its LayerNorm, dropout on the attention weights, the last iteration's attention as
     masks, targets from a second Gumbel sample and the authors' initialisation (``tests/deqslots/slate/
     test_slate_parity.py`` proves it against a transcription of their code). The CPU configurations deviate
-    field by field (README, "SLATE: the authors' model and the CPU configs"); :attr:`LEGACY` holds the values
+    field by field (docs/slate.md, "SLATE: the authors' model and the CPU configs"); :attr:`LEGACY` holds the values
     of every model built before these fields existed.
 
     Attributes:
@@ -159,9 +159,9 @@ class SLATEConfig:
 
 # The paper's sizes (SLATE's model; 96x96 for Chang et al.'s Table 3) and ones that train on a 2-core CPU in
 # minutes: 64x64 images still give 256 tokens, but with a small vocabulary and a narrow model. cpu-slate has the
-# authors' architecture and initialisation at that size: measured better than ours on same-hue (issue #22; README,
-# "SLATE: the authors' model and the CPU configs"). cpu-small keeps the architecture it was measured with
-# (SLATEConfig.LEGACY): nothing has measured it otherwise.
+# authors' architecture and initialisation at that size: measured better than ours on same-hue (issue #22;
+# docs/slate.md, "SLATE: the authors' model and the CPU configs"). cpu-small keeps the architecture it was
+# measured with (SLATEConfig.LEGACY): nothing has measured it otherwise.
 _LEGACY = SLATEConfig(**SLATEConfig.LEGACY)
 SLATE_CONFIGS = {
     "paper-64": SLATEConfig(resolution=64),

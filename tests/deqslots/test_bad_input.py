@@ -1,4 +1,4 @@
-"""Bad input, as a catalogue: one test per entry of README's "Bad input and recovery" table.
+"""Bad input, as a catalogue: one test per entry of docs/bad-input.md table.
 
 Each test feeds one kind of bad input (wrong image shape / channels / dtype, NaN pixels, empty or missing
 data, corrupt files, invalid CLI values, checkpoints of another model) and checks the error names the

@@ -30,7 +30,8 @@ def test_eval_with_more_slots_on_more_objects(tmp_path, capsys):
 
 
 def test_a_shipped_model_with_more_slots_on_more_objects(tmp_path, capsys):
-    # README's generalisation figure, checkable on the shipped model: --num-slots, --data (and --iters) apply to
+    # docs/slot-attention.md's generalisation figure, checkable on the shipped model: --num-slots, --data (and
+    # --iters) apply to
     # --pretrained too, into their own files, without the documented figures (they are the defaults')
     args = ["eval", "--pretrained", "same-hue-IN", "--batches", "1", "--num-slots", "10", "--data",
             "same-hue@min_objects=6,max_objects=8", "--out", str(tmp_path)]

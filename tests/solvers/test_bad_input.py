@@ -1,4 +1,4 @@
-"""Bad input to the solvers, as a catalogue (README's "Bad input and recovery"), and low precision.
+"""Bad input to the solvers, as a catalogue (docs/bad-input.md), and low precision.
 
 Non-finite maps, non-finite starts, maps that change the state's structure, shape or dtype; then
 float32 / bfloat16-autocast / bfloat16-state solves of a slot-attention-like map, and CUDA variants.

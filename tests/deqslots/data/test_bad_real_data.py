@@ -1,6 +1,6 @@
 """Bad and truncated real-data files through the CLI: exit 2, one line naming the file and the field.
 
-The rows of README's "Bad input and recovery" table marked R.
+The rows of docs/bad-input.md table marked R.
 """
 
 from __future__ import annotations
