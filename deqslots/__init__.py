@@ -6,8 +6,12 @@ model-kind protocol and registry); the two models, ``slot_attention`` and ``slat
 (SLATE builds on slot attention's module only) and of the loop; ``nn``, ``evaluation`` and ``data`` below them.
 """
 
+from importlib.metadata import version as _version
+
 from .slate import SLATE, SLATE_CONFIGS, SLATEConfig, slate_config_for
 from .slot_attention import CONFIGS, VARIANTS, AutoencoderConfig, SlotAttention, SlotAutoencoder, config_for
 
-__all__ = ["SlotAttention", "VARIANTS", "SlotAutoencoder", "AutoencoderConfig", "CONFIGS", "config_for", "SLATE",
+__version__ = _version("deqslots")  # pyproject.toml's [project] version, the one place it is written
+
+__all__ = ["__version__", "SlotAttention", "VARIANTS", "SlotAutoencoder", "AutoencoderConfig", "CONFIGS", "config_for", "SLATE",
            "SLATEConfig", "SLATE_CONFIGS", "slate_config_for"]

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from . import __version__
 from .training.strict_json import dumps as strict_json  # NaN (an undefined FG-ARI) -> null
 
 __all__ = ["main", "build_parser"]
@@ -312,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
         'cpu-objects'
     """
     parser = _Parser(prog="deqslots", description="Implicit slot attention and fixed-point solvers.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="the main job: a solver tour, then vanilla vs IN slot attention")
     demo.add_argument("--out", default="runs/demo")
