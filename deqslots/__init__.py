@@ -13,5 +13,5 @@ from .slot_attention import CONFIGS, VARIANTS, AutoencoderConfig, SlotAttention,
 
 __version__ = _version("deqslots")  # pyproject.toml's [project] version, the one place it is written
 
-__all__ = ["__version__", "SlotAttention", "VARIANTS", "SlotAutoencoder", "AutoencoderConfig", "CONFIGS", "config_for", "SLATE",
-           "SLATEConfig", "SLATE_CONFIGS", "slate_config_for"]
+__all__ = ["__version__", "SlotAttention", "VARIANTS", "SlotAutoencoder", "AutoencoderConfig", "CONFIGS", "config_for",
+           "SLATE", "SLATEConfig", "SLATE_CONFIGS", "slate_config_for"]
