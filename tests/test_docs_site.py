@@ -26,3 +26,14 @@ def test_python_blocks_run_and_print_what_the_page_says(page):
             exec(compile(match[1], str(page), "exec"), namespace)
         if match[2] is not None:
             assert printed.getvalue().strip() == match[2], (page.name, printed.getvalue())
+
+
+def test_the_gallery_shows_every_shipped_model():
+    """docs/pretrained-gallery.md (written by docs/scripts/gallery.py) has a section and a figure per shipped model:
+    rerun the script after exporting one."""
+    from deqslots.pretrained import PRETRAINED
+
+    page = (DOCS / "pretrained-gallery.md").read_text()
+    for name, entry in PRETRAINED.items():
+        assert f"## `{name}`" in page and (DOCS / "images" / "pretrained" / f"{name}.png").is_file(), name
+        assert f"FG-ARI {entry.fg_ari:.3f}" in page, name
