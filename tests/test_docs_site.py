@@ -11,6 +11,19 @@ DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
 PAGES = sorted(p for p in DOCS.rglob("*.md") if "```python" in p.read_text())
 
 
+def run_python_blocks(page: pathlib.Path) -> dict:
+    """Run a Markdown file's Python blocks in order in one namespace (returned); a block followed by
+    "prints `...`" must print exactly that."""
+    namespace: dict = {}
+    for match in re.finditer(r"```python\n(.*?)```(?:\n\nprints `([^`]*)`)?", page.read_text(), re.S):
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            exec(compile(match[1], str(page), "exec"), namespace)
+        if match[2] is not None:
+            assert printed.getvalue().strip() == match[2], (page.name, printed.getvalue())
+    return namespace
+
+
 def test_pages_have_python_examples():
     assert PAGES, "no page of docs/ has a Python example"
 
@@ -18,14 +31,7 @@ def test_pages_have_python_examples():
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(DOCS)))
 def test_python_blocks_run_and_print_what_the_page_says(page):
     """Each page's blocks run in order in one namespace; a block followed by "prints `...`" must print that."""
-    text = page.read_text()
-    namespace: dict = {}
-    for match in re.finditer(r"```python\n(.*?)```(?:\n\nprints `([^`]*)`)?", text, re.S):
-        printed = io.StringIO()
-        with contextlib.redirect_stdout(printed):
-            exec(compile(match[1], str(page), "exec"), namespace)
-        if match[2] is not None:
-            assert printed.getvalue().strip() == match[2], (page.name, printed.getvalue())
+    run_python_blocks(page)
 
 
 def test_the_gallery_shows_every_shipped_model():

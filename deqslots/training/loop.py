@@ -40,6 +40,9 @@ from .strict_json import dumps as strict_json
 
 __all__ = ["train", "build_model", "rebuild_model", "write_figures", "TrainingInterrupted"]
 
+# What a run folder holds, besides the kind's figures and summary.json
+CHECKPOINT_FILE, METRICS_FILE = "checkpoint.pt", "metrics.csv"
+
 
 def train(config: TrainConfig) -> dict:
     """Train (or resume) a run; returns the final validation metrics and timing.
@@ -66,7 +69,7 @@ def _train(config: TrainConfig, dist: DistContext) -> dict:
                dynamic_ncols=True)
     began = time.perf_counter()
     with StopRequests(absorb_repeats=dist.launched) as stop, \
-            MetricsLog(run.out / "metrics.csv", kind.metric_columns, resume_at=run.start, enabled=dist.is_main) as log:
+            MetricsLog(run.metrics_path, kind.metric_columns, resume_at=run.start, enabled=dist.is_main) as log:
         for step in bar:
             lrs = _set_learning_rates(run, step)
             images = run.train_data.batch(step)["image"].to(dist.device, non_blocking=True)
@@ -118,6 +121,14 @@ class _Run:
     last_eval: dict = field(default_factory=dict)
     skipped: int = 0
 
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / CHECKPOINT_FILE
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.out / METRICS_FILE
+
 
 def _start(config: TrainConfig, dist: DistContext) -> _Run:
     """A new run, or the checkpointed one on ``--resume``: model, optimiser, data, step and RNG."""
@@ -130,7 +141,7 @@ def _start(config: TrainConfig, dist: DistContext) -> _Run:
                          f"multiple of {dist.world_size} or start a number of processes that divides it")
     # Only rank 0 looks at the run folder (other machines may not share it); its outcome, an error included,
     # reaches every rank.
-    state = dist.main_first(lambda: _prepare_run(config, out, out / "checkpoint.pt"))
+    state = dist.main_first(lambda: _prepare_run(config, out))
 
     # The seed fixes the initial weights; data depends only on (seed, step).
     torch.manual_seed(config.seed)
@@ -143,7 +154,7 @@ def _start(config: TrainConfig, dist: DistContext) -> _Run:
                val_data=BatchStream(config.data, "val", res, config.batch_size, config.seed),  # rank 0, whole batches
                out=out, plateau=Plateau(config.lr_plateau_patience))
     if state is not None:
-        load_model_state(model, state, out / "checkpoint.pt")  # refuses another architecture by name, field by field
+        load_model_state(model, state, run.checkpoint_path)  # refuses another architecture by name, field by field
         run.optimizer.load_state_dict(state["optimizer"])  # moves its state to the parameters' device
         torch.set_rng_state(state["rng"])
         if dist.device.type == "cuda" and "cuda_rng" in state:
@@ -250,7 +261,7 @@ def _save_checkpoint(run: _Run, step: int) -> None:
                   "world_size": run.dist.world_size, "device": str(device)}
     if device.type == "cuda":
         checkpoint["cuda_rng"] = torch.cuda.get_rng_state(device)
-    save_atomic(_to_cpu(checkpoint), run.out / "checkpoint.pt")
+    save_atomic(_to_cpu(checkpoint), run.checkpoint_path)
 
 
 def _finish(run: _Run, elapsed: float) -> dict:
@@ -261,7 +272,7 @@ def _finish(run: _Run, elapsed: float) -> dict:
         if "fg_ari" in final:
             # the colour-only control on the same validation images, once per run (k-means is slow)
             final.update(colour_control(run.val_data, config.eval_batches, config.seed, final["fg_ari"]))
-        write_figures(run.model, run.val_data, run.out / "metrics.csv", run.out, config.seed)
+        write_figures(run.model, run.val_data, run.metrics_path, run.out, config.seed)
         trained = config.steps - run.start
         summary = {"steps": config.steps, "trained_steps": trained, "seconds": round(elapsed, 2),
                    "steps_per_s": round(trained / elapsed, 3) if elapsed > 0 else None,
@@ -272,8 +283,9 @@ def _finish(run: _Run, elapsed: float) -> dict:
     return run.dist.broadcast_object(summary)
 
 
-def _prepare_run(config: TrainConfig, out: Path, ckpt_path: Path) -> Optional[dict]:
+def _prepare_run(config: TrainConfig, out: Path) -> Optional[dict]:
     """Check the run folder and read the checkpoint to resume from (rank 0's job); None for a new run."""
+    ckpt_path = out / CHECKPOINT_FILE
     out.mkdir(parents=True, exist_ok=True)
     if ckpt_path.exists() and not config.resume:
         raise FileExistsError(

@@ -3,7 +3,6 @@
 import doctest
 import importlib
 import pathlib
-import re
 
 import pytest
 import torch
@@ -32,11 +31,10 @@ def test_compile_docstring_example():
 
 
 def test_readme_python_blocks_run():
+    from tests.test_docs_site import run_python_blocks
+
     readme = pathlib.Path(__file__).resolve().parents[2] / "README.md"
-    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), re.S)
-    assert blocks
-    namespace: dict = {}
-    for block in blocks:
-        exec(compile(block, "README.md", "exec"), namespace)
+    assert "```python" in readme.read_text()
+    namespace = run_python_blocks(readme)
     layer = namespace["Layer"]()
     assert layer(torch.randn(2, 64)).shape == (2, 64)
