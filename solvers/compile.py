@@ -35,6 +35,10 @@ class Compile:
         dynamic: ``torch.compile``'s ``dynamic`` (None: decide after a shape changes).
         loop: compile the whole fixed-length loop as one graph where it applies (False: the map only).
 
+    Raises:
+        TypeError: if ``backend`` is neither a string nor callable, ``mode`` is neither None nor a string,
+            ``dynamic`` is neither None nor a bool, ``loop`` is not a bool, or an unknown option is passed.
+
     Examples:
         >>> import torch, solvers
         >>> z, info = solvers.fixed_point(lambda z: torch.tanh(0.5 * z) + 1.0, torch.zeros(2, 3),
@@ -63,12 +67,38 @@ class Compile:
             raise TypeError(f"Compile loop must be True or False; got {self.loop!r}")
 
     def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """``fn`` compiled with these options."""
+        """``fn`` compiled with these options.
+
+        Args:
+            fn: the function (or module) to compile.
+
+        Returns:
+            ``torch.compile(fn, backend=..., mode=..., dynamic=...)``; compiles lazily, at its first call.
+        """
         return torch.compile(fn, backend=self.backend, mode=self.mode, dynamic=self.dynamic)
 
 
 def as_compile(value: Union[bool, None, Compile]) -> Optional[Compile]:
-    """``compile=``'s shorthands: False / None = eager, True = ``Compile()`` (inductor), or a :class:`Compile`."""
+    """``compile=``'s shorthands: False / None = eager, True = ``Compile()`` (inductor), or a :class:`Compile`.
+
+    Args:
+        value: ``fixed_point``'s ``compile`` argument.
+
+    Returns:
+        None for eager (False or None), ``Compile()`` for True, or ``value`` itself when it is a :class:`Compile`.
+
+    Raises:
+        TypeError: if ``value`` is anything else (e.g. a backend name string).
+
+    Examples:
+        >>> from solvers.compile import Compile, as_compile
+        >>> as_compile(False) is None
+        True
+        >>> as_compile(True)
+        Compile(backend='inductor', mode=None, dynamic=None, loop=True)
+        >>> as_compile(Compile(backend="aot_eager", loop=False))
+        Compile(backend='aot_eager', mode=None, dynamic=None, loop=False)
+    """
     if value is None or value is False:
         return None
     if value is True:

@@ -29,6 +29,9 @@ class SolveDropout(torch.nn.Module):
     Args:
         p: probability of zeroing an entry, in [0, 1).
 
+    Raises:
+        ValueError: if ``p`` is not a number in [0, 1) (a bool included).
+
     Examples:
         >>> import torch, solvers
         >>> drop = solvers.SolveDropout(0.5)
@@ -46,9 +49,29 @@ class SolveDropout(torch.nn.Module):
         self.p = float(p)
 
     def extra_repr(self) -> str:
+        """The module's line in ``repr``.
+
+        Returns:
+            ``"p=..."``.
+        """
         return f"p={self.p}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the current solve's mask (or ordinary dropout outside a solve).
+
+        Args:
+            x: the input; its leading dimension batch-major (B, or B*r with each sample's rows contiguous).
+
+        Returns:
+            ``x`` times the mask scaled by ``1 / (1 - p)``, of the shape of ``x``; ``x`` itself in eval mode or
+            with ``p = 0``.
+
+        Raises:
+            ValueError: if, within one solve, ``x`` does not match the shape of the mask drawn at the module's
+                first call (the module used at two places of the map, or a leading dimension not batch-major).
+            RuntimeError: if the first call in a solve sees part of the batch only (not from
+                :func:`solvers.fixed_point`, whose first evaluation is on the whole batch).
+        """
         if not self.training or self.p == 0.0:
             return x
         scope = current_scope()

@@ -29,7 +29,25 @@ BACKWARD_MODES = ("unrolled", "implicit", "neumann", "onestep", "phantom")
 
 
 def as_forward(forward: Union[str, ForwardSolver]) -> ForwardSolver:
-    """Turn a shorthand string into a forward solver object (objects pass through)."""
+    """Turn a shorthand string into a forward solver object (objects pass through).
+
+    Args:
+        forward: "iterate" | "anderson" | "broyden" (the solver with its default options), or a
+            :class:`~solvers.ForwardSolver`, returned as it is.
+
+    Returns:
+        The forward solver object.
+
+    Raises:
+        ValueError: if ``forward`` is neither one of :data:`FORWARD_SOLVERS` nor a solver object.
+
+    Examples:
+        >>> import solvers
+        >>> solvers.as_forward("anderson")
+        Anderson(memory=5, ridge=1e-08, damping=1.0)
+        >>> solvers.as_forward(solvers.Iterate(keep="last"))
+        Iterate(damping=1.0, keep='last')
+    """
     if isinstance(forward, ForwardSolver):
         return forward
     table: dict[str, Callable[[], ForwardSolver]] = {"iterate": Iterate, "anderson": Anderson, "broyden": Broyden}
@@ -42,7 +60,25 @@ def as_forward(forward: Union[str, ForwardSolver]) -> ForwardSolver:
 
 
 def as_backward(backward: Union[str, BackwardMode]) -> BackwardMode:
-    """Turn a shorthand string into a backward mode object (objects pass through)."""
+    """Turn a shorthand string into a backward mode object (objects pass through).
+
+    Args:
+        backward: "unrolled" | "implicit" | "neumann" | "onestep" | "phantom" (the mode with its default
+            options), or a :class:`~solvers.BackwardMode`, returned as it is.
+
+    Returns:
+        The backward mode object.
+
+    Raises:
+        ValueError: if ``backward`` is neither one of :data:`BACKWARD_MODES` nor a mode object.
+
+    Examples:
+        >>> import solvers
+        >>> solvers.as_backward("neumann")
+        Neumann(terms=5)
+        >>> solvers.as_backward(solvers.Phantom(steps=2))
+        Phantom(steps=2, damping=0.5)
+    """
     if isinstance(backward, BackwardMode):
         return backward
     table: dict[str, Callable[[], BackwardMode]] = {"unrolled": Unrolled, "implicit": Implicit, "neumann": Neumann,
@@ -57,7 +93,34 @@ def as_backward(backward: Union[str, BackwardMode]) -> BackwardMode:
 
 def check_options(forward: Union[str, ForwardSolver], backward: Union[str, BackwardMode], tol: Optional[float],
                   max_iter: int, stop_mode: str, on_fail: str, nonfinite: str) -> tuple[ForwardSolver, BackwardMode]:
-    """Validate :func:`fixed_point`'s options (raising what to pass instead); returns the solver objects."""
+    """Validate :func:`fixed_point`'s options (raising what to pass instead); returns the solver objects.
+
+    Args:
+        forward: forward solver name or object (see :func:`as_forward`).
+        backward: backward mode name or object (see :func:`as_backward`).
+        tol: tolerance, a finite number >= 0, or None (fixed number of steps).
+        max_iter: most evaluations of the map, an int >= 1.
+        stop_mode: "abs" or "rel".
+        on_fail: "warn", "raise" or "ignore".
+        nonfinite: "raise" or "best".
+
+    Returns:
+        ``(forward, backward)`` as solver and mode objects.
+
+    Raises:
+        TypeError: if ``tol`` is not a number (nor None) or ``max_iter`` is not an int (bools are refused).
+        ValueError: if ``tol`` is negative or infinite, ``max_iter`` < 1, ``stop_mode``, ``on_fail`` or
+            ``nonfinite`` is not one of its choices, or ``forward`` / ``backward`` is an unknown name.
+
+    Examples:
+        >>> from solvers.fixed_point import check_options
+        >>> check_options("iterate", "onestep", 1e-4, 50, "abs", "warn", "raise")
+        (Iterate(damping=1.0, keep='best'), OneStep())
+        >>> check_options("iterate", "onestep", -1.0, 50, "abs", "warn", "raise")
+        Traceback (most recent call last):
+        ...
+        ValueError: tol must be a finite number >= 0 (or None to run exactly max_iter steps); got -1.0
+    """
     check_tolerance("tol", tol)
     check_positive_int("max_iter", max_iter)
     check_choice("stop_mode", stop_mode, ("abs", "rel"))
@@ -67,7 +130,28 @@ def check_options(forward: Union[str, ForwardSolver], backward: Union[str, Backw
 
 
 def check_states(states: Sequence[int], max_iter: int) -> tuple[int, ...]:
-    """Validate ``states`` (iterate numbers in 1..max_iter); returns them as a tuple."""
+    """Validate ``states`` (iterate numbers in 1..max_iter); returns them as a tuple.
+
+    Args:
+        states: iterate numbers k whose states :func:`fixed_point` returns in ``info.states``.
+        max_iter: the solve's ``max_iter``, the largest valid k.
+
+    Returns:
+        ``states`` as a tuple of ints, in the given order.
+
+    Raises:
+        TypeError: if ``states`` is a string or not a sequence, or holds something other than ints.
+        ValueError: if an iterate number lies outside 1..``max_iter``.
+
+    Examples:
+        >>> from solvers.fixed_point import check_states
+        >>> check_states([5, 10], max_iter=10)
+        (5, 10)
+        >>> check_states((12,), max_iter=10)
+        Traceback (most recent call last):
+        ...
+        ValueError: states must lie in 1..max_iter=10; got 12 (raise max_iter or pick an earlier iterate)
+    """
     if isinstance(states, (str, bytes)) or not isinstance(states, Sequence):
         raise TypeError(f"states must be a sequence of iterate numbers such as (5, 10); got {states!r}")
     for k in states:
@@ -80,7 +164,24 @@ def check_states(states: Sequence[int], max_iter: int) -> tuple[int, ...]:
 
 
 def check_flag(name: str, value: Any, allow_none: bool = False) -> None:
-    """Raise unless ``value`` is True or False (or None where allowed)."""
+    """Raise unless ``value`` is True or False (or None where allowed).
+
+    Args:
+        name: the option's name, for the message.
+        value: the value to check.
+        allow_none: accept None too.
+
+    Raises:
+        TypeError: if ``value`` is not a bool (nor None with ``allow_none``); 0 and 1 are refused too.
+
+    Examples:
+        >>> from solvers.fixed_point import check_flag
+        >>> check_flag("compact", None, allow_none=True)
+        >>> check_flag("compact", 1)
+        Traceback (most recent call last):
+        ...
+        TypeError: compact must be True or False; got 1
+    """
     if not (isinstance(value, bool) or (allow_none and value is None)):
         raise TypeError(f"{name} must be True or False{' (or None)' if allow_none else ''}; got {value!r}")
 
@@ -142,6 +243,15 @@ def fixed_point(
         carries the graph; they do so under ``torch.no_grad`` too (one evaluation of ``f`` beyond
         ``info.nfe``), so the value never depends on the grad mode. ``z`` requires grad exactly when a
         tensor ``f`` uses does (or ``z0``, for "unrolled").
+
+    Raises:
+        TypeError: if ``f`` is not callable, ``args`` is not a sequence (a dict or string included), or an
+            option has the wrong type (see :func:`check_options`, :func:`check_states`, :func:`check_flag`).
+        ValueError: if an option is out of range or an unknown name.
+        NonFiniteError: if ``z0`` holds NaN/Inf, or (``nonfinite="raise"``) ``f`` returns NaN/Inf during the
+            solve or at the solution.
+        ConvergenceError: with ``on_fail="raise"``, if some sample stays above ``tol`` after ``max_iter``
+            evaluations (an adjoint solve that does not converge raises it in the backward pass).
 
     Under ``torch.autocast`` only ``f`` runs in the lower precision: its output is cast back to the dtype of
     ``z0`` and the solver's own arithmetic (residuals, Anderson's least squares, Broyden's low-rank

@@ -23,6 +23,24 @@ class GMRES:
 
     Attributes:
         restart: Krylov dimension per cycle.
+
+    Raises:
+        TypeError: if ``restart`` is not an int, or an unknown option is passed.
+        ValueError: if ``restart`` < 1.
+
+    Examples:
+        >>> import torch, solvers
+        >>> a = torch.tensor([[0.5, 0.2], [0.0, -0.3]])
+        >>> g, info = solvers.GMRES().solve_linear(lambda g: g @ a, torch.ones(2, 2), tol=1e-6, max_iter=20)
+        >>> g  # each row solves g = g @ a + 1
+        tensor([[2.0000, 1.0769],
+                [2.0000, 1.0769]])
+        >>> info.solver, bool(info.converged.all())
+        ('gmres', True)
+
+        As the adjoint solver of implicit gradients:
+
+        >>> backward = solvers.Implicit(solver=solvers.GMRES(restart=10), tol=1e-8)
     """
 
     restart: int = 20
@@ -39,6 +57,19 @@ class GMRES:
 
         The residual reported is that of the fixed-point form, ``||apply_a(g) + v - g||`` ("abs"), or it
         over ``||apply_a(g) + v||`` ("rel"), so it is comparable with the other adjoint solvers.
+
+        Args:
+            apply_a: the linear map ``A`` on flat batches [B, D] -> [B, D] (rows must not interact).
+            v: right-hand side [B, D]; also the starting guess.
+            tol: per-sample tolerance on the residual, or None to use all ``max_iter`` products.
+            max_iter: most products by ``apply_a`` (the residual checks between cycles included).
+            stop_mode: "abs" or "rel" (see above).
+            nonfinite: "raise" a :class:`~solvers.NonFiniteError` on NaN/Inf, or "best" to keep each failing
+                sample's best finite iterate, flagged not converged.
+
+        Returns:
+            ``(g, info)``: the per-sample best solution [B, D] and a :class:`~solvers.SolveInfo` (``nfe``:
+            products by ``apply_a``; ``steps`` and ``trace``: one entry per true-residual check).
         """
         batch, dim = v.shape
         dtype = torch.float64 if v.dtype == torch.float64 else v.dtype

@@ -21,6 +21,16 @@ class BackwardInfo:
         residual: per-sample residual of the adjoint system ``g - J^T g - v`` in the solver's stop mode, [B].
         converged: per-sample bool [B]; all True for modes without a tolerance.
         calls: how many backward passes have run through this layer (repeated backward increments it).
+
+    Examples:
+        >>> import torch, solvers
+        >>> d = torch.tensor([[0.3], [0.1]], requires_grad=True)
+        >>> y, info = solvers.fixed_point(lambda y: d + y ** 5, torch.zeros(2, 1), backward="implicit", tol=1e-8)
+        >>> info.backward is None  # filled in by the backward pass
+        True
+        >>> y.sum().backward()
+        >>> info.backward.method, info.backward.calls, bool(info.backward.converged.all())
+        ('implicit/broyden', 1, True)
     """
 
     method: str
@@ -51,6 +61,13 @@ class SolveInfo:
         states: the iterates asked for with ``fixed_point(..., states=(k1, k2, ...))``, in that order: the
             state the solve would have returned after k evaluations of the map, carrying the gradient
             of the chosen backward mode (for fixed-point correction losses); empty otherwise.
+
+    Examples:
+        >>> import torch, solvers
+        >>> z, info = solvers.fixed_point(torch.cos, torch.zeros(3, 1), backward="onestep", tol=1e-6,
+        ...                               max_iter=100, states=(5,))
+        >>> info.solver, info.nfe, info.all_converged, tuple(info.trace.shape), len(info.states)
+        ('iterate', 36, True, (36, 3), 1)
     """
 
     solver: str
@@ -67,4 +84,5 @@ class SolveInfo:
 
     @property
     def all_converged(self) -> bool:
+        """Whether every sample converged (``converged.all()``, one host synchronisation)."""
         return bool(self.converged.all())

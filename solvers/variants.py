@@ -17,6 +17,16 @@ def variant(name: str) -> tuple[ForwardSolver, BackwardMode]:
     BB = (broyden, implicit via broyden); IB = (iterate, implicit via broyden).
     Plain iteration keeps the last iterate so that ``tol=None, max_iter=T`` is exactly a T-step loop.
 
+    Args:
+        name: one of :data:`VARIANTS`: "vanilla", "IN", "BN", "BB" or "IB" (case-sensitive).
+
+    Returns:
+        ``(forward, backward)``: the solver and mode objects, to pass as ``fixed_point``'s ``forward`` and
+        ``backward``.
+
+    Raises:
+        ValueError: if ``name`` is not one of :data:`VARIANTS`.
+
     Examples:
         >>> import solvers
         >>> fwd, bwd = solvers.variant("IN")

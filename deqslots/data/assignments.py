@@ -17,6 +17,9 @@ def parse_assignments(text: str, example: str) -> dict[str, Any]:
         text: the settings.
         example: shown in the error, e.g. ``"same-hue@min_objects=6,max_objects=8"``.
 
+    Returns:
+        A new dict from each stripped key to its value, in the order given (a repeated key keeps its last value).
+
     Raises:
         ValueError: a part without ``=`` or with an empty key.
 

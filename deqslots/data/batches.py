@@ -22,6 +22,16 @@ def procedural_data(data: str) -> Optional[tuple[str, dict[str, Any]]]:
     Options are the generator's (:func:`deqslots.data.dataset_options`), values Python literals or bare
     strings, e.g. ``same-hue@min_objects=6,max_objects=8`` (scenes with more objects than training saw).
 
+    Args:
+        data: A ``--data`` value.
+
+    Returns:
+        ``(name, options)`` when ``data`` names a generator of :data:`deqslots.data.DATASETS` (``options``
+        empty when no ``@...`` part is given), ``None`` for anything else (e.g. an on-disk form).
+
+    Raises:
+        ValueError: The ``@`` part is not ``KEY=VALUE,KEY=VALUE``.
+
     Examples:
         >>> procedural_data("same-hue@min_objects=6,max_objects=8")
         ('same-hue', {'min_objects': 6, 'max_objects': 8})
@@ -35,6 +45,16 @@ def procedural_data(data: str) -> Optional[tuple[str, dict[str, Any]]]:
 
 
 def describe_data() -> str:
+    """The ``--data`` forms :class:`BatchStream` accepts, as one line of text for help and error messages.
+
+    Returns:
+        The generator names and the on-disk forms (``folder:``, ``hdf5:``, ``tfrecord:``, ``coco:``,
+        ``clevr-mirror:``, ``shapestacks:``).
+
+    Examples:
+        >>> describe_data()
+        'one of shapes, clevr-mirror, stacks, same-hue (generator options as NAME@KEY=VALUE,...), or folder:PATH ...'
+    """
     return (f"one of {', '.join(DATASETS)} (generator options as NAME@KEY=VALUE,...), or folder:PATH "
             "(images, optional PATH/../masks), hdf5:PATH, "
             "tfrecord:[NAME:]PATH (Multi-Object Datasets), coco:ANNOTATIONS.json:IMAGES, clevr-mirror:PATH "
@@ -59,6 +79,25 @@ class BatchStream:
             ``r * b .. (r + 1) * b - 1`` of the global batch, ``b = batch_size // world_size``, so the ranks'
             shares put together are exactly the single-process batch.
         world_size: the number of processes sharing each batch.
+
+    Attributes:
+        size: items in the split (the generator's split size for procedural data, e.g. 100 000 for train);
+            ``None`` for a streamed TFRecord file, whose length is not known up front.
+        local_batch_size: ``batch_size // world_size``, the images :meth:`batch` returns.
+
+    Raises:
+        ValueError: an unknown ``split`` or ``data`` form, a ``batch_size`` that is not a positive int or not
+            divisible by ``world_size``, or ``rank`` outside ``[0, world_size)``.
+        DataError: from the on-disk reader (:class:`~deqslots.data.DataError`), naming the bad file.
+
+    Examples:
+        >>> stream = BatchStream("shapes", "train", resolution=16, batch_size=4, seed=0)
+        >>> batch = stream.batch(0)
+        >>> batch["image"].shape, batch["mask"].shape
+        (torch.Size([4, 3, 16, 16]), torch.Size([4, 16, 16]))
+        >>> half = BatchStream("shapes", "train", resolution=16, batch_size=4, seed=0, rank=1, world_size=2)
+        >>> bool((half.batch(0)["image"] == batch["image"][2:]).all())  # rank 1's share of the global batch
+        True
     """
 
     def __init__(self, data: str, split: str, resolution: int, batch_size: int, seed: int,
@@ -93,7 +132,18 @@ class BatchStream:
             raise ValueError(f"unknown data {data!r}: pass {describe_data()}")
 
     def batch(self, step: int) -> dict[str, Optional[torch.Tensor]]:
-        """The batch for optimisation step ``step`` (epoch-wise reshuffled for data on disk): this rank's share."""
+        """The batch for optimisation step ``step`` (epoch-wise reshuffled for data on disk): this rank's share.
+
+        Args:
+            step: the optimisation step (0-based); the same ``(data, seed, step)`` always gives the same batch.
+
+        Returns:
+            ``{"image": float32 [b, 3, R, R] in [0, 1], "mask": int64 [b, R, R] or None}`` with
+            ``b = local_batch_size``; the mask is ``None`` when an item of the batch has none.
+
+        Raises:
+            DataError: an on-disk item that cannot be read (naming the file), or a streamed split with no items.
+        """
         start = step * self.batch_size + self.rank * self.local_batch_size
         positions = [(start + i) for i in range(self.local_batch_size)]
         if self.stream is not None:

@@ -61,6 +61,10 @@ class ClevrMirrorOptions:
             colour no longer tells objects apart (k-means on pixel colour falls from 0.385 to 0.035 FG-ARI at 32x32);
             shading, material and shape still differ. The scene is otherwise the same as without it.
 
+    Raises:
+        ValueError: A count that is not an int, ``min_objects < 1`` or ``min_objects > max_objects``,
+            ``mirror_fraction`` not a number in ``[0.2, 0.6]``, or ``reflections`` / ``one_colour`` not a bool.
+
     Examples:
         >>> ClevrMirrorOptions(mirror_fraction=0.35).mirror_fraction
         0.35

@@ -74,11 +74,32 @@ class CocoDataset(Dataset):
         crowd: One of :data:`CROWD_POLICIES` (default ``ignore``).
 
     Raises:
+        ValueError: A ``resolution`` that is not a positive int or None, or an unknown ``crowd`` policy.
         ImportError: pycocotools is not installed.
         FileNotFoundError: A missing annotations file or image folder.
-        DataError: A file that is not COCO JSON, or, when an item is read, a missing or unreadable
-            image, an image whose size differs from its ``height``/``width`` entry, or an annotation whose
-            ``segmentation`` cannot be decoded, naming the file and the field.
+        IsADirectoryError: ``annotations`` is a folder (NotADirectoryError: ``images`` is a file).
+        DataError: A file that is not COCO JSON, or one that lists no images (none without crowd regions
+            under ``drop-image``), or, when an item is read, a missing or unreadable image, an image whose
+            size differs from its ``height``/``width`` entry, or an annotation whose ``segmentation`` cannot
+            be decoded, naming the file and the field.
+
+    Examples:
+        One 20x16 image with one square polygon, written in COCO's instances format:
+
+        >>> import json, tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     Path(tmp, "images").mkdir()
+        ...     Image.new("RGB", (20, 16), (120, 80, 40)).save(Path(tmp, "images", "1.png"))
+        ...     square = [4, 4, 12, 4, 12, 12, 4, 12]  # polygon x, y pairs
+        ...     coco = {"images": [{"id": 1, "file_name": "1.png", "height": 16, "width": 20}],
+        ...             "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 64.0,
+        ...                              "segmentation": [square]}],
+        ...             "categories": [{"id": 1, "name": "box"}]}
+        ...     _ = Path(tmp, "instances.json").write_text(json.dumps(coco))
+        ...     data = CocoDataset(Path(tmp, "instances.json"), Path(tmp, "images"), resolution=8)
+        ...     item = data[0]
+        >>> len(data), item["image"].shape, item["mask"].unique().tolist()
+        (1, torch.Size([3, 8, 8]), [0, 1])
     """
 
     def __init__(self, annotations: str | os.PathLike[str], images: str | os.PathLike[str],

@@ -48,8 +48,22 @@ def convert(src: str, dst: str | os.PathLike[str], resolution: Optional[int] = N
 
     Raises:
         FileExistsError: ``dst`` exists and ``overwrite`` is false.
-        ValueError: ``src`` is not an on-disk form, or images of different sizes without ``resolution``.
-        DataError: From the source's reader, naming the bad file and field.
+        FileNotFoundError: The folder ``dst`` is to be written in does not exist.
+        ValueError: ``src`` is not an on-disk form, ``limit`` is below 1, or images of different sizes
+            without ``resolution``.
+        DataError: From the source's reader, naming the bad file and field; also when ``src`` yields no
+            items, or a mask holds an id below 0 or above 65535 (what ``uint16`` holds).
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import h5py
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     with h5py.File(Path(tmp) / "src.h5", "w") as f:  # 5 images 8x8, id masks
+        ...         _ = f.create_dataset("image", data=np.zeros((5, 8, 8, 3), np.uint8))
+        ...         _ = f.create_dataset("mask", data=np.ones((5, 8, 8), np.int64))
+        ...     convert(f"hdf5:{tmp}/src.h5", Path(tmp) / "small.h5", resolution=4, limit=3, progress=False)
+        {'path': '.../small.h5', 'images': 3, 'height': 4, 'width': 4, 'masks': True}
     """
     if not is_disk_data(src):
         raise ValueError(f"convert reads data on disk (tfrecord:, coco:, shapestacks:, clevr-mirror:, folder:, "

@@ -119,6 +119,7 @@ class HDF5Dataset(Dataset):
             (antialiased bilinear for images, nearest for masks).
 
     Raises:
+        ValueError: If ``resolution`` is not a positive int or None.
         FileNotFoundError: If ``path`` does not exist (IsADirectoryError if it is a folder).
         DataError: If the file is not HDF5, a key is missing (the message lists the datasets in the
             file), an array has an unsupported shape or dtype, or holds no images. On access: an item
@@ -126,9 +127,23 @@ class HDF5Dataset(Dataset):
             naming the file, key and index.
 
     Examples:
-        >>> data = HDF5Dataset("clevr_with_masks.h5", mask_key="mask", resolution=128)  # doctest: +SKIP
-        >>> sorted(data[0])  # doctest: +SKIP
-        ['image', 'mask']
+        A file of two 8x8 images with slot masks ``[N, K, H, W, 1]``: slot 2 covers the top half, slot 0 (the
+        background) the rest:
+
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     slots = np.zeros((2, 3, 8, 8, 1), np.uint8)
+        ...     slots[:, 2, :4], slots[:, 0, 4:] = 1, 1
+        ...     with h5py.File(f"{tmp}/clevr_with_masks.h5", "w") as f:
+        ...         _ = f.create_dataset("image", data=np.zeros((2, 8, 8, 3), np.uint8))
+        ...         _ = f.create_dataset("mask", data=slots)
+        ...     data = HDF5Dataset(f"{tmp}/clevr_with_masks.h5", mask_key="mask", resolution=4)
+        ...     item = data[0]
+        ...     data.close()
+        >>> len(data), sorted(item), item["image"].shape
+        (2, ['image', 'mask'], torch.Size([3, 4, 4]))
+        >>> item["mask"][:, 0].tolist()  # ids down one column
+        [2, 2, 0, 0]
     """
 
     def __init__(

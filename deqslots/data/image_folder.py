@@ -97,9 +97,23 @@ class ImageFolderDataset(Dataset):
         DataError: On an unreadable image or mask, with ``on_error="raise"``.
 
     Examples:
-        >>> data = ImageFolderDataset("photos/", resolution=64)  # doctest: +SKIP
-        >>> data[0]["image"].shape  # doctest: +SKIP
-        torch.Size([3, 64, 64])
+        Two 24x16 photos and their masks (id 1 on the right half), centre-cropped to 16x16 and resized:
+
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     photos, masks = Path(tmp, "photos"), Path(tmp, "masks")
+        ...     _ = photos.mkdir(), masks.mkdir()
+        ...     ids = np.zeros((16, 24), np.uint8)
+        ...     ids[:, 12:] = 1
+        ...     for name in ("a", "b"):
+        ...         Image.new("RGB", (24, 16), (200, 30, 30)).save(photos / f"{name}.jpg")
+        ...         Image.fromarray(ids).save(masks / f"{name}.png")
+        ...     data = ImageFolderDataset(photos, resolution=8, mask_root=masks)
+        ...     item = data[0]
+        >>> [path.name for path in data.files], item["image"].shape
+        (['a.jpg', 'b.jpg'], torch.Size([3, 8, 8]))
+        >>> item["mask"][0].tolist()  # ids along the first row
+        [0, 0, 0, 0, 1, 1, 1, 1]
     """
 
     def __init__(

@@ -98,6 +98,9 @@ def dataset_options(name: str) -> dict[str, Any]:
     Returns:
         A new dict mapping option name to default value.
 
+    Raises:
+        ValueError: ``name`` is not a generator (the message suggests the closest name).
+
     Examples:
         >>> dataset_options("stacks")
         {'min_objects': 2, 'max_objects': 6, 'max_towers': 2}
@@ -120,6 +123,11 @@ class ProceduralDataset(Dataset):
         size: Number of items.
         seed: Non-negative base seed.
         options: The generator's validated option object.
+
+    Raises:
+        ValueError: An unknown ``name`` or ``split`` (the constructor does not check the other arguments;
+            :func:`make_dataset` does).
+        IndexError: On ``data[i]`` with ``i`` outside ``[-len(data), len(data))``.
 
     Examples:
         >>> data = make_dataset("shapes", "test", resolution=32, size=10)
@@ -147,7 +155,15 @@ class ProceduralDataset(Dataset):
         return self.size
 
     def render(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Render item ``index`` as numpy arrays ``(image [3, H, W] float32, mask [H, W] int64)``."""
+        """Render item ``index`` as numpy arrays ``(image [3, H, W] float32, mask [H, W] int64)``.
+
+        Args:
+            index: Non-negative item index; not checked against ``len(self)``, so any index renders.
+
+        Returns:
+            ``(image, mask)``: ``float32 [3, H, W]`` in ``[0, 1]`` and ``int64 [H, W]`` with 0 = background
+            and ``1..K`` the visible objects; the same arrays as ``self[index]`` holds as tensors.
+        """
         rng = np.random.default_rng([self.seed, self._split_id, index])
         return self._render(rng, self.resolution, self.options)
 
@@ -229,6 +245,10 @@ def generate_batch(
     Returns:
         ``(images, masks)``: ``float32 [B, 3, H, W]`` and ``int64 [B, H, W]``; row ``b`` equals item
         ``indices[b]`` of ``make_dataset(name, split, resolution, seed=seed, **options)``.
+
+    Raises:
+        ValueError: ``indices`` is empty or holds a negative index, or as :func:`make_dataset` on an
+            unknown name, split or option, or an invalid value.
 
     Examples:
         >>> images, masks = generate_batch("stacks", [3, 7], split="test", resolution=32)

@@ -38,6 +38,10 @@ class SameHueOptions:
         max_objects: Most shapes drawn per image; the mask never has more ids than this.
         noise: Standard deviation of the per-pixel Gaussian noise (image units, before clipping to [0, 1]).
 
+    Raises:
+        ValueError: A count that is not an int, ``min_objects < 1`` or ``min_objects > max_objects``, or
+            ``noise`` not a number in ``[0, 0.2]``.
+
     Examples:
         >>> SameHueOptions(max_objects=8).max_objects
         8

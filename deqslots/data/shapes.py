@@ -41,6 +41,10 @@ class ShapesOptions:
         background: ``"random"`` (uniform random colour per image) or ``"black"``.
         kinds: Shape kinds to sample from, a subset of :data:`SHAPE_KINDS`.
 
+    Raises:
+        ValueError: A count that is not an int, ``min_objects < 1`` or ``min_objects > max_objects``, an
+            unknown ``background``, or ``kinds`` empty or holding an unknown kind.
+
     Examples:
         >>> ShapesOptions(max_objects=4, background="black").max_objects
         4
@@ -64,7 +68,23 @@ class ShapesOptions:
 
 class ShapePatch(NamedTuple):
     """One shape rasterised in its bounding box: rows ``r0:r1``, columns ``c0:c1``, the ``inside`` mask
-    [h, w] and the offsets ``dx`` [w] / ``dy`` [h, 1] of the pixel centres from the shape's centre."""
+    [h, w] and the offsets ``dx`` [w] / ``dy`` [h, 1] of the pixel centres from the shape's centre.
+
+    Attributes:
+        r0: First row of the box (pixel index).
+        r1: Row after the last (``h = r1 - r0``).
+        c0: First column of the box.
+        c1: Column after the last (``w = c1 - c0``).
+        inside: ``bool [h, w]``: the box's pixels whose centres the shape covers.
+        dx: ``float32 [w]``: x of each column's pixel centre minus the shape's centre, in image units.
+        dy: ``float32 [h, 1]``: y of each row's pixel centre minus the shape's centre (broadcasts with ``dx``).
+
+    Examples:
+        >>> grid = (np.arange(8, dtype=np.float32) + 0.5) / 8  # the pixel centres of an 8-pixel side
+        >>> patch = shape_patch("square", np.array([0.5, 0.5]), 0.25, 0.0, 1.0, grid, 8)
+        >>> patch.r0, patch.r1, patch.c0, patch.c1, patch.inside.shape, patch.dx.shape, patch.dy.shape
+        (2, 6, 2, 6, (4, 4), (4,), (4, 1))
+    """
 
     r0: int
     r1: int
@@ -78,7 +98,31 @@ class ShapePatch(NamedTuple):
 def shape_patch(kind: str, centre: np.ndarray, radius: float, angle: float, aspect: float, grid: np.ndarray,
                 resolution: int) -> "ShapePatch | None":
     """Rasterise shape ``kind`` (centre, radius in image units, rotation, aspect) inside its bounding box;
-    None when the box holds no pixel. ``grid`` is :func:`pixel_centres` of ``resolution``."""
+    None when the box holds no pixel. ``grid`` is :func:`pixel_centres` of ``resolution``.
+
+    Args:
+        kind: One of :data:`SHAPE_KINDS`.
+        centre: ``(x, y)`` of the shape's centre in image units (``[0, 1]`` spans the image, y down).
+        radius: Scale of the unit shape (:func:`unit_shape`), in image units.
+        angle: Rotation in radians.
+        aspect: Height-to-width ratio of an ellipse (other kinds ignore it).
+        grid: ``float32 [resolution]`` pixel-centre coordinates ``(i + 0.5) / resolution``.
+        resolution: Image side length in pixels.
+
+    Returns:
+        The :class:`ShapePatch` of the shape's bounding box clipped to the image, or ``None`` when the box
+        lies outside the image.
+
+    Examples:
+        >>> grid = (np.arange(8, dtype=np.float32) + 0.5) / 8  # the pixel centres of an 8-pixel side
+        >>> patch = shape_patch("ellipse", np.array([0.5, 0.5]), 0.3, 0.0, 0.5, grid, 8)
+        >>> patch.r0, patch.r1, patch.c0, patch.c1  # the box: 4 x 4 pixels
+        (2, 6, 2, 6)
+        >>> patch.inside.astype(int).tolist()  # a flat ellipse (aspect 0.5) covers the middle rows
+        [[0, 0, 0, 0], [1, 1, 1, 1], [1, 1, 1, 1], [0, 0, 0, 0]]
+        >>> shape_patch("square", np.array([2.0, 2.0]), 0.1, 0.0, 1.0, grid, 8) is None  # off the image
+        True
+    """
     cx, cy = centre
     reach = radius * _BOUND[kind] + 1e-3
     r0, r1, c0, c1 = box_slices(cx - reach, cx + reach, cy - reach, cy + reach, resolution)
@@ -93,7 +137,25 @@ def shape_patch(kind: str, centre: np.ndarray, radius: float, angle: float, aspe
 
 
 def unit_shape(kind: str, u: np.ndarray, v: np.ndarray, aspect: float) -> np.ndarray:
-    """Coverage of a shape of radius about 1 in local coordinates (``v`` points down the image)."""
+    """Coverage of a shape of radius about 1 in local coordinates (``v`` points down the image).
+
+    A square of half-side 0.8, an ellipse of semi-axes 1 and ``aspect``, an equilateral triangle of
+    circumradius 1.3 (apex up), or a heart about 1.3 across; any other ``kind`` is drawn as the heart.
+
+    Args:
+        kind: One of :data:`SHAPE_KINDS`.
+        u: Local x coordinates (rotated and divided by the radius), any shape broadcasting with ``v``.
+        v: Local y coordinates, pointing down the image.
+        aspect: Height-to-width ratio of the ellipse (other kinds ignore it).
+
+    Returns:
+        ``bool`` array of the broadcast shape of ``u`` and ``v``: True where the shape covers the point.
+
+    Examples:
+        >>> u = np.array([0.0, 0.7, 0.9])
+        >>> unit_shape("square", u, np.zeros(3), 1.0).tolist(), unit_shape("ellipse", np.zeros(3), u, 0.8).tolist()
+        ([True, True, False], [True, True, False])
+    """
     if kind == "square":
         return (np.abs(u) <= 0.8) & (np.abs(v) <= 0.8)
     if kind == "ellipse":
@@ -143,7 +205,22 @@ def render_shapes(
 
 class ShapeObject(NamedTuple):
     """One shape of a ``shapes`` scene: its kind, centre (x, y in image units), radius, rotation, aspect and
-    ``float32 [3]`` colour."""
+    ``float32 [3]`` colour.
+
+    Attributes:
+        kind: One of :data:`SHAPE_KINDS`.
+        centre: ``(x, y)`` of the centre in image units (``[0, 1]`` spans the image, y down).
+        radius: Scale of the unit shape, in image units.
+        angle: Rotation in radians.
+        aspect: Height-to-width ratio of an ellipse (other kinds ignore it).
+        colour: ``float32 [3]`` RGB in ``[0, 1]``.
+
+    Examples:
+        >>> circle = ShapeObject("ellipse", np.array([0.5, 0.5]), 0.3, 0.0, 1.0, np.array([1, 0, 0], np.float32))
+        >>> image, ids, kept = draw_shapes(np.zeros(3, np.float32), [circle], 8)
+        >>> int(ids.sum()), float(image[0].max()), kept.tolist()
+        (16, 1.0, [0])
+    """
 
     kind: str
     centre: np.ndarray
@@ -158,6 +235,22 @@ def sample_shapes(rng: np.random.Generator, options: ShapesOptions) -> tuple[np.
 
     Scenes can then be edited (an object removed, one from another scene added) and drawn with
     :func:`draw_shapes`, e.g. the true composites of :mod:`deqslots.slate.compose`.
+
+    Args:
+        rng: Source of randomness; consumed exactly as :func:`render_shapes` consumes it.
+        options: Generator options (object count range, background, kinds).
+
+    Returns:
+        ``(background, objects)``: ``float32 [3]`` background colour and the ``min_objects..max_objects``
+        :class:`ShapeObject` s in drawing order (later ones occlude earlier ones; some may end up hidden).
+
+    Examples:
+        >>> background, objects = sample_shapes(np.random.default_rng(0), ShapesOptions(max_objects=3))
+        >>> background.shape, [obj.kind for obj in objects]
+        ((3,), ['triangle', 'heart', 'triangle'])
+        >>> image, ids, kept = draw_shapes(background, objects[1:], 32)  # the same scene less its first shape
+        >>> len(kept) == int(ids.max()) <= 2
+        True
     """
     count = int(rng.integers(options.min_objects, options.max_objects + 1))
     if options.background == "random":
@@ -177,6 +270,11 @@ def sample_shapes(rng: np.random.Generator, options: ShapesOptions) -> tuple[np.
 def draw_shapes(background: np.ndarray, objects: Sequence[ShapeObject], resolution: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw ``objects`` in order (later ones occlude earlier ones) on ``background``.
+
+    Args:
+        background: ``float32 [3]`` RGB in ``[0, 1]``.
+        objects: The shapes, first drawn first (e.g. from :func:`sample_shapes`); may be empty.
+        resolution: Image side length in pixels.
 
     Returns:
         ``(image float32 [3, H, W], ids int64 [H, W], kept)``: ids 0 = background and ``1..K`` the visible

@@ -38,7 +38,24 @@ _READ_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionB
 
 
 def is_shapestacks_root(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` looks like a ShapeStacks root (``splits/`` and ``recordings/`` folders)."""
+    """Whether ``path`` looks like a ShapeStacks root (``splits/`` and ``recordings/`` folders).
+
+    Args:
+        path: A folder (a missing path is simply not a root).
+
+    Returns:
+        True when ``path/recordings`` and ``path/splits`` are both folders; their contents are not checked.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     before = is_shapestacks_root(tmp)
+        ...     (Path(tmp) / "recordings").mkdir()
+        ...     (Path(tmp) / "splits").mkdir()
+        ...     before, is_shapestacks_root(tmp)
+        (False, True)
+    """
     root = Path(path)
     return (root / "recordings").is_dir() and (root / "splits").is_dir()
 
@@ -61,9 +78,32 @@ class ShapeStacksDataset(Dataset):
         masks: Read the ``iseg`` maps (``False``: images only).
 
     Raises:
+        ValueError: An unknown ``split``, or a ``resolution`` that is not a positive int or None.
         FileNotFoundError: ``root`` or a split list is missing.
         DataError: A listed scenario folder is missing or holds no renders, a render has no instance map
-            (naming the file expected), or, when an item is read, an unreadable file.
+            (naming the file expected), the split lists no scenarios, or, when an item is read, an unreadable
+            file or an instance map whose size differs from its render's.
+
+    Examples:
+        A one-scenario tree with one camera, written in ShapeStacks' layout:
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from PIL import Image
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     (Path(tmp) / "splits" / "default").mkdir(parents=True)
+        ...     for listing in ("train", "eval", "test"):
+        ...         _ = (Path(tmp) / "splits" / "default" / f"{listing}.txt").write_text("stack-1")
+        ...     scene = Path(tmp) / "recordings" / "stack-1"
+        ...     scene.mkdir(parents=True)
+        ...     Image.new("RGB", (16, 16), (90, 120, 200)).save(scene / "rgb-w=0-f=0-l=0-c=original-cam_1-mono-0.png")
+        ...     segmap = np.zeros((16, 16, 3), np.uint8)
+        ...     segmap[4:12, 6:10, 0] = 32  # instance 1 (value 32 k in the first channel)
+        ...     Image.fromarray(segmap).save(scene / "iseg-w=0-f=0-l=0-c=original-cam_1-mono-0.map", format="PNG")
+        ...     data = ShapeStacksDataset(tmp, "val", resolution=8)
+        ...     item = data[0]
+        >>> len(data), item["image"].shape, item["mask"].unique().tolist()
+        (1, torch.Size([3, 8, 8]), [0, 1])
     """
 
     def __init__(self, root: str | os.PathLike[str], split: str, resolution: Optional[int] = None,

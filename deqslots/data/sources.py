@@ -47,7 +47,18 @@ _SPLITS = ("train", "val", "test")
 
 
 class MapSplit:
-    """One split of an indexable data set: ``dataset[indices[i]]`` is item ``i``."""
+    """One split of an indexable data set: ``dataset[indices[i]]`` is item ``i``.
+
+    Args:
+        dataset: The whole data set (every split), indexable by int.
+        indices: ``int [n]`` positions in ``dataset`` of this split's items, in item order.
+
+    Examples:
+        >>> from deqslots.data import make_dataset
+        >>> part = MapSplit(make_dataset("shapes", "test", resolution=16, size=10), np.array([7, 2, 5]))
+        >>> len(part), part.dataset[int(part.indices[0])]["mask"].shape
+        (3, torch.Size([16, 16]))
+    """
 
     def __init__(self, dataset: Dataset, indices: np.ndarray) -> None:
         self.dataset, self.indices = dataset, indices
@@ -57,7 +68,19 @@ class MapSplit:
 
 
 def is_disk_data(data: str) -> bool:
-    """Whether ``data`` is one of the on-disk forms (``PREFIX:...``)."""
+    """Whether ``data`` is one of the on-disk forms (``PREFIX:...``).
+
+    Args:
+        data: A ``--data`` value.
+
+    Returns:
+        True when ``data`` starts with one of :data:`DISK_FORMS` followed by ``:``; the path is not checked
+        (it may be empty or missing).
+
+    Examples:
+        >>> is_disk_data("hdf5:data/clevr.h5"), is_disk_data("shapes"), is_disk_data("hdf5")
+        (True, False, False)
+    """
     return data.split(":", 1)[0] in DISK_FORMS and ":" in data
 
 
@@ -108,9 +131,39 @@ def open_split(data: str, split: str, resolution: Optional[int], seed: int, mask
                shuffle_buffer: int = 256) -> Union[MapSplit, SplitStream]:
     """Open split ``split`` of the on-disk data ``data`` (see the module docstring for the forms).
 
+    Args:
+        data: An on-disk ``--data`` form (``folder:``, ``hdf5:``, ``tfrecord:``, ``coco:``, ``clevr-mirror:``,
+            ``shapestacks:``); callers check it with :func:`is_disk_data` first.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        resolution: Output side; ``None`` keeps the reader's size (image folders need an int).
+        seed: The split and shuffle seed of a streamed TFRecord file; indexable data is split by the fixed
+            :data:`SPLIT_SEED` instead, so runs of every seed share one test set.
+        mask_root: ``folder:`` only: the mask folder (default: found by :func:`folder_layout`).
+        shuffle_buffer: ``tfrecord:`` only: items held for shuffling the train split.
+
     Returns:
         A :class:`MapSplit` for indexable data, or a :class:`~deqslots.data.stream.SplitStream` for a
         streamed TFRecord file.
+
+    Raises:
+        ValueError: ``data`` names no path, a ``coco:`` form lacks the JSON or the image folder, or the data
+            has too few images (fewer than 3) for the split; also a reader's bad argument.
+        FileNotFoundError: The file or folder is missing.
+        DataError: From the reader, naming the bad file.
+
+    Examples:
+        An HDF5 file of 40 images, split 90/5/5:
+
+        >>> import tempfile
+        >>> import h5py
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     with h5py.File(f"{tmp}/toy.h5", "w") as f:
+        ...         _ = f.create_dataset("image", data=np.zeros((40, 8, 8, 3), np.uint8))
+        ...     parts = {s: open_split(f"hdf5:{tmp}/toy.h5", s, None, seed=0) for s in ("train", "val", "test")}
+        >>> {s: len(part) for s, part in parts.items()}
+        {'train': 36, 'val': 2, 'test': 2}
+        >>> sorted(np.concatenate([part.indices for part in parts.values()]).tolist()) == list(range(40))
+        True
     """
     kind, rest = _parts(data)
     if kind == "tfrecord":
@@ -142,6 +195,31 @@ def iterate_all(data: str, resolution: Optional[int]) -> tuple[Iterator[dict], O
     """Every item of ``data`` in its stored order (all splits), and the count when it is known up front.
 
     ShapeStacks and split CLEVR-Mirror folders give their train, val and test items in that order.
+
+    Args:
+        data: An on-disk ``--data`` form (as for :func:`open_split`).
+        resolution: Output side; ``None`` keeps the reader's size (not allowed for image folders).
+
+    Returns:
+        ``(items, count)``: a lazy iterator over the item dicts, and their number, or ``None`` for a streamed
+        TFRecord file (counted only by reading it).
+
+    Raises:
+        ValueError: ``data`` names no path, a ``coco:`` form lacks the JSON or the image folder, or an image
+            folder form without ``resolution``.
+        FileNotFoundError: The file or folder is missing.
+        DataError: From the reader, naming the bad file (while iterating, for an unreadable item).
+
+    Examples:
+        >>> import tempfile
+        >>> import h5py
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     with h5py.File(f"{tmp}/toy.h5", "w") as f:
+        ...         _ = f.create_dataset("image", data=np.zeros((5, 8, 8, 3), np.uint8))
+        ...     items, count = iterate_all(f"hdf5:{tmp}/toy.h5", resolution=4)
+        ...     shapes = [tuple(item["image"].shape) for item in items]
+        >>> count, shapes[0], len(shapes)
+        (5, (3, 4, 4), 5)
     """
     kind, rest = _parts(data)
     if kind == "tfrecord":

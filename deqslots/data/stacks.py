@@ -30,6 +30,10 @@ class StacksOptions:
         max_objects: Most blocks per image; the mask never has more ids than this.
         max_towers: 1 or 2; two towers need at least four blocks.
 
+    Raises:
+        ValueError: A count that is not an int, ``min_objects < 1`` or ``min_objects > max_objects``, or
+            ``max_towers`` not 1 or 2.
+
     Examples:
         >>> StacksOptions(max_objects=4, max_towers=1).max_towers
         1

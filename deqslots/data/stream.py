@@ -30,21 +30,80 @@ _SPLIT_CODES = {"val": 0, "test": 1}
 
 
 class RecordSource(Protocol):
-    """What :class:`SplitStream` reads: raw records in order, decoded on demand."""
+    """What :class:`SplitStream` reads: raw records in order, decoded on demand.
 
-    def records(self) -> Iterator[bytes]: ...
+    A structural type: any object with these three methods is one (e.g.
+    :class:`~deqslots.data.MultiObjectTFRecord`); nothing needs to subclass it.
 
-    def accepts(self, record: bytes, index: int) -> bool: ...
+    Examples:
+        An in-memory source of 40 records, whose item ``i`` is an image filled with ``i``:
 
-    def decode(self, record: bytes, index: int) -> Optional[dict[str, torch.Tensor]]: ...
+        >>> class Numbers:
+        ...     def records(self):
+        ...         return (bytes([i]) for i in range(40))
+        ...     def accepts(self, record, index):
+        ...         return True
+        ...     def decode(self, record, index):
+        ...         return {"image": torch.full((3, 2, 2), float(record[0]))}
+        >>> stream = SplitStream(Numbers(), "test", seed=0)
+        >>> [int(item["image"][0, 0, 0]) for item in stream.items([0, 1, 2])]  # records 6 and 33, again 6
+        [6, 33, 6]
+    """
+
+    def records(self) -> Iterator[bytes]:
+        """A fresh pass over the raw records, in their stored order (called once per pass).
+
+        Returns:
+            An iterator over the records' bytes.
+        """
+        ...
+
+    def accepts(self, record: bytes, index: int) -> bool:
+        """Whether :meth:`decode` keeps this record, as cheaply as possible (used to count a split's items).
+
+        Args:
+            record: A raw record of :meth:`records`.
+            index: Its position in the pass (0-based), the same position :meth:`decode` gets.
+
+        Returns:
+            True exactly when ``decode(record, index)`` would not return ``None``.
+        """
+        ...
+
+    def decode(self, record: bytes, index: int) -> Optional[dict[str, torch.Tensor]]:
+        """One record as an item.
+
+        Args:
+            record: A raw record of :meth:`records`.
+            index: Its position in the pass (0-based), for error messages.
+
+        Returns:
+            The item (e.g. ``{"image": float32 [3, R, R], "mask": int64 [R, R]}``), or ``None`` to drop the
+            record (e.g. a scene a filter leaves out).
+        """
+        ...
 
 
 def record_split(index: int, seed: int, _cache: Optional[dict] = None) -> str:
     """The split (``"train"``, ``"val"`` or ``"test"``) of record ``index`` under ``seed``.
 
+    Each block of :data:`BLOCK` consecutive records sends one record to ``val``, one to ``test`` and the rest
+    to ``train``, by a permutation seeded by ``(seed, block)``.
+
+    Args:
+        index: The record's position in the file (0-based).
+        seed: The split seed.
+        _cache: A dict that keeps the last block's permutation between calls (a pass reads the records in
+            order, so one block is enough); ``None`` draws the permutation on every call.
+
+    Returns:
+        ``"train"``, ``"val"`` or ``"test"``.
+
     Examples:
         >>> sorted(record_split(i, 0) for i in range(20)).count("train")
         18
+        >>> [i for i in range(40) if record_split(i, 0) == "val"]
+        [9, 23]
     """
     block, offset = divmod(index, BLOCK)
     if _cache is not None and block in _cache:
@@ -69,6 +128,24 @@ class SplitStream:
         shuffle_buffer: Items held for shuffling the train split (1 = file order).
         cache_items: Most items of a val/test split kept in memory.
         describe: Names the data in errors.
+
+    Examples:
+        A source of 40 in-memory records (item ``i`` an image filled with ``i``); ``val`` is one record of
+        every :data:`BLOCK`, in file order, and repeats endlessly; ``train`` is shuffled through the buffer:
+
+        >>> class Numbers:
+        ...     def records(self):
+        ...         return (bytes([i]) for i in range(40))
+        ...     def accepts(self, record, index):
+        ...         return True
+        ...     def decode(self, record, index):
+        ...         return {"image": torch.full((3, 2, 2), float(record[0]))}
+        >>> def values(items):
+        ...     return [int(item["image"][0, 0, 0]) for item in items]
+        >>> values(SplitStream(Numbers(), "val", seed=0).items([0, 1, 2, 3]))
+        [9, 23, 9, 23]
+        >>> values(SplitStream(Numbers(), "train", seed=0, shuffle_buffer=4).items([0, 1, 2, 3, 4]))
+        [0, 3, 1, 2, 8]
     """
 
     def __init__(self, source: RecordSource, split: str, seed: int, shuffle_buffer: int = 256,
@@ -130,7 +207,21 @@ class SplitStream:
             epoch += 1
 
     def item(self, position: int) -> dict[str, torch.Tensor]:
-        """Item ``position`` of the endless sequence."""
+        """Item ``position`` of the endless sequence.
+
+        Reading forward continues the current pass; going back, or jumping more than an epoch ahead, counts
+        the split's items once and replays the epoch that holds ``position`` from its start.
+
+        Args:
+            position: The 0-based position; epoch ``e`` holds positions ``e * n .. (e + 1) * n - 1`` for a
+                split of ``n`` items.
+
+        Returns:
+            The decoded item, the same for the same ``(source, split, seed, position)``.
+
+        Raises:
+            DataError: The split has no items (fewer than :data:`BLOCK` records, or all filtered out).
+        """
         if position < len(self._cache):
             return self._cache[position]
         size = self._epoch_size
@@ -150,6 +241,16 @@ class SplitStream:
                 return item
 
     def items(self, positions: list[int]) -> list[dict[str, torch.Tensor]]:
-        """Items at ascending ``positions`` (a batch), reading forward as needed."""
+        """Items at ascending ``positions`` (a batch), reading forward as needed.
+
+        Args:
+            positions: 0-based positions, as for :meth:`item`; ascending avoids replaying the file.
+
+        Returns:
+            The items, in the order of ``positions``.
+
+        Raises:
+            DataError: The split has no items.
+        """
         return [self.item(p) for p in positions]
 

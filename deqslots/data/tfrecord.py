@@ -62,6 +62,13 @@ class MultiObjectSpec:
         pixel_major: Masks stored ``[H, W, K, 1]`` (Multi-dSprites) instead of ``[K, H, W, 1]``.
         crop: ``(top, bottom, left, right)`` crop applied before resizing, or ``None`` for the
             centre square (CLEVR: Slot Attention's 192x192 crop around the objects).
+
+    Examples:
+        >>> spec = MULTI_OBJECT_DATASETS["multi_dsprites"]
+        >>> spec.height, spec.width, spec.channels, spec.entities, spec.pixel_major
+        (64, 64, (1, 3), (4, 5, 6), True)
+        >>> MULTI_OBJECT_DATASETS["clevr_with_masks"].crop
+        (29, 221, 64, 256)
     """
 
     name: str
@@ -94,6 +101,12 @@ _GZIP_MAGIC = b"\x1f\x8b"
 def masked_crc32c(data: bytes) -> int:
     """TFRecord's masked CRC-32C of ``data`` (rotate right by 15 bits, add a constant, mod 2**32).
 
+    Args:
+        data: The bytes to checksum (a record's 8-byte length field, or the record itself).
+
+    Returns:
+        The masked checksum, an unsigned 32-bit int, as TFRecord framing stores it (little-endian).
+
     Examples:
         >>> hex(masked_crc32c(b""))
         '0xa282ead8'
@@ -123,6 +136,20 @@ def read_records(path: str | os.PathLike[str], check_crc: bool = True) -> Iterat
     Raises:
         DataError: The file is not a TFRecord file, is truncated, or a record or the GZIP stream is
             corrupt; the message names the file and the record number.
+
+    Examples:
+        Two records framed as TensorFlow writes them (length, masked CRC-32C, data, masked CRC-32C):
+
+        >>> import struct, tempfile
+        >>> def frame(data):
+        ...     length = struct.pack("<Q", len(data))
+        ...     crcs = struct.pack("<I", masked_crc32c(length)), struct.pack("<I", masked_crc32c(data))
+        ...     return length + crcs[0] + data + crcs[1]
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = Path(tmp) / "two.tfrecords"
+        ...     _ = path.write_bytes(gzip.compress(frame(b"first") + frame(b"second")))
+        ...     list(read_records(path))
+        [b'first', b'second']
     """
     path = Path(path)
     index = 0
@@ -246,6 +273,14 @@ def parse_example(record: bytes, names: Optional[set[str]] = None) -> dict[str, 
     ``"int64"`` (value: a list). With ``names``, only those features are decoded (the others are
     listed with value ``None``), which skips the work on large features nobody reads.
 
+    Args:
+        record: One serialised ``tf.Example`` (a record of :func:`read_records`).
+        names: The features to decode; ``None`` decodes all.
+
+    Returns:
+        ``{feature name: (kind, value)}`` for every feature of the record; ``kind`` is ``"empty"`` (value
+        ``None``) for a feature with no list.
+
     Raises:
         ValueError: The bytes are not a valid ``tf.Example``.
 
@@ -337,11 +372,50 @@ class MultiObjectTFRecord:
         max_objects: Skip scenes with more non-empty foreground masks (``clevr6`` sets 6).
         check_crc: Check every record's CRC-32C.
 
+    Attributes:
+        spec: The data set's :class:`MultiObjectSpec`, narrowed to this file's channel and entity counts.
+
     Raises:
-        FileNotFoundError: If ``path`` does not exist.
+        ValueError: If ``resolution`` is not a positive int or None, or ``name`` is not one of the above.
+        FileNotFoundError: If ``path`` does not exist (IsADirectoryError if it is a folder).
         DataError: If the file is not a TFRecord file of ``tf.Example`` records, or its features do not
             match the named (or any) data set; when iterating, a truncated or corrupt record, naming the
             file, the record number and the feature.
+
+    Examples:
+        A Tetrominoes file of three identical records, each ``tf.Example`` encoded by hand (a protobuf
+        field is its varint key, varint length and payload; ``image`` and ``mask`` are lists of one-byte
+        strings, as published):
+
+        >>> import struct, tempfile
+        >>> def varint(n):
+        ...     out = b""
+        ...     while n >= 0x80:
+        ...         out, n = out + bytes([n & 0x7F | 0x80]), n >> 7
+        ...     return out + bytes([n])
+        >>> def field(number, payload):  # a length-delimited protobuf field
+        ...     return varint(number << 3 | 2) + varint(len(payload)) + payload
+        >>> def feature(name, array):  # a Features map entry holding a BytesList, one byte per element
+        ...     values = b"".join(field(1, bytes([v])) for v in array.ravel().tolist())
+        ...     return field(1, field(1, name.encode()) + field(2, field(1, values)))
+        >>> def frame(data):
+        ...     length = struct.pack("<Q", len(data))
+        ...     crcs = struct.pack("<I", masked_crc32c(length)), struct.pack("<I", masked_crc32c(data))
+        ...     return length + crcs[0] + data + crcs[1]
+        >>> image = np.zeros((35, 35, 3), np.uint8)
+        >>> masks = np.zeros((4, 35, 35, 1), np.uint8)  # [K, H, W, 1], entity 0 the background
+        >>> masks[0], masks[1, 10:20, 5:15] = 255, 255
+        >>> masks[0, 10:20, 5:15] = 0
+        >>> record = field(1, feature("image", image) + feature("mask", masks))
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = Path(tmp) / "tetrominoes_train.tfrecords"
+        ...     _ = path.write_bytes(gzip.compress(frame(record) * 3))
+        ...     data = MultiObjectTFRecord(path, resolution=16)
+        ...     items = list(data)
+        >>> data.spec.name, data.spec.entities, len(items)
+        ('tetrominoes', (4,), 3)
+        >>> items[0]["image"].shape, items[0]["mask"].unique().tolist()
+        (torch.Size([3, 16, 16]), [0, 1])
     """
 
     def __init__(self, path: str | os.PathLike[str], name: Optional[str] = None, resolution: Optional[int] = None,
@@ -379,15 +453,36 @@ class MultiObjectTFRecord:
         self.max_objects = max_objects
 
     def records(self) -> Iterator[bytes]:
-        """The raw records, in file order."""
+        """The raw records, in file order.
+
+        Returns:
+            An iterator over the records' bytes (:func:`read_records` of ``path``), read lazily.
+        """
         return read_records(self.path, self.check_crc)
 
     def accepts(self, record: bytes, index: int) -> bool:
-        """Whether ``decode`` keeps this record (cheap unless ``max_objects`` filters)."""
+        """Whether ``decode`` keeps this record (cheap unless ``max_objects`` filters).
+
+        Args:
+            record: A raw record of :meth:`records`.
+            index: Its position in the file, for error messages.
+
+        Returns:
+            False when ``decode`` would return ``None``; always True without ``max_objects``.
+        """
         return self.max_objects is None or self.decode(record, index) is not None
 
     def decode(self, record: bytes, index: int) -> Optional[dict[str, torch.Tensor]]:
         """One record as an item, or ``None`` when ``max_objects`` filters it out.
+
+        Args:
+            record: A raw record of :meth:`records`.
+            index: Its position in the file, for error messages.
+
+        Returns:
+            ``{"image": float32 [3, R, R] in [0, 1], "mask": int64 [R, R]}`` (the stored, cropped size when
+            ``resolution`` is None), or ``None`` when the scene has more than ``max_objects`` non-empty
+            foreground masks.
 
         Raises:
             DataError: naming the file, the record number and the feature that is wrong.

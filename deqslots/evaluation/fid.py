@@ -52,7 +52,25 @@ def load_feature_extractor(path: Union[str, Path]) -> nn.Module:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file is neither of the two.
+        ValueError: the file is none of the three, or a state dict that is not pytorch-fid's Inception-v3.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import torch
+        >>> from deqslots.evaluation.fid import load_feature_extractor
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = Path(tmp) / "features.pt"
+        ...     torch.jit.save(torch.jit.script(net), str(path))
+        ...     loaded = load_feature_extractor(path)
+        >>> tuple(loaded(torch.rand(2, 3, 8, 8)).shape)
+        (2, 4)
+        >>> inception = load_feature_extractor("pt_inception-2015-12-05-6726825d.pth")  # doctest: +SKIP
+        >>> load_feature_extractor("no-such-file.pth")
+        Traceback (most recent call last):
+            ...
+        FileNotFoundError: no FID weights file at no-such-file.pth; FID skipped: ...
     """
     path = Path(path)
     if not path.is_file():
@@ -84,6 +102,9 @@ class FIDScore:
         feature_extractor: images [B, 3, H, W] in [0, 1] -> features [B, F].
         num_features: F, if known (otherwise probed on the first update).
 
+    Raises:
+        ImportError: PyTorch-Ignite is not installed.
+
     Examples:
         >>> import torch
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
@@ -112,7 +133,16 @@ class FIDScore:
         self.count = 0
 
     def update(self, real: torch.Tensor, fake: torch.Tensor) -> None:
-        """Add a batch of real and a batch of generated images (same number of each)."""
+        """Add a batch of real and a batch of generated images (same number of each).
+
+        Args:
+            real: real images [B, 3, H, W] in [0, 1].
+            fake: generated images [B, 3, H, W] in [0, 1], as many as ``real``.
+
+        Raises:
+            ValueError: ``real`` and ``fake`` hold different numbers of images, or (on the first update, when
+                ``num_features`` is probed) the feature network does not return [batch, features].
+        """
         if real.shape[0] != fake.shape[0]:
             raise ValueError(f"FID update needs as many generated as real images; got {fake.shape[0]} generated "
                              f"vs {real.shape[0]} real")
@@ -128,7 +158,14 @@ class FIDScore:
         self.count += real.shape[0]
 
     def compute(self) -> float:
-        """The Fréchet distance between the two feature distributions seen so far."""
+        """The Fréchet distance between the two feature distributions seen so far.
+
+        Returns:
+            The FID (0 for identical feature statistics).
+
+        Raises:
+            ValueError: fewer than 2 images of each kind were added.
+        """
         if self._metric is None or self.count < 2:
             raise ValueError(f"FID needs at least 2 images of each kind; got {self.count}")
         return float(self._metric.compute())
@@ -143,6 +180,28 @@ def fid_scorer(weights: Optional[Union[str, Path]], log: Callable[[str], None] =
 
     Returns:
         The scorer, or None when ``weights`` is None.
+
+    Raises:
+        FileNotFoundError: ``weights`` names no file.
+        ValueError: the file is not a feature network :func:`load_feature_extractor` reads.
+        ImportError: PyTorch-Ignite is not installed.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import torch
+        >>> from deqslots.evaluation.fid import fid_scorer
+        >>> fid_scorer(None, log=lambda message: print(message[:40]))
+        FID skipped: no Inception weights given.
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     torch.jit.save(torch.jit.script(net), str(Path(tmp) / "features.pt"))
+        ...     fid = fid_scorer(Path(tmp) / "features.pt")
+        >>> images = torch.rand(16, 3, 8, 8)
+        >>> fid.update(images, images)
+        >>> abs(fid.compute()) < 1e-4
+        True
+        >>> fid = fid_scorer("pt_inception-2015-12-05-6726825d.pth")  # doctest: +SKIP
     """
     if weights is None:
         log(FID_HOWTO)

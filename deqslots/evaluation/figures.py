@@ -16,7 +16,24 @@ __all__ = ["read_metrics", "plot_loss_curves", "plot_slot_grid", "plot_segmentat
 
 
 def read_metrics(path: Union[str, Path]) -> dict[str, list[float]]:
-    """Columns of a metrics.csv as float lists (empty cells become NaN)."""
+    """Columns of a metrics.csv as float lists (empty cells become NaN).
+
+    Args:
+        path: a CSV file with a header row and numeric cells (e.g. a training run's metrics.csv).
+
+    Returns:
+        Each column's values in row order, by header name; ``{}`` for a file without data rows.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from deqslots.evaluation.figures import read_metrics
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = Path(tmp) / "metrics.csv"
+        ...     _ = path.write_text("step,loss,val_mse\\n1,0.5,\\n2,0.25,0.1\\n")
+        ...     read_metrics(path)
+        {'step': [1.0, 2.0], 'loss': [0.5, 0.25], 'val_mse': [nan, 0.1]}
+    """
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     if not rows:
@@ -26,7 +43,33 @@ def read_metrics(path: Union[str, Path]) -> dict[str, list[float]]:
 
 def plot_loss_curves(runs: dict[str, Union[str, Path]], out: Union[str, Path], key: str = "loss",
                      smooth: int = 20, title: Optional[str] = None, log: bool = True) -> Path:
-    """One curve per run (label -> metrics.csv), moving-average smoothed, log scale."""
+    """One curve per run (label -> metrics.csv), moving-average smoothed, log scale.
+
+    Rows whose ``key`` cell is empty (NaN) are dropped; a run with none left draws no curve.
+
+    Args:
+        runs: legend label -> path of that run's metrics.csv (with a ``step`` column).
+        out: the image path (format from its suffix, e.g. ``.png``).
+        key: the column to plot, e.g. ``"loss"`` or ``"val_mse"``.
+        smooth: moving-average window in rows (capped at the number of values; 1 = raw); the curve starts at
+            the window's last step.
+        title: the plot title (None: ``key``).
+        log: a logarithmic y axis.
+
+    Returns:
+        ``out`` as a :class:`~pathlib.Path`.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from deqslots.evaluation.figures import plot_loss_curves
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     csv = Path(tmp) / "metrics.csv"
+        ...     _ = csv.write_text("step,loss\\n1,0.5\\n2,0.25\\n3,0.125\\n")
+        ...     out = plot_loss_curves({"IN": csv}, Path(tmp) / "loss_curve.png", smooth=2)
+        ...     out.name, out.stat().st_size > 0
+        ('loss_curve.png', True)
+    """
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, path in runs.items():
         m = read_metrics(path)
@@ -67,6 +110,25 @@ def plot_slot_grid(images: torch.Tensor, recon: torch.Tensor, masks: torch.Tenso
         recon: the reconstructions, [B, 3, H, W] in [0, 1].
         masks: [B, K, H, W] summing to one over K.
         rgb: [B, K, 3, H, W] per-slot colours in [0, 1].
+        out: the PNG path.
+        rows: how many images, from the first (capped at B).
+        titles: the column headers (default: "input", "recon", "slot 1", ..., "slot K").
+
+    Returns:
+        ``out`` as a :class:`~pathlib.Path`.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import torch
+        >>> from deqslots.evaluation.figures import plot_slot_grid
+        >>> images = torch.rand(2, 3, 8, 8)
+        >>> masks = torch.rand(2, 3, 8, 8).softmax(dim=1)
+        >>> rgb = torch.rand(2, 3, 3, 8, 8)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     out = plot_slot_grid(images, images, masks, rgb, Path(tmp) / "slots.png", rows=1)
+        ...     out.name, out.is_file()
+        ('slots.png', True)
     """
     rows = min(rows, images.shape[0])
     k = masks.shape[1]
@@ -93,10 +155,24 @@ def plot_segmentation_grid(model: torch.nn.Module, data: str, out: Union[str, Pa
         data: a procedural data set name (it must give masks).
         out: PNG path.
         split: which scenes: the first ``rows`` of this split...
-        seed: ...of this data seed.
+        rows: (one scene per row)...
+        seed: ...of this data seed (which also seeds the slot noise and the k-means).
 
     Returns:
         ``{"fg_ari": mean over the rows, "colour_fg_ari": the colour control's mean over the same rows}``.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import torch
+        >>> from deqslots.evaluation.figures import plot_segmentation_grid
+        >>> from deqslots.slot_attention import SlotAutoencoder, config_for
+        >>> _ = torch.manual_seed(0)
+        >>> model = SlotAutoencoder(config_for("cpu-small", resolution=16, num_slots=3, iters=2))
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     scores = plot_segmentation_grid(model, "shapes", Path(tmp) / "segmentations.png", rows=1)
+        >>> sorted(scores)
+        ['colour_fg_ari', 'fg_ari']
     """
     from ..data import generate_batch
     from .eval_mode import seeded_eval
@@ -133,7 +209,29 @@ def plot_segmentation_grid(model: torch.nn.Module, data: str, out: Union[str, Pa
 
 
 def save_grid(fig, axes, header: Sequence[str], out: Union[str, Path], fontsize: int = 8) -> Path:
-    """Title the first row of an image grid, hide the axes, save it as PNG and close the figure."""
+    """Title the first row of an image grid, hide the axes, save it as PNG and close the figure.
+
+    Args:
+        fig (matplotlib.figure.Figure): the figure.
+        axes (numpy.ndarray): its 2-D array of axes, ``[rows, columns]`` (``plt.subplots(..., squeeze=False)``).
+        header: the titles of the first row's columns, from the left (at most one per column).
+        out: the image path (format from its suffix).
+        fontsize: the titles' font size.
+
+    Returns:
+        ``out`` as a :class:`~pathlib.Path`.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import matplotlib.pyplot as plt
+        >>> from deqslots.evaluation.figures import save_grid
+        >>> fig, axes = plt.subplots(1, 2, squeeze=False)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     out = save_grid(fig, axes, ["input", "recon"], Path(tmp) / "grid.png")
+        ...     out.name, out.is_file()
+        ('grid.png', True)
+    """
     for j, name in enumerate(header):
         axes[0, j].set_title(name, fontsize=fontsize)
     for ax in axes.flat:

@@ -177,6 +177,14 @@ class FIDInceptionV3(nn.Module):
         self.eval()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """The pool features of a batch.
+
+        Args:
+            images: [B, 3, H, W] in [0, 1], any size (resized to 299x299).
+
+        Returns:
+            Features [B, 2048].
+        """
         x = F.interpolate(images, size=(299, 299), mode="bilinear", align_corners=False) * 2.0 - 1.0
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = F.max_pool2d(x, 3, stride=2)
@@ -198,6 +206,19 @@ def load_fid_inception(state_dict: dict) -> FIDInceptionV3:
 
     Returns:
         The network in eval mode, without gradients.
+
+    Raises:
+        ValueError: other keys are missing, or keys the network lacks are present: not that network's weights.
+
+    Examples:
+        >>> import torch
+        >>> from deqslots.evaluation.inception import load_fid_inception
+        >>> state = torch.load("pt_inception-2015-12-05-6726825d.pth", weights_only=True)  # doctest: +SKIP
+        >>> net = load_fid_inception(state)  # doctest: +SKIP
+        >>> load_fid_inception({"conv.weight": torch.zeros(1)})
+        Traceback (most recent call last):
+            ...
+        ValueError: the weights file is not a pytorch-fid Inception-v3 state dict (missing [...
     """
     net = FIDInceptionV3()
     state = {k: v for k, v in state_dict.items() if not k.startswith("AuxLogits.")}

@@ -36,6 +36,9 @@ def masks_to_ids(masks: torch.Tensor) -> torch.Tensor:
     Returns:
         ``int64 [B, H, W]`` with values in ``0..K-1``: the index of the winning slot.
 
+    Raises:
+        ValueError: ``masks`` is not 4-D after dropping a singleton channel.
+
     Examples:
         >>> masks = torch.tensor([[[[0.9, 0.2]], [[0.1, 0.8]]]])  # B=1, K=2, H=1, W=2
         >>> masks_to_ids(masks).tolist()
@@ -86,6 +89,10 @@ def fg_ari(true_ids: torch.Tensor, pred_ids: torch.Tensor) -> torch.Tensor:
 
     Returns:
         ``float64 [B]`` scores in ``[-1, 1]`` (``NaN`` where an image has no foreground).
+
+    Raises:
+        ValueError: the two are not the same batched shape (at least 2-D), ids are floating point or complex
+            (other than soft masks for ``pred_ids``), or an id is negative.
 
     Examples:
         >>> true = torch.tensor([[[0, 1, 1, 2, 2]]])
@@ -155,6 +162,9 @@ def mse_per_pixel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     Returns:
         A scalar tensor.
 
+    Raises:
+        ValueError: ``x`` and ``y`` differ in shape.
+
     Examples:
         >>> mse_per_pixel(torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4)).item()
         1.0
@@ -176,6 +186,9 @@ def mse_per_image_sum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     Returns:
         A scalar tensor.
 
+    Raises:
+        ValueError: ``x`` and ``y`` differ in shape, or have no batch dimension (0-D).
+
     Examples:
         >>> mse_per_image_sum(torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4)).item()
         48.0
@@ -187,7 +200,20 @@ def mse_per_image_sum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def mean_fg_ari(per_image: list[torch.Tensor]) -> float:
-    """Mean FG-ARI over the images that have foreground (NaN entries dropped); NaN when none has."""
+    """Mean FG-ARI over the images that have foreground (NaN entries dropped); NaN when none has.
+
+    Args:
+        per_image: per-batch score tensors, e.g. :func:`fg_ari`'s ``[B]`` results (NaN = no foreground).
+
+    Returns:
+        The mean of the non-NaN scores over all batches, or NaN when there are none (or the list is empty).
+
+    Examples:
+        >>> mean_fg_ari([torch.tensor([1.0, float("nan")]), torch.tensor([0.5])])
+        0.75
+        >>> mean_fg_ari([])
+        nan
+    """
     ari = torch.cat(per_image) if per_image else torch.empty(0)
     ari = ari[~torch.isnan(ari)]
     return float(ari.mean()) if ari.numel() else math.nan
@@ -209,6 +235,9 @@ def colour_kmeans_ids(images: torch.Tensor, num_clusters: "int | torch.Tensor", 
 
     Returns:
         ``int64 [B, H, W]`` cluster ids.
+
+    Raises:
+        ValueError: ``images`` is not ``[B, 3, H, W]``, or a cluster count is below 1.
 
     Examples:
         >>> image = torch.zeros(1, 3, 2, 2)
@@ -249,6 +278,9 @@ def colour_baseline_fg_ari(images: torch.Tensor, true_ids: torch.Tensor, seed: i
 
     Returns:
         ``float64 [B]`` FG-ARI per image, NaN where an image has no foreground (as :func:`fg_ari`).
+
+    Raises:
+        ValueError: ``true_ids`` is not ``[B, H, W]`` matching ``images``, or ``images`` is not ``[B, 3, H, W]``.
 
     Examples:
         >>> images = torch.zeros(1, 3, 4, 4)

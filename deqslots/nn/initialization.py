@@ -22,7 +22,7 @@ Examples:
     >>> from deqslots import SlotAutoencoder, config_for
     >>> torch.manual_seed(0) and None
     >>> model = SlotAutoencoder(config_for("cpu-small", init="reference"))
-    >>> float(model.encoder[0].bias.abs().max())
+    >>> float(model.encoder[0].bias.detach().abs().max())
     0.0
 """
 
@@ -39,8 +39,20 @@ INITS = ("reference", "torch")
 def check_init(value: object, what: str) -> None:
     """Refuse an unknown scheme, naming ``what`` (e.g. ``"SLATE init"``) and the known ones.
 
+    Args:
+        value: the scheme asked for; valid: ``"reference"`` or ``"torch"`` (:data:`INITS`).
+        what: how the error message names the setting.
+
     Raises:
         ValueError: ``value`` is not in :data:`INITS`.
+
+    Examples:
+        >>> from deqslots.nn.initialization import check_init
+        >>> check_init("reference", "init")
+        >>> check_init("xavier", "SLATE init")
+        Traceback (most recent call last):
+        ...
+        ValueError: SLATE init must be one of reference, torch (the authors' scheme or PyTorch's defaults); got 'xavier'
     """
     if value not in INITS:
         raise ValueError(f"{what} must be one of {', '.join(INITS)} (the authors' scheme or PyTorch's defaults); "
@@ -70,6 +82,18 @@ def keras_defaults_(module: nn.Module) -> None:
     same whichever way a transposed conv's fans are counted) with zero biases; GRU cells as :func:`_gru_`;
     LayerNorm one / zero. The initial-slot parameters of :class:`deqslots.SlotAttention` already follow
     Keras' glorot over [1, 1, D] (fans 1 and D) and are left as they are.
+
+    Args:
+        module: any module; every submodule of the kinds above is re-drawn, others are left as they are.
+
+    Examples:
+        >>> import torch
+        >>> from deqslots.nn.initialization import keras_defaults_
+        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8))
+        >>> keras_defaults_(net)
+        >>> weight, bias = net[0].weight.detach(), net[0].bias.detach()
+        >>> float(bias.abs().max()), float(weight.abs().max()) <= (6 / (4 + 8)) ** 0.5
+        (0.0, True)
     """
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
@@ -97,6 +121,21 @@ def slate_reference_(model: nn.Module) -> None:
     Args:
         model: a freshly built SLATE (its submodules ``dvae``, ``embedding``, ``slot_input``,
             ``slot_attention``, ``slot_proj``, ``decoder``, ``head`` and the optional ``feature_proj``).
+
+    Examples:
+        ``SLATE(config)`` calls it when ``config.init == "reference"``; on a model built with PyTorch's defaults:
+
+        >>> import torch
+        >>> from deqslots import SLATE
+        >>> from deqslots.nn.initialization import slate_reference_
+        >>> from deqslots.slate import slate_config_for
+        >>> torch.manual_seed(0) and None
+        >>> model = SLATE(slate_config_for("cpu-small", init="torch"))
+        >>> before = float(model.embedding.position.detach().std())  # torch's default: std 0.02
+        >>> slate_reference_(model)
+        >>> after = float(model.embedding.position.detach().std())  # trunc_normal_ with std 1, cut at +-2
+        >>> after > 10 * before, float(model.slot_attention.gru.bias_ih.detach().abs().max())
+        (True, 0.0)
     """
     for m in model.dvae.modules():
         if isinstance(m, nn.Conv2d):

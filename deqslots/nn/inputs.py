@@ -26,6 +26,22 @@ def check_images(images: torch.Tensor, resolution: int, who: str, hint: str = ""
     Raises:
         TypeError: if ``images`` is not a tensor or not floating point (e.g. uint8 straight from a file).
         ValueError: on a wrong shape, NaN/Inf values, or values outside [0, 1] (e.g. 0-255 floats).
+            Values up to :data:`IMAGE_RANGE_SLACK` outside [0, 1] are accepted.
+
+    Examples:
+        >>> import torch
+        >>> from deqslots.nn.inputs import check_images
+        >>> check_images(torch.rand(2, 3, 8, 8), 8, "SlotAutoencoder")
+        >>> check_images(torch.rand(2, 8, 8, 3), 8, "SlotAutoencoder")
+        Traceback (most recent call last):
+        ...
+        ValueError: SlotAutoencoder expects images [batch, 3, 8, 8] in [0, 1]; got (2, 8, 8, 3); these look
+        channels-last: pass images.permute(0, 3, 1, 2)
+        >>> check_images(255 * torch.rand(2, 3, 8, 8), 8, "SlotAutoencoder")
+        Traceback (most recent call last):
+        ...
+        ValueError: SlotAutoencoder expects images with values in [0, 1]; got values in [...] (this looks like 0-255:
+        divide by 255)
     """
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"{who} expects images as a tensor [batch, 3, {resolution}, {resolution}]; "

@@ -46,14 +46,19 @@ class PretrainedModel:
         file: file name inside this package (written by :func:`export_pretrained`).
         variant: slot-attention variant it was trained with.
         data: procedural data set it was trained on.
-        fg_ari, mse: metrics of :func:`evaluate_pretrained` on :data:`FIXED_TEST_BATCH` (test split). For
-            SLATE: FG-ARI of the slots' attention masks, and the per-pixel MSE of the reconstruction through
-            the slots (tokens generated from the slots, then decoded by the dVAE).
-        steps, seconds: training length and wall-clock time on the 2-core CPU it was trained on (SLATE in
-            stages: ``steps`` of the ``--stage slots`` run, ``seconds`` of both stages).
+        fg_ari: FG-ARI of :func:`evaluate_pretrained` on :data:`FIXED_TEST_BATCH` (test split); for SLATE, that
+            of the slots' attention masks.
+        mse: per-pixel reconstruction MSE of :func:`evaluate_pretrained` on :data:`FIXED_TEST_BATCH`; for SLATE,
+            that of the reconstruction through the slots (tokens generated from the slots, then decoded by the
+            dVAE).
+        steps: training length in optimisation steps (SLATE in stages: those of the ``--stage slots`` run).
+        seconds: wall-clock training time on the 2-core CPU it was trained on (SLATE in stages: both stages).
         command: the ``deqslots train`` command that trained it (SLATE in stages: the ``--stage dvae``
             command, `` && ``, the ``--stage slots`` one).
         model: its kind, a key of :data:`deqslots.training.registry.MODELS` (``--model`` of ``deqslots train``).
+
+    Raises:
+        ValueError: if ``model`` is not a key of :data:`deqslots.training.registry.MODELS`.
 
     Examples:
         A SLATE entry (the file written by ``export_pretrained("runs/shapes-slate-IN", ...)``):
@@ -165,7 +170,23 @@ def _entry(name: str) -> PretrainedModel:
 
 
 def pretrained_path(name: str) -> Path:
-    """Path of the shipped checkpoint ``name`` (one of :data:`PRETRAINED`)."""
+    """Path of the shipped checkpoint ``name`` (one of :data:`PRETRAINED`).
+
+    Args:
+        name: a key of :data:`PRETRAINED`, e.g. ``"shapes-IN"``.
+
+    Returns:
+        The file's path inside the installed package.
+
+    Raises:
+        ValueError: for an unknown name (the message lists the known ones).
+        FileNotFoundError: if the entry's file is missing from this installation.
+
+    Examples:
+        >>> from deqslots.pretrained import pretrained_path
+        >>> pretrained_path("shapes-IN").name
+        'shapes-IN.pt'
+    """
     path = Path(str(resources.files(__name__).joinpath(_entry(name).file)))
     if not path.is_file():
         raise FileNotFoundError(f"the pretrained checkpoint {path} is missing from this installation; "
@@ -181,9 +202,24 @@ def load_exported(path: Union[str, Path], num_slots: Optional[int] = None) -> to
     dVAE run it was trained on need not exist. ``num_slots`` builds it with another slot count (slot attention's
     weights do not depend on it; refused for learned initial slots, one vector per slot).
 
+    Args:
+        path: a file written by :func:`export_pretrained`, or a run's ``checkpoint.pt``.
+        num_slots: the slot count to build the model with; None keeps the trained one.
+
+    Returns:
+        The model with the file's weights, in eval mode on the CPU.
+
     Raises:
-        ValueError: for a file that is not a deqslots checkpoint, one from a version with settings this one
-            does not know, or weights that do not fit the recorded architecture.
+        FileNotFoundError: if there is no file at ``path``.
+        ValueError: for a file that cannot be read or is not a deqslots checkpoint, one from a version with
+            settings this one does not know, ``num_slots`` with learned initial slots, or weights that do not
+            fit the recorded architecture.
+
+    Examples:
+        >>> from deqslots.pretrained import load_exported, pretrained_path
+        >>> model = load_exported(pretrained_path("shapes-IN"), num_slots=7)
+        >>> type(model).__name__, model.config.num_slots, model.training
+        ('SlotAutoencoder', 7, False)
     """
     from ..training.loop import rebuild_model
 
@@ -201,11 +237,24 @@ def load_pretrained(name: str, num_slots: Optional[int] = None) -> torch.nn.Modu
     """The shipped model ``name`` in eval mode, on the CPU: a :class:`deqslots.SlotAutoencoder` or a
     :class:`deqslots.SLATE`, as the entry's ``model`` says.
 
+    Args:
+        name: a key of :data:`PRETRAINED`, e.g. ``"shapes-IN"``.
+        num_slots: another slot count than it was trained with (see :func:`load_exported`); None keeps the
+            trained one.
+
+    Returns:
+        The model with the shipped weights, in eval mode on the CPU.
+
     Raises:
         ValueError: for an unknown name (the message lists the known ones), or a file of another kind than
-            its entry says.
+            its entry says (or one :func:`load_exported` refuses).
+        FileNotFoundError: if the entry's file is missing from this installation.
 
-    ``num_slots``: another slot count than it was trained with (see :func:`load_exported`).
+    Examples:
+        >>> from deqslots.pretrained import load_pretrained
+        >>> model = load_pretrained("shapes-slate-IN")
+        >>> type(model).__name__, model.training
+        ('SLATE', False)
     """
     entry = _entry(name)
     path = pretrained_path(name)
@@ -230,6 +279,28 @@ def evaluate_pretrained(name: str, split: str = FIXED_TEST_BATCH["split"],
     slot count. ``data``: other data than the model's own (any ``--data`` form, e.g. more objects per scene:
     ``"same-hue@min_objects=6,max_objects=8"``); ``iters``: slot-attention iterations at evaluation. The
     documented figures of an entry are those of the defaults.
+
+    Args:
+        name: a key of :data:`PRETRAINED`, e.g. ``"shapes-IN"``.
+        split: the data split to draw the batches from (default ``"test"``).
+        batches: the number of fixed batches of 64 images (:data:`FIXED_TEST_BATCH`) the metrics average over.
+        model: the model to evaluate; None loads ``load_pretrained(name)``.
+        data: a ``--data`` form to evaluate on instead of the entry's own data set; None uses the entry's.
+        iters: slot-attention iterations at evaluation; None keeps the model's own.
+
+    Returns:
+        The metrics by name: ``mse``, ``mse_sum`` and ``fg_ari`` (SLATE: more, see above).
+
+    Raises:
+        ValueError: for an unknown name (the message lists the known ones).
+
+    Examples:
+        Seconds on a CPU (four batches of 64 scenes):
+
+        >>> from deqslots.pretrained import evaluate_pretrained
+        >>> metrics = evaluate_pretrained("shapes-IN")  # doctest: +SKIP
+        >>> sorted(metrics), round(metrics["fg_ari"], 4)  # doctest: +SKIP
+        (['fg_ari', 'mse', 'mse_sum'], 0.8579)
     """
     from ..evaluation.evaluate import evaluate
 
@@ -247,12 +318,35 @@ def export_pretrained(run: Union[str, Path], out: Union[str, Path]) -> Path:
     dVAE too). The written file is loaded back with :func:`load_exported` before this returns, so what ships
     is known to load without the run folder (or a SLATE run's dVAE run).
 
-    Examples:
-        ``deqslots train --model slate --stage slots --dvae runs/dvae --out runs/shapes-slate-IN ...``, then
-        ``export_pretrained("runs/shapes-slate-IN", "deqslots/pretrained/shapes-slate-IN.pt")``.
+    ``deqslots train --model slate --stage slots --dvae runs/dvae --out runs/shapes-slate-IN ...``, then
+    ``export_pretrained("runs/shapes-slate-IN", "deqslots/pretrained/shapes-slate-IN.pt")``.
+
+    Args:
+        run: a run folder written by ``deqslots train --out RUN`` (its ``checkpoint.pt`` is read).
+        out: the file to write.
+
+    Returns:
+        ``out`` as a :class:`~pathlib.Path`.
 
     Raises:
-        ValueError: for a folder without a training checkpoint, or a SLATE run at ``--stage dvae`` (no slots).
+        FileNotFoundError: if ``run`` holds no ``checkpoint.pt``.
+        ValueError: for a folder without a training checkpoint, or a SLATE run at ``--stage dvae`` (no slots);
+            also when the written file does not load back (it is then deleted).
+
+    Examples:
+        A run folder made here from a shipped file (a run's checkpoint also holds the optimizer state):
+
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> from deqslots.pretrained import export_pretrained, pretrained_path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     run = Path(tmp, "runs", "shapes-IN")
+        ...     run.mkdir(parents=True)
+        ...     state = torch.load(pretrained_path("shapes-IN"), weights_only=True)
+        ...     torch.save({**state, "optimizer": {}}, run / "checkpoint.pt")
+        ...     out = export_pretrained(run, Path(tmp, "shapes-IN.pt"))
+        ...     out.name, sorted(torch.load(out, weights_only=True))
+        ('shapes-IN.pt', ['format', 'model', 'model_config', 'step', 'train_config'])
     """
     source = Path(run) / "checkpoint.pt"
     state = load_checkpoint(source)

@@ -28,10 +28,22 @@ class CompositionPairs:
     """Scene pairs and their true composites, as tensors (images in [0, 1], ids 0 = background).
 
     Attributes:
-        images_a, images_b, composite: ``[P, 3, R, R]``.
-        ids_a, ids_b, ids_composite: ``int64 [P, R, R]``.
+        images_a: scenes A, ``float32 [P, 3, R, R]``.
+        images_b: scenes B, ``float32 [P, 3, R, R]``.
+        composite: the true composites (A without its removed object, with B's added one drawn on top),
+            ``float32 [P, 3, R, R]``.
+        ids_a: A's object ids, ``int64 [P, R, R]``.
+        ids_b: B's object ids, ``int64 [P, R, R]``.
+        ids_composite: the composite's object ids, ``int64 [P, R, R]`` (B's object, drawn last, has the highest id).
         removed: ``int64 [P]``, the id in ``ids_a`` of the object taken out of A.
         added: ``int64 [P]``, the id in ``ids_b`` of B's object put into the composite.
+
+    Examples:
+        >>> pairs = composition_pairs(3, 16, seed=1)
+        >>> tuple(pairs.images_a.shape), tuple(pairs.ids_composite.shape), pairs.removed.dtype
+        ((3, 3, 16, 16), (3, 16, 16), torch.int64)
+        >>> bool((pairs.ids_a == pairs.removed[:, None, None]).flatten(1).any(dim=1).all())  # visible in A
+        True
     """
 
     images_a: torch.Tensor
@@ -59,6 +71,9 @@ def composition_pairs(count: int, resolution: int, seed: int = 0,
 
     Returns:
         :class:`CompositionPairs`.
+
+    Raises:
+        ValueError: ``options.min_objects`` is below 2.
 
     Examples:
         >>> pairs = composition_pairs(2, 32)
@@ -108,8 +123,18 @@ class Compositions:
         random: the same with a random slot of A replaced by a random slot of B.
         unswapped: A's own slots, generated (what ignoring the swap gives).
         masks_a: ``[P, K, R, R]`` A's attention masks (token grid upsampled as the model's ``mask_upsample``).
-        slot_a, slot_b: ``int64 [P]`` the slots swapped (A's slot holding the removed object, B's holding the
-            added one).
+        slot_a: ``int64 [P]`` the slot of A swapped out: the one holding A's removed object.
+        slot_b: ``int64 [P]`` the slot of B swapped in: the one holding B's added object.
+
+    Examples:
+        >>> import torch
+        >>> from deqslots.slate import SLATEConfig
+        >>> _ = torch.manual_seed(0)
+        >>> model = SLATE(SLATEConfig(resolution=8, vocab_size=8, dvae_channels=8, d_model=16, num_blocks=1,
+        ...                           num_heads=2, num_slots=3, slot_dim=16, mlp_hidden=16))
+        >>> made = compose(model, composition_pairs(2, 8))
+        >>> tuple(made.swap.shape), tuple(made.masks_a.shape), tuple(made.slot_a.shape)
+        ((2, 3, 8, 8), (2, 3, 8, 8), (2,))
     """
 
     swap: torch.Tensor
@@ -135,6 +160,24 @@ def compose(model: SLATE, pairs: CompositionPairs, seed: int = 0) -> Composition
 
     Returns:
         :class:`Compositions` (on the CPU).
+
+    Raises:
+        ValueError: the pairs' resolution is not the model's, or the model is at stage ``"dvae"`` (no slots).
+
+    Examples:
+        >>> import torch
+        >>> from deqslots.slate import SLATEConfig
+        >>> _ = torch.manual_seed(0)
+        >>> model = SLATE(SLATEConfig(resolution=8, vocab_size=8, dvae_channels=8, d_model=16, num_blocks=1,
+        ...                           num_heads=2, num_slots=3, slot_dim=16, mlp_hidden=16))
+        >>> pairs = composition_pairs(2, 8)
+        >>> made = compose(model, pairs, seed=0)
+        >>> tuple(made.random.shape), bool(((made.slot_a >= 0) & (made.slot_a < 3)).all())
+        ((2, 3, 8, 8), True)
+        >>> compose(model, composition_pairs(1, 16))
+        Traceback (most recent call last):
+        ...
+        ValueError: pairs are 16x16; the model takes 8x8: composition_pairs(count, 8)
     """
     c = model.config
     if pairs.images_a.shape[-1] != c.resolution:
@@ -179,6 +222,10 @@ def composition_scores(model: SLATE, pairs: CompositionPairs, seed: int = 0,
         ``fg_ari_swap`` / ``fg_ari_random``: FG-ARI of the generation's own attention masks (the model
         re-encodes what it generated) against the composite's objects; ``mse_unswapped``: A's own
         generation against the composite (what ignoring the swap scores).
+
+    Raises:
+        ValueError: as :func:`compose`, when it has to make the compositions: the pairs' resolution is not the
+            model's, or the model is at stage ``"dvae"``.
 
     Examples:
         >>> import torch

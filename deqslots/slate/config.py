@@ -42,11 +42,16 @@ class SLATEConfig:
         vocab_size: dVAE codebook size.
         dvae_channels: hidden channels of the dVAE encoder and decoder.
         d_model: token-embedding and transformer width.
-        num_blocks, num_heads: image-GPT decoder depth and attention heads.
-        dropout: dropout of the token embedding and the decoder.
-        num_slots, slot_dim, mlp_hidden, iters, variant, eval_iters, backward_max_iter: passed to
-            :class:`deqslots.SlotAttention` ("vanilla" | "IN" | "BN" | "BB" | "IB"; backward_max_iter caps BB /
-            IB's adjoint Broyden solve, 7 as in the paper).
+        num_blocks: image-GPT decoder depth (blocks).
+        num_heads: attention heads of the decoder; ``d_model`` must be divisible by it.
+        dropout: dropout of the token embedding and the decoder, in [0, 1).
+        num_slots: slots K, passed to :class:`deqslots.SlotAttention` like the next six.
+        slot_dim: slot width.
+        mlp_hidden: hidden width of slot attention's MLP and of the MLP on the slot-attention inputs.
+        iters: slot-attention iterations in training.
+        variant: slot-attention variant, "vanilla" | "IN" | "BN" | "BB" | "IB".
+        eval_iters: iterations in eval mode (None: ``iters``).
+        backward_max_iter: cap on BB / IB's adjoint Broyden solve (7 as in the paper).
         slot_input: what slot attention groups: ``"embedding"`` (SLATE: the decoder's learned token
             dictionary plus learned positions) or ``"dvae"`` (the dVAE encoder's hidden features at each token,
             detached, projected, plus the same learned positions: features that already describe the patch
@@ -69,6 +74,10 @@ class SLATEConfig:
             mode and in the "slots" stage both are the argmax of the logits (deterministic metrics).
         init: ``"reference"`` (SLATE's initialisation, :func:`deqslots.nn.initialization.slate_reference_`) or
             ``"torch"`` (PyTorch's defaults and a positional embedding of std 0.02).
+
+    Raises:
+        ValueError: a field out of range or not among its choices (e.g. a resolution that is not a positive
+            multiple of 4, ``d_model`` not divisible by ``num_heads``, an unknown variant); the message names it.
 
     Examples:
         >>> from deqslots.slate import slate_config_for
@@ -152,8 +161,23 @@ class SLATEConfig:
         """Tokens per image: (resolution / 4) ** 2, e.g. 256 at 64x64."""
         return self.grid ** 2
 
-    def replace(self, **changes) -> "SLATEConfig":
-        """A copy with some fields changed (unknown names are an error)."""
+    def replace(self, **changes: Any) -> "SLATEConfig":
+        """A copy with some fields changed (unknown names are an error).
+
+        Args:
+            **changes: fields and their new values, e.g. ``variant="IN"``.
+
+        Returns:
+            The new configuration (validated again); ``self`` is unchanged.
+
+        Raises:
+            TypeError: a name that is not a field.
+            ValueError: a value the field refuses (as the constructor checks).
+
+        Examples:
+            >>> SLATEConfig().replace(resolution=32).num_tokens
+            64
+        """
         return replace_fields(self, "SLATE config", **changes)
 
 
@@ -194,6 +218,10 @@ def slate_config_for(name: str, **changes: Any) -> SLATEConfig:
 
     Returns:
         The configuration.
+
+    Raises:
+        ValueError: ``name`` is not in ``SLATE_CONFIGS``, or a change has an invalid value.
+        TypeError: a change names no field of :class:`SLATEConfig`.
 
     Examples:
         >>> slate_config_for("paper-96").num_tokens

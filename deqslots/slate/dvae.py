@@ -27,6 +27,9 @@ def gumbel_softmax(log_probs: torch.Tensor, tau: float, dim: int = 1,
     Returns:
         A tensor like ``log_probs`` that sums to one over ``dim``.
 
+    Raises:
+        ValueError: ``tau`` is not > 0.
+
     Examples:
         >>> s = gumbel_softmax(torch.zeros(2, 5, 3, 3), tau=0.5)
         >>> torch.allclose(s.sum(dim=1), torch.ones(2, 3, 3))
@@ -85,20 +88,56 @@ class DVAE(nn.Module):
         self.decoder = nn.Sequential(_ConvBlock(vocab_size, c, 1), *up(), *up(), nn.Conv2d(c, 3, 1))
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Images [B, 3, H, W] in [0, 1] -> vocabulary logits [B, vocab, H/4, W/4]."""
+        """Images [B, 3, H, W] in [0, 1] -> vocabulary logits [B, vocab, H/4, W/4].
+
+        Args:
+            images: [B, 3, H, W] in [0, 1], H and W multiples of 4.
+
+        Returns:
+            Unnormalised logits over the vocabulary [B, vocab_size, H/4, W/4].
+        """
         return self.encoder(images)
 
     def encode_with_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images -> ``(hidden features [B, channels, H/4, W/4], logits [B, vocab, H/4, W/4])``: the last
-        hidden layer of the encoder, from which the logits are a 1x1 convolution."""
+        hidden layer of the encoder, from which the logits are a 1x1 convolution.
+
+        Args:
+            images: [B, 3, H, W] in [0, 1], H and W multiples of 4.
+
+        Returns:
+            ``(features, logits)``: features [B, channels, H/4, W/4] (after the last ReLU) and the logits
+            [B, vocab_size, H/4, W/4] that :meth:`encode` returns.
+        """
         features = self.encoder[:-1](images)
         return features, self.encoder[-1](features)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Soft or one-hot codes [B, vocab, h, w] -> images [B, 3, 4h, 4w] (unclamped, ~[0, 1])."""
+        """Soft or one-hot codes [B, vocab, h, w] -> images [B, 3, 4h, 4w] (unclamped, ~[0, 1]).
+
+        Args:
+            codes: [B, vocab_size, h, w], e.g. a Gumbel-softmax sample or one-hot tokens.
+
+        Returns:
+            Images [B, 3, 4h, 4w], not clamped.
+        """
         return self.decoder(codes)
 
     def decode_tokens(self, tokens: torch.Tensor, grid: int) -> torch.Tensor:
-        """Token indices [B, grid * grid] (row-major) -> images [B, 3, 4 grid, 4 grid]."""
+        """Token indices [B, grid * grid] (row-major) -> images [B, 3, 4 grid, 4 grid].
+
+        Args:
+            tokens: int64 indices in [0, vocab_size), [B, grid * grid] (or any shape with B * grid * grid
+                elements), row-major over the grid.
+            grid: side of the token grid.
+
+        Returns:
+            Images [B, 3, 4 grid, 4 grid] (one-hot codes decoded; not clamped).
+
+        Examples:
+            >>> dvae = DVAE(vocab_size=16, channels=8)
+            >>> tuple(dvae.decode_tokens(torch.zeros(2, 9, dtype=torch.long), grid=3).shape)
+            (2, 3, 12, 12)
+        """
         one_hot = F.one_hot(tokens.reshape(-1, grid, grid), self.vocab_size).permute(0, 3, 1, 2)
         return self.decode(one_hot.to(self.decoder[-1].weight.dtype))

@@ -43,11 +43,33 @@ class TokenEmbedding(nn.Module):
         return self.vocab_size
 
     def sequence(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Tokens [B, N] -> embeddings of [BOS, t_0, ..., t_{N-1}] at positions 0..N: [B, N + 1, d]."""
+        """Tokens [B, N] -> embeddings of [BOS, t_0, ..., t_{N-1}] at positions 0..N: [B, N + 1, d].
+
+        Args:
+            tokens: int64 indices in [0, vocab_size] (``vocab_size`` is BOS), [B, N] with N <= ``num_tokens``.
+
+        Returns:
+            ``dictionary[token] + position[p]`` for the BOS-prefixed sequence, dropout applied: [B, N + 1, d_model].
+        """
         bos = torch.full_like(tokens[:, :1], self.bos)
         seq = torch.cat([bos, tokens], dim=1)
         return self.dropout(self.dictionary(seq) + self.position[:, : seq.shape[1]])
 
     def at(self, tokens: torch.Tensor, position: int) -> torch.Tensor:
-        """Tokens [B] (or BOS) placed at one ``position`` -> [B, 1, d] (for step-wise generation)."""
+        """Tokens [B] (or BOS) placed at one ``position`` -> [B, 1, d] (for step-wise generation).
+
+        Args:
+            tokens: int64 indices [B] in [0, vocab_size] (``vocab_size`` is BOS).
+            position: the sequence position, 0 (BOS) to ``num_tokens``.
+
+        Returns:
+            ``dictionary[tokens] + position[position]`` with dropout: [B, 1, d_model]. Equal to
+            ``sequence(...)[:, position:position + 1]`` for the same token there (in eval mode).
+
+        Examples:
+            >>> emb = TokenEmbedding(vocab_size=10, d_model=8, num_tokens=4).eval()
+            >>> tokens = torch.tensor([[3, 1, 4, 1]])
+            >>> torch.allclose(emb.at(tokens[:, 1], 2), emb.sequence(tokens)[:, 2:3])
+            True
+        """
         return self.dropout(self.dictionary(tokens[:, None]) + self.position[:, position:position + 1])

@@ -44,6 +44,20 @@ def evaluate_slate(model: SLATE, stream: BatchStream, batches: int = 4, seed: in
         (close to ``mse`` when generation ignores the input); ``mean_colour_mse``: each image's mean colour
         (the best constant image); ``token_accuracy``: generated tokens equal to the image's own. Images are
         in [0, 1]. A model in stage "dvae" gives only ``dvae_mse``, ``dvae_mse_sum`` and ``mean_colour_mse``.
+
+    Examples:
+        >>> import torch
+        >>> from deqslots.data.batches import BatchStream
+        >>> from deqslots.slate import SLATEConfig
+        >>> _ = torch.manual_seed(0)
+        >>> model = SLATE(SLATEConfig(resolution=8, vocab_size=8, dvae_channels=8, d_model=16, num_blocks=1,
+        ...                           num_heads=2, num_slots=3, slot_dim=16, mlp_hidden=16))
+        >>> metrics = evaluate_slate(model, BatchStream("shapes", "val", 8, batch_size=2, seed=0), batches=1)
+        >>> sorted(metrics)  # doctest: +NORMALIZE_WHITESPACE
+        ['ce', 'ce_per_token', 'dvae_mse', 'dvae_mse_sum', 'fg_ari', 'fg_ari_token_oracle', 'mean_colour_mse',
+         'mse', 'mse_other', 'mse_sum', 'token_accuracy']
+        >>> sorted(evaluate_slate(model.set_stage("dvae"), BatchStream("shapes", "val", 8, 2, 0), batches=1))
+        ['dvae_mse', 'dvae_mse_sum', 'mean_colour_mse']
     """
     device = next(model.parameters()).device
     if model.stage == "dvae":
@@ -98,6 +112,9 @@ def token_oracle_fg_ari(true_ids: torch.Tensor, grid: int, upsample: str = "near
     Returns:
         ``float64 [B]`` FG-ARI per image (NaN without foreground), as :func:`deqslots.evaluation.metrics.fg_ari`.
 
+    Raises:
+        ValueError: the masks' height or width is not a multiple of ``grid``.
+
     Examples:
         >>> ids = torch.zeros(1, 8, 8, dtype=torch.long)
         >>> ids[0, :4, :4] = 1  # an object that fills whole tokens is found exactly
@@ -119,6 +136,13 @@ def token_oracle_fg_ari(true_ids: torch.Tensor, grid: int, upsample: str = "near
 def mean_colour_mse(images: torch.Tensor) -> torch.Tensor:
     """Per-pixel MSE of each image's mean colour (the best constant image per input): the bar a
     reconstruction through the slots has to clear to show it holds more than the average colour.
+
+    Args:
+        images: [B, 3, H, W].
+
+    Returns:
+        A scalar tensor: the mean over images, channels and pixels of the squared difference from each image's
+        per-channel mean.
 
     Examples:
         >>> images = torch.zeros(1, 3, 2, 2)

@@ -83,6 +83,19 @@ def plot_composition_grid(pairs: CompositionPairs, compositions: Compositions,
 
     Returns:
         ``out`` as a Path.
+
+    Examples:
+        >>> import tempfile, torch
+        >>> from deqslots.slate import SLATE, SLATEConfig
+        >>> from deqslots.slate.compose import compose, composition_pairs
+        >>> _ = torch.manual_seed(0)
+        >>> model = SLATE(SLATEConfig(resolution=8, vocab_size=8, dvae_channels=8, d_model=16, num_blocks=1,
+        ...                           num_heads=2, num_slots=3, slot_dim=16, mlp_hidden=16))
+        >>> pairs = composition_pairs(2, 8)
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = plot_composition_grid(pairs, compose(model, pairs), f"{folder}/composition.png", rows=2)
+        ...     path.name, path.exists()
+        ('composition.png', True)
     """
     rows = min(rows, pairs.images_a.shape[0])
     header = ["scene A", "A's slot out", "scene B", "A generated", "slot swapped", "true composite",

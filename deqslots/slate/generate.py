@@ -33,6 +33,24 @@ def generate_tokens(embedding: TokenEmbedding, decoder: ImageGPTDecoder, head: n
 
     Returns:
         ``(tokens [B, num_tokens] int64, logits [B, num_tokens, vocab])``.
+
+    Raises:
+        ValueError: ``num_tokens`` is more than ``embedding.num_tokens``.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from deqslots.slate import ImageGPTDecoder, TokenEmbedding
+        >>> _ = torch.manual_seed(0)
+        >>> embedding = TokenEmbedding(vocab_size=8, d_model=16, num_tokens=4).eval()
+        >>> decoder = ImageGPTDecoder(d_model=16, num_blocks=1, num_heads=2).eval()
+        >>> head = nn.Linear(16, 8)
+        >>> slots = torch.randn(2, 3, 16)
+        >>> tokens, logits = generate_tokens(embedding, decoder, head, slots, num_tokens=4)
+        >>> tuple(tokens.shape), tuple(logits.shape), bool((tokens == logits.argmax(dim=-1)).all())
+        ((2, 4), (2, 4, 8), True)
+        >>> torch.equal(tokens, generate_tokens(embedding, decoder, head, slots, 4, use_cache=False)[0])
+        True
     """
     if num_tokens > embedding.num_tokens:
         raise ValueError(f"can generate at most {embedding.num_tokens} tokens; asked for {num_tokens}")

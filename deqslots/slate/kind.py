@@ -11,9 +11,10 @@ import torch
 
 from ..data.batches import BatchStream
 from ..evaluation.eval_mode import seeded_eval
+from ..evaluation.fid import FIDScore
 from ..evaluation.figures import plot_loss_curves
 from ..evaluation.metrics import colour_baseline_fg_ari, fg_ari, mean_fg_ari, mse_per_pixel
-from ..training.protocol import ModelKind, config_changes
+from ..training.protocol import ModelKind, RunConfig, config_changes
 from ..training.schedule import learning_rate
 from .config import SLATE_RECIPES, SLATEConfig, slate_config_for
 from .evaluate import evaluate_slate, mean_colour_mse
@@ -35,7 +36,22 @@ SLATE_METRIC_COLUMNS = ["step", "loss", "lr", "dvae_lr", "grad_norm", "elapsed_s
 
 class SLATEKind(ModelKind):
     """:class:`deqslots.SLATE` with SLATE's recipe: Adam 1e-4 (the dVAE 3e-4 without warm-up), warm-up
-    min(30000, steps / 10), no decay, gradients clipped at 1.0 in the inf-norm, tau annealed 1.0 -> 0.1."""
+    min(30000, steps / 10), no decay, gradients clipped at 1.0 in the inf-norm, tau annealed 1.0 -> 0.1.
+
+    Examples:
+        >>> import torch
+        >>> from deqslots.training.config import TrainConfig
+        >>> kind = SLATEKind()
+        >>> config = TrainConfig(model="slate", config="cpu-slate", steps=1000)
+        >>> _ = torch.manual_seed(0)
+        >>> model = kind.build(config)
+        >>> model.config.num_tokens, model.stage
+        (64, 'joint')
+        >>> config.lr, config.dvae_lr, config.warmup, config.grad_clip_type  # the kind's defaults
+        (0.0001, 0.0003, 100, 'inf')
+        >>> kind.plateau_loss({"dvae_mse_sum": 12.5, "ce": 100.0})
+        112.5
+    """
 
     name = "slate"
     title = "SLATE"
@@ -51,12 +67,21 @@ class SLATEKind(ModelKind):
     composes = True
     scene_figure_name = "slots.png"
 
-    def model_config(self, config) -> SLATEConfig:
+    def model_config(self, config: RunConfig) -> SLATEConfig:
         return slate_config_for(config.config, **config_changes(config, ("vocab_size",)))
 
-    def validate(self, config) -> None:
+    def validate(self, config: RunConfig) -> None:
         """The stage is one of :data:`deqslots.slate.model.STAGES`; "slots" names a dVAE run that exists
-        (unless resuming: the run's own checkpoint then holds the dVAE), and only "slots" takes one."""
+        (unless resuming: the run's own checkpoint then holds the dVAE), and only "slots" takes one.
+
+        Args:
+            config: the run's settings (a :class:`deqslots.training.config.TrainConfig`); reads ``stage``,
+                ``dvae``, ``resume``, and ``config`` / ``data`` for the message.
+
+        Raises:
+            ValueError: an unknown stage; stage "slots" without ``dvae``, or with a ``dvae`` path that holds no
+                checkpoint (when not resuming); ``dvae`` with another stage.
+        """
         if config.stage not in STAGES:
             raise ValueError(f"stage must be one of {', '.join(STAGES)}; got {config.stage!r}")
         if config.stage == "slots" and not config.dvae:
@@ -73,21 +98,39 @@ class SLATEKind(ModelKind):
                                  f"train --model slate --stage dvae --config {config.config} --data {config.data} "
                                  f"--out {config.dvae}")
 
-    def build(self, config) -> SLATE:
+    def build(self, config: RunConfig) -> SLATE:
         return SLATE(self.model_config(config)).set_stage(config.stage)
 
-    def initialise(self, model: SLATE, config) -> None:
-        """--stage slots: load (and, by the stage, freeze) the dVAE of the run ``config.dvae``."""
+    def initialise(self, model: SLATE, config: RunConfig) -> None:
+        """--stage slots: load (and, by the stage, freeze) the dVAE of the run ``config.dvae``.
+
+        Args:
+            model: the freshly built SLATE (its stage already set by :meth:`build`).
+            config: the run's settings; ``stage`` and ``dvae`` are read. Other stages leave the model as it is.
+
+        Raises:
+            ValueError: as :func:`deqslots.slate.stages.load_dvae`: no checkpoint, not a SLATE dVAE run, or a dVAE
+                of another shape.
+        """
         if config.stage == "slots":
             load_dvae(model, config.dvae)
 
-    def optimizer(self, model: SLATE, config) -> torch.optim.Optimizer:
+    def optimizer(self, model: SLATE, config: RunConfig) -> torch.optim.Optimizer:
         groups = model.parameter_groups()
         return torch.optim.Adam([{"params": groups["dvae"], "lr": config.dvae_lr},
                                  {"params": groups["main"], "lr": config.lr}])
 
-    def set_learning_rates(self, optimizer, config, step):
-        """The main group's schedule, and the dVAE's own rate with no warm-up (as in SLATE)."""
+    def set_learning_rates(self, optimizer: torch.optim.Optimizer, config: RunConfig, step: int) -> dict[str, float]:
+        """The main group's schedule, and the dVAE's own rate with no warm-up (as in SLATE).
+
+        Args:
+            optimizer: from :meth:`optimizer`: param group 0 is the dVAE's, group 1 the rest.
+            config: the run's settings: ``lr``, ``dvae_lr``, ``warmup`` and ``decay`` (steps per halving, 0 = off).
+            step: the 0-based training step.
+
+        Returns:
+            The rates set, ``{"lr": ..., "dvae_lr": ...}`` (metrics.csv columns).
+        """
         lr = learning_rate(step, config.lr, config.warmup, 0.5, config.decay)
         dvae_lr = learning_rate(step, config.dvae_lr, 0, 0.5, config.decay)
         optimizer.param_groups[0]["lr"], optimizer.param_groups[1]["lr"] = dvae_lr, lr
@@ -100,14 +143,36 @@ class SLATEKind(ModelKind):
         return losses["loss"], {**metrics, "tau": tau}
 
     def evaluate(self, model: SLATE, stream: BatchStream, batches: int, seed: int, iters: Optional[int] = None,
-                 fid=None) -> dict[str, float]:
-        """:func:`deqslots.slate.evaluate.evaluate_slate` (FID too when ``fid`` is given)."""
+                 fid: Optional[FIDScore] = None) -> dict[str, float]:
+        """:func:`deqslots.slate.evaluate.evaluate_slate` (FID too when ``fid`` is given).
+
+        Args:
+            model: the SLATE (evaluated in eval mode; its mode is restored).
+            stream: the validation or test batches.
+            batches: how many of its first batches.
+            seed: seed of the slot noise.
+            iters: slot-attention iterations (default: the model's).
+            fid: a :class:`deqslots.evaluation.fid.FIDScore` to fill; None skips FID.
+
+        Returns:
+            :func:`deqslots.slate.evaluate.evaluate_slate`'s metrics.
+        """
         return evaluate_slate(model, stream, batches, seed=seed, iters=iters, fid=fid)
 
     @torch.no_grad()
     def figures(self, model: SLATE, stream: BatchStream, metrics_path: Path, out: Path, seed: int) -> None:
         """ce_curve.png, and slots.png: the input, the dVAE's own reconstruction, the reconstruction through
-        the slots and the slots' attention masks (the paper's Figure 4 layout)."""
+        the slots and the slots' attention masks (the paper's Figure 4 layout).
+
+        At stage "dvae" no ce_curve.png, and slots.png shows only the input and the dVAE's reconstruction.
+
+        Args:
+            model: the trained SLATE.
+            stream: the batches; the first 4 images of batch 0 are drawn.
+            metrics_path: the run's metrics.csv (its ``ce`` column is plotted).
+            out: the folder the PNGs go to.
+            seed: seed of the slot noise.
+        """
         images = stream.batch(0)["image"][:4]
         if model.stage != "dvae":
             plot_loss_curves({"train": metrics_path}, out / "ce_curve.png", key="ce",
@@ -120,7 +185,20 @@ class SLATEKind(ModelKind):
         """The :meth:`figures` grid (input, the dVAE's reconstruction, the reconstruction through the slots and
         the slots' attention masks) on ``rows`` generated scenes; returns on these scenes ``fg_ari`` of the
         attention masks and ``colour_fg_ari`` of the colour-only control, ``mse`` through the slots, ``dvae_mse``
-        and ``mean_colour_mse`` (the best constant image). A stage "dvae" model: the dVAE and its MSEs only."""
+        and ``mean_colour_mse`` (the best constant image). A stage "dvae" model: the dVAE and its MSEs only.
+
+        Args:
+            model: the SLATE.
+            data: a procedural data set name (e.g. ``"shapes"``), drawn at the model's resolution.
+            out: the PNG to write.
+            split: the split the scenes come from.
+            seed: data seed, and seed of the slot noise and of the colour control.
+            rows: scenes drawn and scored (items ``0 .. rows - 1``).
+
+        Returns:
+            ``fg_ari``, ``colour_fg_ari``, ``mse``, ``dvae_mse`` and ``mean_colour_mse``; at stage "dvae" only
+            ``dvae_mse`` and ``mean_colour_mse``.
+        """
         from ..data import generate_batch
 
         images, true_ids = generate_batch(data, range(rows), split, model.config.resolution, seed)
@@ -139,7 +217,20 @@ class SLATEKind(ModelKind):
     def composition(self, model: SLATE, pairs: int, out: Path, seed: int) -> dict[str, float]:
         """:func:`deqslots.slate.compose.composition_scores` on ``pairs`` ``shapes`` scene pairs at the model's
         resolution (keys prefixed ``composition_``), and composition.png (scene A, the slot swapped out, scene
-        B, A generated, the swap, the true composite, a random swap)."""
+        B, A generated, the swap, the true composite, a random swap).
+
+        Args:
+            model: the trained SLATE (past stage "dvae").
+            pairs: how many scene pairs.
+            out: the folder composition.png goes to.
+            seed: seed of the scenes, the slot noise and the random swap.
+
+        Returns:
+            :func:`deqslots.slate.compose.composition_scores`'s metrics, each key prefixed ``composition_``.
+
+        Raises:
+            ValueError: the model is at stage "dvae" (no trained slots).
+        """
         if not self.composes_now(model):
             raise ValueError("composition needs trained slots; this run is at --stage dvae (train --stage slots "
                              "on it first)")
@@ -151,7 +242,14 @@ class SLATEKind(ModelKind):
 
     def plateau_loss(self, metrics: dict[str, float]) -> float:
         """SLATE's validation loss: the dVAE's squared error per image (tokens decoded) plus the token
-        cross-entropy, each where the stage computes it."""
+        cross-entropy, each where the stage computes it.
+
+        Args:
+            metrics: :meth:`evaluate`'s metrics; ``dvae_mse_sum`` and ``ce`` are read (absent or NaN: left out).
+
+        Returns:
+            The sum of the finite parts; NaN when neither is.
+        """
         parts = [metrics.get("dvae_mse_sum", float("nan")), metrics.get("ce", float("nan"))]
         finite = [part for part in parts if part == part]
         return sum(finite) if finite else float("nan")

@@ -85,8 +85,14 @@ class SLATE(nn.Module):
         frozen dVAE's deterministic tokens; the loss is the cross-entropy). Frozen parameters get
         ``requires_grad=False``, so optimisers and DistributedDataParallel leave them alone.
 
+        Args:
+            stage: one of :data:`STAGES`: ``"joint"``, ``"dvae"`` or ``"slots"``.
+
         Returns:
             The model (for chaining).
+
+        Raises:
+            ValueError: ``stage`` is not in :data:`STAGES`.
 
         Examples:
             >>> from deqslots.slate import slate_config_for
@@ -102,7 +108,12 @@ class SLATE(nn.Module):
         return self
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        """``{"dvae": ..., "main": ...}``: SLATE trains them with different learning rates (3e-4, 1e-4)."""
+        """``{"dvae": ..., "main": ...}``: SLATE trains them with different learning rates (3e-4, 1e-4).
+
+        Returns:
+            ``"dvae"``: the dVAE's parameters; ``"main"``: every other parameter (token embedding, slot attention
+            and its input MLP, slot projection, decoder, head), each once; frozen ones (:meth:`set_stage`) included.
+        """
         dvae = list(self.dvae.parameters())
         ids = {id(p) for p in dvae}
         return {"dvae": dvae, "main": [p for p in self.parameters() if id(p) not in ids]}
@@ -119,6 +130,24 @@ class SLATE(nn.Module):
         ``tau`` (differentiable) and ``tokens`` the argmax of a second, independent sample (the config's
         ``target_tokens="independent"``, SLATE) or of the same one (``"shared"``); in eval mode, and for the
         frozen dVAE of the "slots" stage, ``tokens`` is the argmax of the logits and ``codes`` its one-hot.
+
+        Args:
+            images: [B, 3, H, W] in [0, 1] (not checked here).
+            tau: Gumbel-softmax temperature (> 0), used only where a sample is drawn.
+
+        Returns:
+            ``(codes, tokens)``: codes ``[B, vocab, H/4, W/4]`` (soft sample or one-hot, summing to one over
+            the vocabulary) and int64 tokens ``[B, N]``, row-major over the grid (token j is cell
+            ``(j // grid, j % grid)``); the tokens carry no gradient.
+
+        Examples:
+            >>> import torch
+            >>> from deqslots.slate import SLATEConfig
+            >>> model = SLATE(SLATEConfig(resolution=8, vocab_size=8, dvae_channels=8, d_model=16, num_blocks=1,
+            ...                           num_heads=2, num_slots=3, slot_dim=16, mlp_hidden=16)).eval()
+            >>> codes, tokens = model.tokenize(torch.rand(2, 3, 8, 8))
+            >>> tuple(codes.shape), tuple(tokens.shape), bool((codes.argmax(dim=1).flatten(1) == tokens).all())
+            ((2, 8, 2, 2), (2, 4), True)
         """
         return self._tokenize(self.dvae.encode(images), tau)
 
@@ -141,6 +170,20 @@ class SLATE(nn.Module):
 
         ``features``: the dVAE encoder's hidden features [B, dvae_channels, h, w] of the same images, needed
         (and used, detached) when the config's ``slot_input`` is ``"dvae"``.
+
+        Args:
+            tokens: int64 token indices [B, N] (N = the config's ``num_tokens``).
+            iters: slot-attention iterations (default: the config's ``iters``, or ``eval_iters`` in eval mode).
+            features: the dVAE encoder's hidden features [B, dvae_channels, h, w]; ignored unless ``slot_input``
+                is ``"dvae"``.
+
+        Returns:
+            ``(sequence, slots, attn)``: the embedded ``[BOS, tokens]`` sequence [B, N + 1, d_model] (its first N
+            positions are the decoder's teacher-forced input), the slots [B, K, slot_dim] and the slots' attention
+            over the tokens [B, K, N] (softmax over slots).
+
+        Raises:
+            ValueError: ``slot_input`` is ``"dvae"`` and ``features`` is None.
         """
         sequence = self.embedding.sequence(tokens)
         if self.feature_proj is None:
@@ -168,6 +211,11 @@ class SLATE(nn.Module):
             (ce / N) and ``dvae_mse`` (dVAE squared error summed per image, mean over images); all scalars.
             ``loss`` is dvae_mse + ce ("joint"), dvae_mse ("dvae": ce is not computed and is NaN) or ce
             ("slots": the frozen dVAE's error is not computed and is NaN).
+
+        Raises:
+            TypeError: ``images`` is not a floating-point tensor.
+            ValueError: ``images`` is not [B, 3, R, R] at the config's resolution, has NaN/Inf values, or values
+                more than 0.1 outside [0, 1] (e.g. 0-255).
         """
         images = self._check(images)
         c, batch = self.config, images.shape[0]
@@ -206,6 +254,11 @@ class SLATE(nn.Module):
             tokens decoded: the dVAE's limit), ``tokens`` and ``generated`` [B, N], ``attn`` [B, K, N]
             (attention of the slots over tokens, softmax over slots) and ``masks`` [B, K, H, W] (``attn``
             upsampled to pixels as the config's ``mask_upsample`` says), ``slots`` [B, K, slot_dim].
+
+        Raises:
+            TypeError: ``images`` is not a floating-point tensor.
+            ValueError: ``images`` is not [B, 3, R, R] at the config's resolution, has NaN/Inf values, or values
+                more than 0.1 outside [0, 1] (e.g. 0-255).
         """
         images = self._check(images)
         c = self.config
@@ -224,19 +277,54 @@ class SLATE(nn.Module):
     def encode_images(self, images: torch.Tensor, iters: Optional[int] = None
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Images [B, 3, H, W] -> ``(tokens [B, N], slots [B, K, slot_dim], attn [B, K, N])``: the dVAE's tokens
-        (as :meth:`tokenize` draws them in the current mode) and the slots bound to them."""
+        (as :meth:`tokenize` draws them in the current mode) and the slots bound to them.
+
+        Args:
+            images: [B, 3, H, W] in [0, 1] at the config's resolution (not checked here).
+            iters: slot-attention iterations (default: the config's ``iters``, or ``eval_iters`` in eval mode).
+
+        Returns:
+            ``(tokens, slots, attn)``: int64 tokens [B, N], slots [B, K, slot_dim] and the slots' attention over
+            the tokens [B, K, N] (softmax over slots; :meth:`attention_masks` makes pixel masks of it).
+
+        Examples:
+            >>> import torch
+            >>> from deqslots.slate import SLATEConfig
+            >>> model = SLATE(SLATEConfig(resolution=8, vocab_size=8, dvae_channels=8, d_model=16, num_blocks=1,
+            ...                           num_heads=2, num_slots=3, slot_dim=16, mlp_hidden=16)).eval()
+            >>> tokens, slots, attn = model.encode_images(torch.rand(2, 3, 8, 8))
+            >>> tuple(tokens.shape), tuple(slots.shape), tuple(attn.shape)
+            ((2, 4), (2, 3, 16), (2, 3, 4))
+            >>> tuple(model.attention_masks(attn).shape), tuple(model.decode_tokens(tokens).shape)
+            ((2, 3, 8, 8), (2, 3, 8, 8))
+        """
         features, logits = self.dvae.encode_with_features(images)
         _, tokens = self._tokenize(logits, 0.1)
         _, slots, attn = self.encode_slots(tokens, iters, features)
         return tokens, slots, attn
 
     def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Tokens [B, N] -> images [B, 3, H, W] decoded by the dVAE, clamped to [0, 1]."""
+        """Tokens [B, N] -> images [B, 3, H, W] decoded by the dVAE, clamped to [0, 1].
+
+        Args:
+            tokens: int64 token indices [B, N], row-major over the ``grid x grid`` token grid.
+
+        Returns:
+            Images [B, 3, H, W] (H = W = the config's resolution) in [0, 1].
+        """
         return self.dvae.decode_tokens(tokens, self.config.grid).clamp(0, 1)
 
     def attention_masks(self, attn: torch.Tensor) -> torch.Tensor:
         """Attention over the token grid [B, K, N] -> pixel masks [B, K, H, W], upsampled as the config's
-        ``mask_upsample`` says."""
+        ``mask_upsample`` says.
+
+        Args:
+            attn: the slots' attention over the tokens [B, K, N], as :meth:`encode_images` returns it.
+
+        Returns:
+            Masks [B, K, H, W] at the config's resolution (they still sum to one over K: both upsamplings are
+            convex combinations).
+        """
         c = self.config
         return F.interpolate(attn.reshape(-1, c.num_slots, c.grid, c.grid), size=(c.resolution, c.resolution),
                              **UPSAMPLING[c.mask_upsample])

@@ -20,6 +20,19 @@ class KVCache:
     ``self_kv[i]`` holds block i's self-attention keys and values of the positions seen so far
     ([B, heads, t, d_head] each); ``cross_kv[i]`` the cross-attention keys and values of the slots, which
     do not change while generating, so they are projected once.
+
+    Attributes:
+        self_kv: per block, ``(keys, values)`` of the positions seen so far, or None before block i's first step.
+        cross_kv: per block, ``(keys, values)`` of the slots [B, heads, K, d_head] each, or None until first used.
+
+    Examples:
+        >>> dec = ImageGPTDecoder(d_model=16, num_blocks=2, num_heads=2).eval()
+        >>> cache = dec.new_cache()
+        >>> cache.length
+        0
+        >>> _ = dec(torch.randn(1, 3, 16), torch.randn(1, 4, 16), cache)
+        >>> cache.length, tuple(cache.self_kv[1][0].shape), tuple(cache.cross_kv[0][0].shape)
+        (3, (1, 2, 3, 8), (1, 2, 4, 8))
     """
 
     self_kv: list = field(default_factory=list)
@@ -40,6 +53,17 @@ class Attention(nn.Module):
         dropout: dropout on the output (training only).
         attention_dropout: dropout on the attention weights too, at the same rate (SLATE); on CPU this takes
             PyTorch's slower math attention path in training.
+
+    Raises:
+        ValueError: ``d_model`` is not divisible by ``num_heads``.
+
+    Examples:
+        >>> attn = Attention(d_model=8, num_heads=2)
+        >>> x, slots = torch.randn(2, 5, 8), torch.randn(2, 3, 8)
+        >>> tuple(attn(x, attn.keys_values(slots)).shape)  # cross-attention
+        (2, 5, 8)
+        >>> tuple(attn(x, attn.keys_values(x), causal=True).shape)  # causal self-attention
+        (2, 5, 8)
     """
 
     def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, attention_dropout: bool = False) -> None:
@@ -59,7 +83,14 @@ class Attention(nn.Module):
         return x.reshape(batch, length, self.num_heads, self.d_head).transpose(1, 2)
 
     def keys_values(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Project ``source`` [B, S, d] to per-head keys and values [B, heads, S, d_head]."""
+        """Project ``source`` [B, S, d] to per-head keys and values [B, heads, S, d_head].
+
+        Args:
+            source: the sequence attended to, [B, S, d_model].
+
+        Returns:
+            ``(keys, values)``, each [B, num_heads, S, d_model / num_heads].
+        """
         return self._heads(self.to_k(source)), self._heads(self.to_v(source))
 
     def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], causal: bool = False
@@ -68,6 +99,14 @@ class Attention(nn.Module):
 
         With ``causal`` the T queries are the LAST T of the S key positions (S = T without a cache, more
         with one), and query i sees keys up to its own position.
+
+        Args:
+            x: queries [B, T, d_model].
+            kv: ``(keys, values)`` from :meth:`keys_values`, each [B, num_heads, S, d_head].
+            causal: mask each query from the keys after its own position; without it every query sees all S.
+
+        Returns:
+            [B, T, d_model]: the heads' outputs merged, projected and (in training) dropped out.
         """
         q = self._heads(self.to_q(x))
         k, v = kv
@@ -100,6 +139,16 @@ class DecoderBlock(nn.Module):
         activation: the MLP's nonlinearity, ``"relu"`` (SLATE) or ``"gelu"``.
         replace_input: replace the residual stream by its LayerNorm before self-attention
             (``x = LN(x); x = x + SA(x)``: SLATE's first block) instead of ``x = x + SA(LN(x))``.
+
+    Raises:
+        ValueError: ``d_model`` is not divisible by ``num_heads``.
+        KeyError: ``activation`` is not in :data:`ACTIVATIONS`.
+
+    Examples:
+        >>> block = DecoderBlock(d_model=8, num_heads=2).eval()
+        >>> x, slots = torch.randn(2, 5, 8), torch.randn(2, 3, 8)
+        >>> tuple(block(x, slots).shape)
+        (2, 5, 8)
     """
 
     def __init__(self, d_model: int, num_heads: int, dropout: float = 0.1, activation: str = "relu",
@@ -116,6 +165,18 @@ class DecoderBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, cache: Optional[KVCache] = None,
                 index: int = 0) -> torch.Tensor:
+        """Self-attention (causal), cross-attention to ``memory`` and the MLP, each added to ``x``.
+
+        Args:
+            x: inputs [B, T, d_model]: the whole sequence, or with a cache the T positions after those cached.
+            memory: the projected slots [B, S, d_model] attended to.
+            cache: keys and values of earlier calls (:meth:`ImageGPTDecoder.new_cache`); this block's entries
+                are read and extended. None: no cache.
+            index: this block's entry in ``cache``.
+
+        Returns:
+            [B, T, d_model].
+        """
         h = self.norm_self(x)
         if self.replace_input:
             x = h
@@ -148,6 +209,10 @@ class ImageGPTDecoder(nn.Module):
         first_block_norm: ``"replace"`` (SLATE: block 0 replaces its input by its LayerNorm) or ``"pre"``.
         attention_dropout: also drop the attention weights (SLATE).
 
+    Raises:
+        ValueError: ``d_model`` is not divisible by ``num_heads``.
+        KeyError: ``activation`` is not in :data:`ACTIVATIONS`.
+
     Examples:
         >>> dec = ImageGPTDecoder(d_model=16, num_blocks=2, num_heads=2).eval()
         >>> x, slots = torch.randn(3, 10, 16), torch.randn(3, 4, 16)
@@ -167,7 +232,11 @@ class ImageGPTDecoder(nn.Module):
         self.norm = nn.LayerNorm(d_model)
 
     def new_cache(self) -> KVCache:
-        """An empty cache to pass to successive calls of :meth:`forward` while generating."""
+        """An empty cache to pass to successive calls of :meth:`forward` while generating.
+
+        Returns:
+            A :class:`KVCache` with one empty (None) entry per block.
+        """
         return KVCache(self_kv=[None] * len(self.blocks), cross_kv=[None] * len(self.blocks))
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, cache: Optional[KVCache] = None) -> torch.Tensor:
@@ -175,6 +244,11 @@ class ImageGPTDecoder(nn.Module):
 
         Without ``cache``, ``x`` is the whole sequence and attention is causal within it. With a cache,
         ``x`` continues the positions cached by earlier calls (one or more at a time) and the cache grows.
+
+        Args:
+            x: embedded inputs [B, T, d_model].
+            memory: the projected slots [B, S, d_model].
+            cache: from :meth:`new_cache`, shared by the successive calls of one generation; None: no cache.
 
         Returns:
             Hidden states [B, T, d] (after the final LayerNorm).

@@ -24,6 +24,19 @@ class SoftPositionEmbedding(nn.Module):
     features), so that a shallow decoder can draw masks with curved, local boundaries; with the linear grid
     alone a slot's alpha is close to a linear function of position and the masks cut the image into convex
     cells (BENCHMARKS.md).
+
+    Args:
+        channels: C, the feature size the projected grid is added to.
+        size: side of the square grid (H = W of the features).
+        frequencies: F, the number of Fourier octaves (0 = the linear grid alone, 4 features per position;
+            otherwise 4 + 4F).
+
+    Examples:
+        >>> import torch
+        >>> from deqslots.slot_attention.autoencoder import SoftPositionEmbedding
+        >>> pos = SoftPositionEmbedding(channels=8, size=4, frequencies=2)
+        >>> tuple(pos.grid.shape), tuple(pos(torch.zeros(2, 4, 4, 8)).shape)
+        ((4, 4, 12), (2, 4, 4, 8))
     """
 
     def __init__(self, channels: int, size: int, frequencies: int = 0) -> None:
@@ -39,6 +52,14 @@ class SoftPositionEmbedding(nn.Module):
         self.proj = nn.Linear(grid.shape[-1], channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Add the projected position grid.
+
+        Args:
+            x: channel-last features [B, size, size, channels].
+
+        Returns:
+            ``x`` plus the linear map of the grid, same shape.
+        """
         return x + self.proj(self.grid)
 
 
@@ -50,6 +71,22 @@ class SameConvTranspose2d(nn.ConvTranspose2d):
     so of the full transposed output (``(n - 1) * stride + k`` long) it drops ``pad // 2`` at the start and
     ``pad - pad // 2`` at the end. Built with ``padding = pad // 2`` (which drops that many at both ends), this
     keeps the first ``stride * n`` rows and columns. The weights are an ``nn.ConvTranspose2d``'s (same names).
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        kernel_size: square kernel size k (at least ``stride``).
+        stride: upsampling factor.
+
+    Raises:
+        ValueError: ``kernel_size < stride``.
+
+    Examples:
+        >>> import torch
+        >>> from deqslots.slot_attention.autoencoder import SameConvTranspose2d
+        >>> up = SameConvTranspose2d(4, 2, kernel_size=5, stride=2)
+        >>> tuple(up(torch.zeros(1, 4, 8, 8)).shape)
+        (1, 2, 16, 16)
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int) -> None:
@@ -58,6 +95,14 @@ class SameConvTranspose2d(nn.ConvTranspose2d):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=(kernel_size - stride) // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """Upsample by exactly ``stride``, aligned as TensorFlow's SAME transposed conv.
+
+        Args:
+            x: features [B, in_channels, H, W].
+
+        Returns:
+            Features [B, out_channels, stride * H, stride * W].
+        """
         s = self.stride[0]
         return super().forward(x)[..., :s * x.shape[-2], :s * x.shape[-1]]
 
@@ -67,6 +112,9 @@ class SlotAutoencoder(nn.Module):
 
     Images are in [0, 1]; the model works in [-1, 1] internally as Slot Attention does, and returns
     reconstructions in [0, 1].
+
+    Args:
+        config: the architecture (see :func:`~deqslots.slot_attention.config.config_for` for the named ones).
 
     Examples:
         >>> import torch
@@ -117,7 +165,19 @@ class SlotAutoencoder(nn.Module):
             keras_defaults_(self)  # Slot Attention's code: Keras' defaults (after PyTorch drew its own)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Images [B, 3, H, W] in [0, 1] -> input features [B, N, channels]."""
+        """Images [B, 3, H, W] in [0, 1] -> input features [B, N, channels].
+
+        Args:
+            images: [B, 3, R, R] in [0, 1], R = ``config.resolution``; cast to the model's dtype.
+
+        Returns:
+            The encoder's features with positions added, LayerNormed and passed through its MLP:
+            [B, N, channels], N = (R / prod(``encoder_strides``)) ** 2 in row-major order.
+
+        Raises:
+            TypeError: ``images`` is not a floating-point tensor.
+            ValueError: ``images`` is not [B, 3, R, R], or holds NaN/Inf or values outside [0, 1].
+        """
         c = self.config
         check_images(images, c.resolution, "SlotAutoencoder",
                      " (build the model with config_for(..., resolution=R) to match the data)")
@@ -129,8 +189,18 @@ class SlotAutoencoder(nn.Module):
     def decode(self, slots: torch.Tensor, attn: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         """Slots [B, K, D] -> reconstruction [B, 3, H, W] in [0, 1], masks [B, K, H, W], per-slot RGB.
 
-        ``attn`` [B, K, N] (slot attention's attention over the encoder grid) is required when
-        ``mask_source="attention"``: it becomes the masks.
+        Args:
+            slots: slots [B, K, slot_dim].
+            attn: slot attention's attention [B, K, N] over the encoder grid; required when
+                ``mask_source="attention"`` (it becomes the masks), ignored otherwise.
+
+        Returns:
+            ``recon`` [B, 3, R, R] and per-slot ``rgb`` [B, K, 3, R, R], both mapped back from [-1, 1] to
+            [0, 1] (not clamped), and ``masks`` [B, K, R, R] summing to one over K (the decoded alphas
+            softmaxed over slots, or the resized attention).
+
+        Raises:
+            ValueError: ``mask_source="attention"`` and ``attn`` is None.
         """
         c = self.config
         batch, k, d = slots.shape
@@ -152,7 +222,14 @@ class SlotAutoencoder(nn.Module):
         return {"recon": (recon + 1.0) / 2.0, "masks": masks, "rgb": (rgb + 1.0) / 2.0}
 
     def attention_masks(self, attn: torch.Tensor) -> torch.Tensor:
-        """Slot attention's attention [B, K, N] over the encoder grid as image-sized masks [B, K, H, W]."""
+        """Slot attention's attention [B, K, N] over the encoder grid as image-sized masks [B, K, H, W].
+
+        Args:
+            attn: attention [B, K, N], N = ``feature_size ** 2`` (row-major over the encoder grid).
+
+        Returns:
+            Masks [B, K, R, R], R = ``config.resolution``, resized bilinearly from the grid.
+        """
         batch, k, _ = attn.shape
         grid, size = self.feature_size, self.config.resolution
         return F.interpolate(attn.reshape(batch, k, grid, grid), size=(size, size), mode="bilinear",
@@ -167,7 +244,14 @@ class SlotAutoencoder(nn.Module):
         Args:
             images: [B, 3, H, W] in [0, 1].
             step: 0-based optimisation step.
-            out: this model's output for ``images`` if already computed.
+            out: this model's output for ``images`` if already computed (None: run the model).
+
+        Returns:
+            The scalar loss.
+
+        Raises:
+            TypeError: ``images`` is not a floating-point tensor (when ``out`` is None).
+            ValueError: ``images`` is not [B, 3, R, R] in [0, 1] (when ``out`` is None).
         """
         out = self(images) if out is None else out
         loss = (out["recon"] - images).pow(2).mean()
@@ -187,6 +271,14 @@ class SlotAutoencoder(nn.Module):
             iters: slot-attention iterations for this call (default: the config's).
             slots: initial slots [B, num_slots, slot_dim] instead of sampling them (e.g. to compare with
                 another implementation from the same start); see :meth:`SlotAttention.forward`.
+
+        Returns:
+            ``recon`` [B, 3, R, R], ``masks`` [B, K, R, R] and ``rgb`` [B, K, 3, R, R] as :meth:`decode`
+            gives them, ``slots`` [B, K, slot_dim] and ``attn`` [B, K, N] (softmax over slots).
+
+        Raises:
+            TypeError: ``images`` is not a floating-point tensor.
+            ValueError: ``images`` is not [B, 3, R, R] in [0, 1], or ``slots`` has the wrong shape.
         """
         feats = self.encode(images)
         slots, attn = self.slot_attention(feats, return_attn=True, iters=iters, slots=slots)

@@ -30,7 +30,12 @@ class AutoencoderConfig:
         encoder_strides: stride of each encoder conv (Slot Attention: all 1).
         encoder_kernel: kernel size of the encoder convs (Slot Attention: 5; 1 = per-pixel features).
         broadcast: spatial size each slot is tiled to before the decoder (8 in Slot Attention).
-        num_slots, slot_dim, iters, mlp_hidden, variant: passed to :class:`SlotAttention`.
+        num_slots: number of slots K (passed to :class:`SlotAttention`, as are the next four).
+        slot_dim: slot size.
+        iters: slot-attention iterations in training (Broyden: f evaluations).
+        mlp_hidden: hidden size of slot attention's residual MLP.
+        variant: the solver variant: ``"vanilla"``, ``"IN"``, ``"BN"``, ``"BB"`` or ``"IB"`` (:data:`VARIANTS`;
+            checked when the model is built).
         eval_iters: iterations at evaluation (None = ``iters``).
         decoder_channels: decoder channels (None = ``channels``).
         decoder_kernel: kernel size of the decoder's transposed convs (Slot Attention: 5).
@@ -69,6 +74,25 @@ class AutoencoderConfig:
 
     The defaults are the authors' choices (Locatello et al.'s TensorFlow code); :attr:`LEGACY` gives the
     values of every model built before the fields ``init``, ``layer_norm_eps`` and ``transposed_padding``.
+
+    Raises:
+        ValueError: on construction, when ``resolution`` (at least 8) or ``decoder_resolution`` is not
+            ``broadcast`` times a power of two, ``encoder_strides`` is empty, holds a value other than 1 or 2
+            or does not divide ``resolution``, a kernel size is not an odd positive int, ``mask_source``,
+            ``slot_init``, ``init`` or ``transposed_padding`` is not one of its choices,
+            ``decoder_position_frequencies`` is not an int in 0..8, ``attention_guidance_steps`` is negative or
+            set without ``mask_source="decoder"``, ``backward_max_iter`` is not a positive int,
+            ``layer_norm_eps`` is not a number > 0, or ``decoder_refine`` is negative.
+
+    Examples:
+        >>> from deqslots.slot_attention.config import AutoencoderConfig
+        >>> config = AutoencoderConfig(resolution=32, num_slots=4)
+        >>> config.decoder_size, config.replace(decoder_resolution=16).decoder_size
+        (32, 16)
+        >>> AutoencoderConfig(resolution=48)
+        Traceback (most recent call last):
+            ...
+        ValueError: resolution must be broadcast (8) times a power of two; got 48
     """
 
     # What every model built before these fields existed had (checkpoints that predate them were trained so).
@@ -150,7 +174,18 @@ class AutoencoderConfig:
         return min(self.decoder_resolution or self.resolution, self.resolution)
 
     def replace(self, **changes) -> "AutoencoderConfig":
-        """A copy with some fields changed (unknown names are an error)."""
+        """A copy with some fields changed (unknown names are an error).
+
+        Args:
+            **changes (Any): new field values by field name.
+
+        Returns:
+            The new config (validated as on construction).
+
+        Raises:
+            TypeError: a name in ``changes`` is not a field.
+            ValueError: the changed config is invalid (see the class).
+        """
         return replace_fields(self, "config", **changes)
 
 
@@ -203,7 +238,28 @@ RECIPES = MappingProxyType({
 
 
 def config_for(name: str, **changes) -> AutoencoderConfig:
-    """Look up a named configuration and apply ``changes``."""
+    """Look up a named configuration and apply ``changes``.
+
+    Args:
+        name: a key of :data:`CONFIGS` (``"paper-128"``, ``"paper-64"``, ``"paper-32"``, ``"cpu-small"``,
+            ``"cpu-objects"``, ``"cpu-small-decoder-masks"``).
+        **changes (Any): field values to override, as :meth:`AutoencoderConfig.replace` takes them.
+
+    Returns:
+        The named config with ``changes`` applied (the shared instance itself when there are none).
+
+    Raises:
+        ValueError: ``name`` is not a named config, or the changed config is invalid.
+        TypeError: a name in ``changes`` is not a field.
+
+    Examples:
+        >>> from deqslots.slot_attention.config import config_for
+        >>> config = config_for("cpu-small", num_slots=4)
+        >>> config.resolution, config.num_slots, config.mask_source
+        (32, 4, 'attention')
+        >>> config_for("paper-64").iters
+        3
+    """
     if name not in CONFIGS:
         raise ValueError(f"unknown config {name!r}; choose one of {', '.join(CONFIGS)}")
     return CONFIGS[name].replace(**changes) if changes else CONFIGS[name]

@@ -24,7 +24,20 @@ METRIC_COLUMNS = ["step", "loss", "lr", "grad_norm", "elapsed_s", "val_mse", "va
 
 class SlotAttentionKind(ModelKind):
     """:class:`deqslots.SlotAutoencoder` trained on per-pixel MSE with Slot Attention's recipe (Adam 4e-4,
-    warm-up min(10000, steps / 10), halving every 100000 steps, no clipping)."""
+    warm-up min(10000, steps / 10), halving every 100000 steps, no clipping).
+
+    Examples:
+        >>> import torch
+        >>> from deqslots.data.batches import BatchStream
+        >>> from deqslots.slot_attention import SlotAutoencoder, config_for
+        >>> from deqslots.slot_attention.kind import SlotAttentionKind
+        >>> kind = SlotAttentionKind()
+        >>> _ = torch.manual_seed(0)
+        >>> model = SlotAutoencoder(config_for("cpu-small", resolution=16, num_slots=3, iters=2))
+        >>> metrics = kind.evaluate(model, BatchStream("shapes", "val", 16, 2, 0), batches=1, seed=0)
+        >>> kind.name, sorted(metrics)
+        ('slot-attention', ['fg_ari', 'mse', 'mse_sum'])
+    """
 
     name = "slot-attention"
     title = "Slot Attention"
@@ -47,7 +60,22 @@ class SlotAttentionKind(ModelKind):
                  iters: Optional[int] = None, fid=None) -> dict[str, float]:
         """``mse`` (mean per pixel and channel, images in [0, 1]), ``mse_sum`` (per-image sum of squared
         errors, averaged: SLATE's / the paper's Table 3 convention) and ``fg_ari`` (mean over images with
-        foreground; NaN when the data has no masks)."""
+        foreground; NaN when the data has no masks).
+
+        Args:
+            model: the autoencoder (evaluated in eval mode, restored afterwards).
+            stream: the evaluation data.
+            batches: how many of its batches, from the first.
+            seed: seed of the private RNG the slot noise is drawn from (the training RNG is left untouched).
+            iters: slot-attention iterations for this evaluation (None: the model's ``eval_iters``, else
+                ``iters``).
+            fid (Optional[Any]): unused: Slot Attention has no FID (:func:`~deqslots.evaluation.evaluate.evaluate`
+                refuses one).
+
+        Returns:
+            ``{"mse", "mse_sum", "fg_ari"}``, each the mean over the ``batches`` batches (``fg_ari`` over the
+            images with foreground).
+        """
         totals = {"mse": 0.0, "mse_sum": 0.0}
         aris: list[torch.Tensor] = []
         device = next(model.parameters()).device
@@ -66,7 +94,15 @@ class SlotAttentionKind(ModelKind):
 
     @torch.no_grad()
     def figures(self, model: SlotAutoencoder, stream: BatchStream, metrics_path: Path, out: Path, seed: int) -> None:
-        """slots.png: input, reconstruction and each slot's masked colour for four validation images."""
+        """slots.png: input, reconstruction and each slot's masked colour for four validation images.
+
+        Args:
+            model: the autoencoder.
+            stream: the validation data; the first four images of its first batch are drawn.
+            metrics_path: the run's metrics.csv (unused: the loss curves are drawn by the training loop).
+            out: folder that slots.png is written into.
+            seed: seed of the slot noise.
+        """
         device = next(model.parameters()).device
         with seeded_eval(model, seed):
             images = stream.batch(0)["image"][:4]
@@ -77,5 +113,17 @@ class SlotAttentionKind(ModelKind):
                      rows: int = 6) -> dict[str, float]:
         """Draws :func:`~deqslots.evaluation.figures.plot_segmentation_grid`: input, true objects, the model's
         segmentation, the colour-only control's, the reconstruction and each slot; returns both FG-ARIs on these
-        scenes."""
+        scenes.
+
+        Args:
+            model: the autoencoder.
+            data: a procedural data set name that gives masks (e.g. ``"shapes"``).
+            out: the PNG path.
+            split: which split the scenes come from.
+            seed: data seed of the scenes, also seeding the slot noise and the k-means.
+            rows: how many scenes (the first ``rows`` of the split), one per row.
+
+        Returns:
+            ``{"fg_ari": the model's mean over the rows, "colour_fg_ari": the colour control's}``.
+        """
         return plot_segmentation_grid(model, data, out, split=split, rows=rows, seed=seed)

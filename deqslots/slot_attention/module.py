@@ -65,6 +65,11 @@ class SlotAttention(nn.Module):
             ``solvers.Compile``); vanilla / IN / IB iterate a fixed number of times, so their whole loop is
             one graph. A run-time choice (the attribute ``compile``), not part of the weights.
 
+    Raises:
+        ValueError: ``in_dim``, ``slot_dim``, ``num_slots``, ``iters``, ``mlp_hidden`` or ``backward_max_iter``
+            is not a positive int, ``eval_iters`` is neither None nor a positive int, ``variant``, ``init`` or
+            ``attention`` is not one of its choices, or ``layer_norm_eps`` is not a number > 0.
+
     Examples:
         >>> import torch
         >>> from deqslots import SlotAttention
@@ -121,7 +126,17 @@ class SlotAttention(nn.Module):
             self.slots_init = nn.Parameter(torch.empty(1, num_slots, slot_dim).uniform_(-bound, bound))
 
     def solve_options(self, iters: Optional[int] = None) -> dict:
-        """The keyword arguments passed to :func:`solvers.fixed_point` for this variant."""
+        """The keyword arguments passed to :func:`solvers.fixed_point` for this variant.
+
+        Args:
+            iters: the forward iteration cap (Broyden: f evaluations) for this solve; None = ``iters`` in
+                training mode, ``eval_iters`` (or ``iters`` when that is None) in eval mode.
+
+        Returns:
+            ``forward`` and ``backward`` (the variant's pair from :func:`solvers.variant`; an implicit backward
+            capped at ``backward_max_iter`` with no tolerance), ``tol=None`` (a fixed iteration count),
+            ``max_iter`` and ``compile``.
+        """
         forward, backward = solvers.variant(self.variant)
         if isinstance(backward, solvers.Implicit):
             backward = solvers.Implicit(solver=backward.solver, tol=None, max_iter=self.backward_max_iter)
@@ -147,6 +162,10 @@ class SlotAttention(nn.Module):
 
         Returns:
             Initial slots [batch, num_slots, slot_dim].
+
+        Raises:
+            ValueError: ``shard`` does not hold ``batch`` rows (``start < 0`` or ``start + batch >
+                global_batch``); only checked with ``init="gaussian"``.
         """
         if self.init == "learned":
             return self.slots_init.expand(batch, -1, -1)
@@ -160,7 +179,15 @@ class SlotAttention(nn.Module):
         return self.slots_mu + self.slots_log_sigma.exp() * noise
 
     def attention(self, slots: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """Attention of slots over inputs, softmaxed over slots then + eps: [B, K, N]."""
+        """Attention of slots over inputs, softmaxed over slots then + eps: [B, K, N].
+
+        Args:
+            slots: current slots [B, K, slot_dim] (LayerNormed and projected to queries here).
+            k: keys [B, N, slot_dim] of the LayerNormed inputs.
+
+        Returns:
+            Attention [B, K, N]: softmax over the K slots of the scaled dot products, plus ``eps``.
+        """
         q = self.to_q(self.norm_slots(slots)) * self.slot_dim ** -0.5
         logits = torch.bmm(q, k.transpose(1, 2))  # [B, K, N]
         return logits.softmax(dim=1) + self.eps
@@ -169,8 +196,16 @@ class SlotAttention(nn.Module):
              record: Optional[list] = None) -> torch.Tensor:
         """ONE slot-attention iteration: the map whose fixed point the variants find.
 
-        ``record``: a list whose only item becomes this call's attention [B, K, N] (softmax over slots, before
-        eps), so that after a solve it holds the last application's.
+        Args:
+            slots: slots [B, K, slot_dim] the iteration starts from.
+            k: keys [B, N, slot_dim] of the LayerNormed inputs.
+            v: values [B, N, slot_dim] of the LayerNormed inputs.
+            record: a list whose only item becomes this call's attention [B, K, N] (softmax over slots, before
+                eps), so that after a solve it holds the last application's; None records nothing.
+
+        Returns:
+            The updated slots [B, K, slot_dim]: a GRU update by the attention-weighted mean of ``v``, then a
+            residual MLP.
         """
         attn = self.attention(slots, k)
         if record is not None:
@@ -197,6 +232,9 @@ class SlotAttention(nn.Module):
 
         Returns:
             ``slots``, or a tuple ``(slots, attn?, info?)`` in that order.
+
+        Raises:
+            ValueError: ``inputs`` is not [B, N, in_dim], or ``slots`` is not [B, num_slots, slot_dim].
         """
         if inputs.dim() != 3 or inputs.shape[-1] != self.in_dim:
             raise ValueError(

@@ -42,13 +42,16 @@ class TrainConfig:
         config: named architecture (``deqslots.CONFIGS`` or, for SLATE, ``deqslots.SLATE_CONFIGS``).
         config_set: other fields of the named architecture to change, ``FIELD=VALUE,FIELD=VALUE`` (``--set``),
             e.g. ``decoder_position_frequencies=3,attention_guidance_steps=5000``.
-        resolution, iters, num_slots: override the named architecture's values when set.
+        resolution: override the named architecture's input resolution (pixels per side) when set.
+        iters: override the named architecture's slot-attention iterations when set.
+        num_slots: override the named architecture's number of slots when set.
         vocab_size: SLATE only: override the dVAE vocabulary.
         stage: SLATE only: "joint" (default: everything at once, as SLATE), "dvae" (the dVAE alone) or
             "slots" (slot attention and the decoder on the frozen tokens of the dVAE in ``dvae``).
         dvae: SLATE only, with ``stage="slots"``: the run folder whose dVAE is loaded and frozen.
         steps: optimisation steps in total (a resumed run continues up to it).
-        batch_size, seed: as usual; the seed fixes initialisation, data and slot noise.
+        batch_size: images per step, summed over all processes (a multiple of the world size under torchrun).
+        seed: the seed fixes initialisation, data and slot noise.
         lr: peak Adam learning rate; None = 4e-4 (Slot Attention) or 1e-4 (SLATE, all but the dVAE).
         dvae_lr: SLATE only: the dVAE's learning rate (no warm-up); None = 3e-4.
         warmup_steps: linear warm-up of ``lr``; None = min(10000, steps // 10) (SLATE: min(30000, steps // 10));
@@ -57,15 +60,19 @@ class TrainConfig:
         grad_clip: clip the global gradient norm to this; 0 = off; None = off (Slot Attention) or 1.0 (SLATE).
         grad_clip_type: "l2" or "inf" (the largest absolute gradient entry, as SLATE's code clips);
             None = "l2" (Slot Attention) or "inf" (SLATE).
-        tau_start, tau_final, tau_steps: SLATE's Gumbel-softmax temperature, cosine-annealed from start to
-            final over ``tau_steps``; None = min(30000, steps // 2); 0 = constant ``tau_start``. (Defaults that
-            follow ``steps`` change if a resumed run is given more steps: pass them explicitly to extend a run.)
+        tau_start: SLATE's Gumbel-softmax temperature at step 0 (> 0).
+        tau_final: SLATE's temperature from ``tau_steps`` on (> 0).
+        tau_steps: SLATE's Gumbel-softmax temperature is cosine-annealed from start to final over ``tau_steps``;
+            None = min(30000, steps // 2); 0 = constant ``tau_start``. (Defaults that follow ``steps`` change if a
+            resumed run is given more steps: pass them explicitly to extend a run.)
         lr_plateau_patience: halve every learning rate after this many periodic evaluations in a row without a
             lower validation loss (the kind's :meth:`~deqslots.training.protocol.ModelKind.plateau_loss`; SLATE's
             recipe: 4 epochs); 0 = off; None = the named config's recipe, else off.
-        eval_every, eval_batches: periodic validation (MSE, FG-ARI) on fixed batches.
+        eval_every: steps between periodic validations (MSE, FG-ARI; also at the last step).
+        eval_batches: the number of fixed validation batches each validation averages over.
         checkpoint_every: steps between atomic checkpoints (and one at the end).
-        out: run folder. resume: continue from ``out/checkpoint.pt``.
+        out: run folder.
+        resume: continue from ``out/checkpoint.pt`` (a new run there when it holds none yet).
         tensorboard: also log to TensorBoard (needs the tensorboard package).
         threads: torch CPU threads (None = torch's default).
         progress: show a tqdm bar.
@@ -76,6 +83,29 @@ class TrainConfig:
         precision: "fp32", or "bf16" for the training forward under ``torch.autocast`` with bfloat16
             (weights, optimiser and the solvers' own arithmetic stay float32; validation runs in float32).
             Not part of the run's identity either.
+
+    Raises:
+        ValueError: when made with an unknown ``model``, ``variant``, ``device``, ``precision`` or
+            ``on_nonfinite``; a count that is not a positive integer (``steps``, ``batch_size``, ``eval_every``,
+            ``eval_batches``, ``checkpoint_every``) or a negative one (``warmup_steps``, ``decay_steps``,
+            ``lr_plateau_patience``, ``threads``, ``tau_steps``); a non-positive ``lr``, ``dvae_lr``, ``tau_start``
+            or ``tau_final``; a negative ``grad_clip``; a ``grad_clip_type`` other than "l2" / "inf"; a setting of
+            another model kind (e.g. ``dvae_lr`` for Slot Attention); a ``config_set`` naming an unknown field;
+            or settings the kind refuses (its :meth:`~deqslots.training.protocol.ModelKind.validate`).
+
+    Examples:
+        >>> config = TrainConfig(data="shapes", resolution=16, num_slots=3)  # cpu-small's recipe fills the rest
+        >>> config.steps, config.batch_size, config.lr, config.warmup, config.decay
+        (10000, 16, 0.0006, 200, 0)
+        >>> config.model_config().num_slots
+        3
+        >>> slate = TrainConfig(model="slate", steps=1000)
+        >>> slate.lr, slate.dvae_lr, slate.grad_clip_type, slate.tau(0), slate.tau(250), slate.tau(500)
+        (0.0001, 0.0003, 'inf', 1.0, 0.55, 0.1)
+        >>> TrainConfig(steps=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: steps must be a positive integer; got 0
     """
 
     model: str = "slot-attention"
@@ -175,11 +205,15 @@ class TrainConfig:
 
     @property
     def warmup(self) -> int:
+        """Steps of the linear learning-rate warm-up: ``warmup_steps``, or when None min(cap, steps // 10) with the
+        kind's cap (10000 Slot Attention, 30000 SLATE); 0 = none."""
         cap = model_kind(self.model).defaults["warmup_cap"]
         return min(cap, self.steps // 10) if self.warmup_steps is None else self.warmup_steps
 
     @property
     def decay(self) -> int:
+        """Steps per halving of the learning rate: ``decay_steps``, or when None the kind's default (100000 Slot
+        Attention, 0 SLATE); 0 = no decay."""
         return model_kind(self.model).defaults["decay"] if self.decay_steps is None else self.decay_steps
 
     @property
@@ -188,9 +222,20 @@ class TrainConfig:
         return min(30_000, self.steps // 2) if self.tau_steps is None else self.tau_steps
 
     def tau(self, step: int) -> float:
-        """SLATE's Gumbel-softmax temperature at 0-based ``step``."""
+        """SLATE's Gumbel-softmax temperature at 0-based ``step``.
+
+        Args:
+            step: 0-based optimisation step.
+
+        Returns:
+            ``tau_start`` cosine-annealed to ``tau_final`` over :attr:`tau_anneal` steps, ``tau_final`` after.
+        """
         return cosine_anneal(step, self.tau_start, self.tau_final, self.tau_anneal)
 
     def model_config(self):
-        """The architecture this run trains (its kind's config dataclass)."""
+        """The architecture this run trains (its kind's config dataclass).
+
+        For "slot-attention" an :class:`~deqslots.slot_attention.config.AutoencoderConfig`: the named ``config``
+        with ``variant``, the ``resolution`` / ``iters`` / ``num_slots`` that are set, and ``config_set`` applied.
+        """
         return model_kind(self.model).model_config(self)

@@ -25,7 +25,27 @@ T = TypeVar("T")
 
 
 def env_rank() -> int:
-    """This process's global rank as torchrun set it (0 when not launched by torchrun)."""
+    """This process's global rank as torchrun set it (0 when not launched by torchrun).
+
+    Usable before the process group exists (e.g. to let only rank 0 print while arguments are parsed).
+
+    Returns:
+        The ``RANK`` environment variable as an int, 0 when it is not set.
+
+    Raises:
+        ValueError: when ``RANK`` is set but is not an integer.
+
+    Examples:
+        >>> import os
+        >>> from unittest import mock
+        >>> with mock.patch.dict(os.environ, {"RANK": "3"}):  # as torchrun sets it for the fourth process
+        ...     print(env_rank())
+        3
+        >>> with mock.patch.dict(os.environ):  # a plain python process
+        ...     _ = os.environ.pop("RANK", None)
+        ...     print(env_rank())
+        0
+    """
     return int(os.environ.get("RANK", "0"))
 
 
@@ -52,6 +72,16 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
     Raises:
         ValueError: an unknown name, CUDA asked for but unavailable, or fewer GPUs than local processes.
+
+    Examples:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+        >>> resolve_device("auto").type in ("cpu", "cuda")
+        True
+        >>> resolve_device("tpu")
+        Traceback (most recent call last):
+        ...
+        ValueError: device must be one of auto, cpu, cuda; got 'tpu'
     """
     if name not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}; got {name!r}")
@@ -83,6 +113,18 @@ class DistContext:
         device: the device this process trains on.
         backend: "nccl", "gloo", or None for a single process.
         launched: True under torchrun (even with one process).
+
+    Examples:
+        >>> import torch
+        >>> ctx = DistContext()  # one process: what process_group yields outside torchrun
+        >>> ctx.is_main, ctx.enabled
+        (True, False)
+        >>> ctx.all_reduce_sum(torch.tensor([1.5, 2.0]))
+        tensor([1.5000, 2.0000], dtype=torch.float64)
+        >>> ctx.broadcast_object({"step": 3}), ctx.main_first(lambda: "checked")
+        ({'step': 3}, 'checked')
+        >>> ctx.wrap(torch.nn.Linear(2, 2))  # no DistributedDataParallel for one process
+        Linear(in_features=2, out_features=2, bias=True)
     """
 
     rank: int = 0
@@ -112,7 +154,15 @@ class DistContext:
             dist.barrier()
 
     def all_reduce_sum(self, values: torch.Tensor) -> torch.Tensor:
-        """Element-wise sum over ranks of a small float tensor (returned on CPU, float64)."""
+        """Element-wise sum over ranks of a small float tensor (returned on CPU, float64).
+
+        Args:
+            values: this rank's tensor, on any device (detached; the same shape on every rank).
+
+        Returns:
+            The sum over ranks, a float64 CPU tensor of ``values``'s shape (``values`` itself, converted, for one
+                process).
+        """
         if not self.enabled:
             return values.detach().to("cpu", torch.float64)
         # gloo reduces CPU tensors, NCCL device tensors; float64 keeps the sum of per-rank means exact enough
@@ -121,7 +171,16 @@ class DistContext:
         return buffer.cpu()
 
     def broadcast_object(self, obj: Any = None) -> Any:
-        """Rank 0's ``obj`` on every rank (pickled; for small objects such as configs and summaries)."""
+        """Rank 0's ``obj`` on every rank (pickled; for small objects such as configs and summaries).
+
+        Every rank must call it; the other ranks' ``obj`` is ignored.
+
+        Args:
+            obj: rank 0's object (picklable); other ranks may pass None.
+
+        Returns:
+            Rank 0's ``obj`` (a copy on the other ranks; ``obj`` itself for one process).
+        """
         if not self.enabled:
             return obj
         box = [obj if self.is_main else None]
@@ -133,6 +192,15 @@ class DistContext:
 
         Used for what only rank 0 may do (check the run folder, read the checkpoint: on several machines
         the other ranks may not even see the file) without leaving the others waiting on an error.
+
+        Args:
+            fn: called with no arguments on rank 0 only; its result and exception must be picklable.
+
+        Returns:
+            What ``fn`` returned on rank 0, on every rank.
+
+        Raises:
+            Exception: the exception ``fn`` raised on rank 0 (the same type), on every rank.
         """
         if not self.enabled:
             return fn()
@@ -178,6 +246,21 @@ def process_group(device: str = "auto") -> Iterator[DistContext]:
 
     Yields:
         The :class:`DistContext` of this process.
+
+    Raises:
+        ValueError: for RANK / WORLD_SIZE / LOCAL_RANK that are not integers or are inconsistent, a device
+            :func:`resolve_device` refuses, or an already initialised group whose rank or size disagrees.
+
+    Examples:
+        >>> with process_group("cpu") as dist:  # not under torchrun: one process, no group
+        ...     print(dist.world_size, dist.is_main, dist.backend, dist.device)
+        1 True None cpu
+
+        Under ``torchrun --nproc_per_node=2`` each process gets its own rank and the gloo backend:
+
+        >>> with process_group("cpu") as dist:  # doctest: +SKIP
+        ...     print(dist.rank, dist.world_size, dist.backend)
+        0 2 gloo
     """
     world_size = _env_int("WORLD_SIZE", 1)
     rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)

@@ -11,7 +11,23 @@ __all__ = ["StopRequests", "TrainingInterrupted"]
 
 
 class TrainingInterrupted(Exception):
-    """SIGINT/SIGTERM arrived: the step in progress was finished and checkpointed, then training stopped."""
+    """SIGINT/SIGTERM arrived: the step in progress was finished and checkpointed, then training stopped.
+
+    Args:
+        step: the number of steps done (the checkpoint's step); kept as ``self.step``.
+        signum: the signal that asked for the stop (``signal.SIGINT`` or ``signal.SIGTERM``); kept as
+            ``self.signum``.
+        out: the run folder holding the checkpoint (only named in the message).
+
+    Examples:
+        >>> import signal
+        >>> from pathlib import Path
+        >>> err = TrainingInterrupted(120, signal.SIGTERM, Path("runs/a"))
+        >>> err.step, err.signum == signal.SIGTERM
+        (120, True)
+        >>> print(err)
+        stopped by SIGTERM after step 120; checkpoint saved in runs/a. Continue with the same command and --resume.
+    """
 
     def __init__(self, step: int, signum: int, out: Path) -> None:
         self.step, self.signum = step, signum
@@ -29,6 +45,19 @@ class StopRequests:
         absorb_repeats: ignore signals after the first (under torchrun, which forwards the signal it gets
             to its workers, so a terminal's Ctrl-C reaches each worker twice; torchrun kills workers still
             running after its --shutdown-timeout).
+
+    Attributes:
+        signal: the first signal received (``signal.SIGINT`` or ``signal.SIGTERM``), 0 while none came.
+
+    Examples:
+        >>> import signal
+        >>> before = signal.getsignal(signal.SIGINT)
+        >>> with StopRequests() as stop:
+        ...     signal.raise_signal(signal.SIGINT)  # Ctrl-C during a step: noted, nothing interrupted
+        ...     stop.signal == signal.SIGINT
+        True
+        >>> signal.getsignal(signal.SIGINT) is before  # the previous handlers are back on exit
+        True
     """
 
     def __init__(self, absorb_repeats: bool = False) -> None:

@@ -50,6 +50,36 @@ def train(config: TrainConfig) -> dict:
     Launched by torchrun (``torchrun --nproc_per_node=N -m deqslots train ...``) every process runs this
     with its share of each global batch under DistributedDataParallel; rank 0 alone writes the run folder.
     Every rank returns the same summary.
+
+    Args:
+        config: the run; ``config.out`` receives metrics.csv, checkpoint.pt, loss_curve.png, the kind's figures
+            and summary.json.
+
+    Returns:
+        The contents of summary.json: ``steps``, ``trained_steps`` (this call's), ``seconds``, ``steps_per_s``,
+            ``skipped_nonfinite_steps``, the final validation metrics of the kind's ``evaluate`` (e.g. ``mse``,
+            ``mse_sum``, ``fg_ari``; NaN where undefined, ``null`` in the file), the colour-only control where
+            ``fg_ari`` is measured (``colour_fg_ari``, ``fg_ari_margin``), and ``world_size`` under torchrun.
+
+    Raises:
+        FileExistsError: when ``config.out`` already holds a checkpoint and ``config.resume`` is False.
+        ValueError: on ``resume`` with settings that differ from the checkpoint's, or a checkpoint that is
+            unreadable or not from ``deqslots train``; for a ``batch_size`` not divisible by the world size; or
+            for an invalid ``device`` or torchrun environment.
+        FloatingPointError: when the loss or gradient norm becomes non-finite and ``on_nonfinite="stop"``.
+        TrainingInterrupted: after SIGINT / SIGTERM, once the step in progress is checkpointed.
+        ImportError: for ``tensorboard=True`` without the tensorboard package.
+
+    Examples:
+        Two steps of a tiny model (about 10 s on a CPU, most of it the final evaluation and figures):
+
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as out:  # doctest: +SKIP
+        ...     config = TrainConfig(data="shapes", resolution=16, num_slots=3, iters=2, batch_size=2, steps=2,
+        ...                          eval_every=2, eval_batches=1, out=out, progress=False)
+        ...     summary = train(config)
+        ...     print(summary["trained_steps"], sorted(p.name for p in Path(out).iterdir()))
+        2 ['checkpoint.pt', 'loss_curve.png', 'metrics.csv', 'slots.png', 'summary.json']
     """
     with process_group(config.device) as dist:
         return _train(config, dist)
@@ -338,7 +368,22 @@ def _to_cpu(obj):
 
 
 def build_model(config: TrainConfig) -> torch.nn.Module:
-    """The model a config describes, e.g. a :class:`deqslots.SlotAutoencoder` or a :class:`deqslots.SLATE`."""
+    """The model a config describes, e.g. a :class:`deqslots.SlotAutoencoder` or a :class:`deqslots.SLATE`.
+
+    Args:
+        config: the run's settings (its ``model`` kind, named ``config`` and architecture overrides).
+
+    Returns:
+        A freshly initialised model on the CPU (seed torch first for reproducible weights).
+
+    Examples:
+        >>> config = TrainConfig(data="shapes", resolution=16, num_slots=3)
+        >>> model = build_model(config)
+        >>> type(model).__name__, model.config.resolution, model.config.num_slots, model.config.variant
+        ('SlotAutoencoder', 16, 3, 'IN')
+        >>> type(build_model(TrainConfig(model="slate", resolution=16))).__name__
+        'SLATE'
+    """
     return model_kind(config.model).build(config)
 
 
@@ -350,9 +395,33 @@ def rebuild_model(state: dict, path: Path | str, num_slots: Optional[int] = None
     SLATE slots run then needs no --dvae folder). ``num_slots`` builds it with another slot count (slot
     attention's weights do not depend on it; refused for learned initial slots, one vector per slot).
 
+    Args:
+        state: a checkpoint of ``deqslots train`` (:func:`~deqslots.training.checkpoint.load_checkpoint`):
+            ``train_config``, ``model`` and, usually, ``model_config``.
+        path: where ``state`` was read from (for the messages).
+        num_slots: build with this many slots instead of the trained count; None = the trained count.
+
+    Returns:
+        The train config (``resume=True``; architecture fields the checkpoint predates added to ``config_set``
+            at their ``LEGACY`` values) and the model with the checkpoint's weights, on the CPU.
+
     Raises:
         ValueError: for settings this version does not know, learned initial slots with ``num_slots``, or
             weights that do not fit the recorded architecture.
+
+    Examples:
+        >>> import dataclasses, torch
+        >>> _ = torch.manual_seed(0)
+        >>> trained = build_model(TrainConfig(data="shapes", resolution=16, num_slots=3))
+        >>> state = {"train_config": dataclasses.asdict(TrainConfig(data="shapes", resolution=16, num_slots=3)),
+        ...          "model": trained.state_dict(), "model_config": dataclasses.asdict(trained.config)}
+        >>> config, model = rebuild_model(state, "run/checkpoint.pt")  # usually state = load_checkpoint(path)
+        >>> config.resume, model.config.num_slots
+        (True, 3)
+        >>> all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), trained.state_dict().values()))
+        True
+        >>> rebuild_model(state, "run/checkpoint.pt", num_slots=6)[1].config.num_slots
+        6
     """
     saved = state["train_config"]
     unknown = sorted(set(saved) - {f.name for f in dataclasses.fields(TrainConfig)})
@@ -392,6 +461,29 @@ def write_figures(model: torch.nn.Module, data: BatchStream, metrics_path: Path,
     Slot attention: slots.png (input, reconstruction, per-slot masks). SLATE: ce_curve.png, and slots.png
     with the input, the dVAE's own reconstruction, the reconstruction through the slots and the slots'
     attention masks (the paper's Figure 4 layout).
+
+    Args:
+        model: the (unwrapped) trained model of a registered kind.
+        data: the validation batches to draw.
+        metrics_path: the run's metrics.csv (needs its ``step`` and ``loss`` columns).
+        out: the folder the PNG files are written into.
+        seed: seed of the slot noise.
+
+    Raises:
+        ValueError: when ``model`` is of no registered kind.
+
+    Examples:
+        A few seconds, most of it matplotlib:
+
+        >>> import tempfile
+        >>> from deqslots.data.batches import BatchStream
+        >>> model = build_model(TrainConfig(data="shapes", resolution=16, num_slots=3))
+        >>> with tempfile.TemporaryDirectory() as tmp:  # doctest: +SKIP
+        ...     out = Path(tmp)
+        ...     _ = (out / "metrics.csv").write_text("step,loss\\n1,0.5\\n2,0.4\\n")
+        ...     write_figures(model, BatchStream("shapes", "val", 16, 2, 0), out / "metrics.csv", out, seed=0)
+        ...     print(sorted(p.name for p in out.iterdir()))
+        ['loss_curve.png', 'metrics.csv', 'slots.png']
     """
     plot_loss_curves({"train loss": metrics_path}, out / "loss_curve.png")
     kind_of(model).figures(model, data, metrics_path, out, seed)

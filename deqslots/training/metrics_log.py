@@ -58,7 +58,14 @@ class MetricsLog:
         tmp.replace(self.path)
 
     def write(self, row: dict[str, Any]) -> None:
-        """Append ``row`` and flush: one small write per step keeps the file current for anyone watching it."""
+        """Append ``row`` and flush: one small write per step keeps the file current for anyone watching it.
+
+        Args:
+            row: column -> value; columns it lacks stay empty.
+
+        Raises:
+            ValueError: from ``csv.DictWriter``, for a key that is not one of ``columns``.
+        """
         if self._writer is not None:
             self._writer.writerow(row)
             self._handle.flush()

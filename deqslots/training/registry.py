@@ -29,8 +29,23 @@ MODELS: dict[str, ModelKind] = {
 def model_kind(name: str) -> ModelKind:
     """The kind ``--model name`` trains.
 
+    Args:
+        name: a key of :data:`MODELS`: "slot-attention" or "slate".
+
+    Returns:
+        The registered (stateless, shared) :class:`~deqslots.training.protocol.ModelKind` instance.
+
     Raises:
         ValueError: for an unknown name (the message lists the known ones).
+
+    Examples:
+        >>> kind = model_kind("slot-attention")
+        >>> kind.title, kind.model_class.__name__
+        ('Slot Attention', 'SlotAutoencoder')
+        >>> model_kind("vae")
+        Traceback (most recent call last):
+        ...
+        ValueError: model must be one of slot-attention, slate; got 'vae'
     """
     if name not in MODELS:
         raise ValueError(f"model must be one of {', '.join(MODELS)}; got {name!r}")
@@ -40,8 +55,25 @@ def model_kind(name: str) -> ModelKind:
 def kind_of(model: torch.nn.Module) -> ModelKind:
     """The registered kind whose ``model_class`` ``model`` is an instance of.
 
+    Args:
+        model: a trained or freshly built model (not wrapped in DistributedDataParallel).
+
+    Returns:
+        The first kind in :data:`MODELS` whose ``model_class`` the model is an instance of.
+
     Raises:
         ValueError: when no registered kind builds this class.
+
+    Examples:
+        >>> import torch
+        >>> from deqslots.training.config import TrainConfig
+        >>> model = model_kind("slot-attention").build(TrainConfig(resolution=16, num_slots=3))
+        >>> kind_of(model).name
+        'slot-attention'
+        >>> kind_of(torch.nn.Linear(2, 2))
+        Traceback (most recent call last):
+        ...
+        ValueError: no registered model kind builds Linear; add a ModelKind for it to ...
     """
     for kind in MODELS.values():
         if isinstance(model, kind.model_class):

@@ -20,6 +20,9 @@ def learning_rate(step: int, base: float, warmup_steps: int = 0, decay_rate: flo
         decay_rate: factor per ``decay_steps`` (Slot Attention: 0.5 per 100k).
         decay_steps: None disables the decay.
 
+    Returns:
+        The learning rate for ``step``.
+
     Examples:
         >>> learning_rate(0, 4e-4, warmup_steps=4)
         0.0001
@@ -38,19 +41,31 @@ class Plateau:
     """SLATE's learning-rate rule: every rate halves after ``patience`` evaluations in a row without a new best
     validation loss (its train.py counts epochs); ``patience`` 0 = never. Its state goes into checkpoints.
 
+    Args:
+        patience: evaluations in a row without a new best before the rates halve; 0 switches the rule off.
+        best: the lowest loss seen so far (``inf`` before the first evaluation).
+        stale: evaluations since the last new best (or since the last halving).
+        factor: the current multiplier of every learning rate (1.0, then 0.5, 0.25, ...).
+
     Examples:
         >>> rule = Plateau(2)
         >>> for loss in (3.0, 2.0, 2.5, 2.1, 1.0, 1.5, 1.5):
         ...     rule.update(loss)
         >>> rule.factor, rule.best
         (0.25, 1.0)
+        >>> Plateau(2, **rule.state()).factor  # restored from a checkpoint
+        0.25
     """
 
     def __init__(self, patience: int, best: float = math.inf, stale: int = 0, factor: float = 1.0) -> None:
         self.patience, self.best, self.stale, self.factor = patience, best, stale, factor
 
     def update(self, loss: float) -> None:
-        """Count one evaluation's loss (NaN counts as no improvement)."""
+        """Count one evaluation's loss (NaN counts as no improvement).
+
+        Args:
+            loss: the validation loss of this evaluation; lower is better.
+        """
         if not self.patience:
             return
         if loss < self.best:
@@ -61,6 +76,11 @@ class Plateau:
             self.factor, self.stale = self.factor / 2.0, 0
 
     def state(self) -> dict[str, float]:
+        """What a checkpoint stores: ``best``, ``stale`` and ``factor`` (``Plateau(patience, **state)`` restores it).
+
+        Returns:
+            The rule's counters by constructor argument name (``patience`` excluded: it comes from the config).
+        """
         return {"best": self.best, "stale": self.stale, "factor": self.factor}
 
 
@@ -77,6 +97,9 @@ def cosine_anneal(step: int, start: float = 1.0, final: float = 0.1, steps: int 
 
     Returns:
         The temperature at ``step``.
+
+    Raises:
+        ValueError: when ``steps`` is negative.
 
     Examples:
         >>> cosine_anneal(0), cosine_anneal(30_000), cosine_anneal(15_000)

@@ -50,6 +50,12 @@ class Implicit(BackwardMode):
         max_iter: most vector-Jacobian products.
         stop_mode: "abs" or "rel" (default: relative, since gradients have no natural scale).
 
+    Raises:
+        TypeError: if ``tol`` is neither None nor a number, ``max_iter`` is not an int, or an unknown option
+            is passed.
+        ValueError: if ``solver`` is an unknown name, ``tol`` is negative or infinite, ``max_iter`` < 1, or
+            ``stop_mode`` is neither "abs" nor "rel".
+
     Examples:
         >>> import torch, solvers
         >>> d = torch.tensor([[0.3]], dtype=torch.float64, requires_grad=True)

@@ -26,6 +26,18 @@ class Neumann(BackwardMode):
 
     Attributes:
         terms: k >= 1.
+
+    Raises:
+        TypeError: if ``terms`` is not an int, or an unknown option is passed.
+        ValueError: if ``terms`` < 1.
+
+    Examples:
+        >>> import torch, solvers
+        >>> w = torch.tensor(0.5, requires_grad=True)
+        >>> z, _ = solvers.fixed_point(lambda z: w * z + 1, torch.zeros(1, 1), backward=solvers.Neumann(terms=3),
+        ...                            tol=1e-8)
+        >>> z.sum().backward(); w.grad.item()  # z* (1 + w + w^2) = 3.5; the exact 1 / (1 - w)^2 = 4
+        3.5
     """
 
     terms: int = 5

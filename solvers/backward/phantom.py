@@ -21,6 +21,18 @@ class Phantom(BackwardMode):
     Attributes:
         steps: unrolled steps k >= 1.
         damping: tau in (0, 1].
+
+    Raises:
+        TypeError: if ``steps`` is not an int, ``damping`` is not a number, or an unknown option is passed.
+        ValueError: if ``steps`` < 1 or ``damping`` is outside (0, 1].
+
+    Examples:
+        >>> import torch, solvers
+        >>> w = torch.tensor(0.5, requires_grad=True)
+        >>> z, _ = solvers.fixed_point(lambda z: w * z + 1, torch.zeros(1, 1), tol=1e-8,
+        ...                            backward=solvers.Phantom(steps=5, damping=0.5))
+        >>> z.sum().backward(); round(w.grad.item(), 4)  # the exact gradient 1 / (1 - w)^2 = 4
+        3.0508
     """
 
     steps: int = 5

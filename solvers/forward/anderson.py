@@ -35,6 +35,11 @@ class Anderson(ForwardSolver):
         ridge: relative Tikhonov regularisation of the least-squares system.
         damping: mixing parameter beta in (0, 1].
 
+    Raises:
+        TypeError: if an option has the wrong type (``memory`` not an int, ``ridge`` or ``damping`` not a
+            number), or an unknown option is passed.
+        ValueError: if ``memory`` < 1, ``ridge`` is negative or infinite, or ``damping`` is outside (0, 1].
+
     Examples:
         >>> import torch, solvers
         >>> z, info = solvers.fixed_point(torch.cos, torch.zeros(1, 1), forward="anderson",

@@ -14,7 +14,24 @@ FlatMap = Callable[[torch.Tensor], torch.Tensor]
 
 
 class ForwardSolver:
-    """Base class of forward solvers: immutable option objects with one ``solve`` method."""
+    """Base class of forward solvers: immutable option objects with one ``solve`` method.
+
+    :func:`solvers.fixed_point` calls ``solve`` on the flattened state; a subclass works on [B, D] tensors.
+
+    Attributes:
+        name: the solver's short name (reported as ``SolveInfo.solver``).
+
+    Examples:
+        The built-in solvers share the interface and can be called directly on a flat batch:
+
+        >>> import torch, solvers
+        >>> solver = solvers.Anderson(memory=3)
+        >>> isinstance(solver, solvers.ForwardSolver)
+        True
+        >>> z, info = solver.solve(torch.cos, torch.zeros(2, 1), tol=1e-6, max_iter=50)
+        >>> z.squeeze(1), info.solver, bool(info.converged.all())
+        (tensor([0.7391, 0.7391]), 'anderson', True)
+    """
 
     name: str = "solver"
 

@@ -38,6 +38,11 @@ class Broyden(ForwardSolver):
             residual did not decrease; each backtrack costs one batched evaluation of ``f``.
         max_backtracks: see ``line_search``.
 
+    Raises:
+        TypeError: if ``memory`` is neither None nor an int, ``max_backtracks`` is not an int,
+            ``line_search`` is not a bool, or an unknown option is passed.
+        ValueError: if ``memory`` < 1 or ``max_backtracks`` < 0.
+
     Examples:
         >>> import torch, solvers
         >>> z, info = solvers.fixed_point(torch.cos, torch.zeros(1, 1), forward="broyden",

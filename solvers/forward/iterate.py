@@ -26,6 +26,10 @@ class Iterate(ForwardSolver):
         damping: step size in (0, 1]; 1 is plain iteration.
         keep: "best" or "last".
 
+    Raises:
+        TypeError: if ``damping`` is not a number, or an unknown option is passed.
+        ValueError: if ``damping`` is outside (0, 1] or ``keep`` is neither "best" nor "last".
+
     Examples:
         >>> import torch, solvers
         >>> z, info = solvers.fixed_point(torch.cos, torch.zeros(1, 1), forward=solvers.Iterate(),

@@ -1,4 +1,4 @@
-"""``python -m benchmarks render`` and the rule that every table in BENCHMARKS.md names where it came from."""
+"""``python -m benchmarks render`` and the rule that every benchmark table in the docs names where it came from."""
 
 from __future__ import annotations
 
@@ -28,10 +28,44 @@ def tables_without_source(text: str) -> list[str]:
     return missing
 
 
-def test_every_table_in_benchmarks_md_names_its_source():
-    missing = tables_without_source((ROOT / "BENCHMARKS.md").read_text())
-    assert not missing, ("tables without a `Source: COMMAND -> RESULTS` line above them in their section "
-                         f"(`python -m benchmarks render RESULTS.json` writes one): {missing}")
+# the pages that hold figures (the overview and methods pages list suites and describe them)
+BENCHMARK_PAGES = [ROOT / "BENCHMARKS.md", *sorted(path for path in (ROOT / "docs" / "benchmarks").glob("*.md")
+                                                   if path.name not in ("index.md", "methods.md"))]
+
+
+def _rendered(path: Path) -> str:
+    """The page as the site shows it: its ``<!-- results: ... -->`` markers replaced by the results files' tables."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("benchmark_tables", ROOT / "docs" / "hooks" / "benchmark_tables.py")
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+
+    class Page:
+        class file:
+            src_uri = path.name
+
+    return hook.on_page_markdown(path.read_text(), Page, {"docs_dir": str(ROOT / "docs")}, None)
+
+
+@pytest.mark.parametrize("path", BENCHMARK_PAGES, ids=lambda p: p.name)
+def test_every_benchmark_table_names_its_source(path):
+    missing = tables_without_source(_rendered(path))
+    assert not missing, (f"{path.name}: tables without a `Source: COMMAND -> RESULTS` line above them in their "
+                         f"section (`python -m benchmarks render RESULTS.json` writes one): {missing}")
+
+
+def test_every_results_marker_renders_the_tables_it_names():
+    markers = 0
+    for path in BENCHMARK_PAGES:
+        text = path.read_text()
+        for match in re.finditer(r"<!-- results: (\S+)((?: [\w-]+)+) -->", text):
+            markers += 1
+            doc = json.loads((ROOT / "docs" / "benchmarks" / "results" / match[1]).read_text())
+            for table in match[2].split():
+                assert table in doc["tables"], f"{path.name}: {match[1]} has no table {table!r}"
+        assert "<!-- results:" not in _rendered(path)
+    assert markers >= 10  # the current figures come from results files, not pasted tables
 
 
 def test_the_check_catches_a_table_without_source():

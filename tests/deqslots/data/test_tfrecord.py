@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import doctest
 import gzip
-import importlib
 import json
 
 import numpy as np
@@ -209,8 +207,3 @@ def test_train_and_eval_from_the_cli_with_fg_ari(tmp_path, capsys):
     assert 0.0 <= result["fg_ari"] <= 1.0 or result["fg_ari"] is None
     assert json.loads((out / "eval_test.json").read_text())["mse"] == result["mse"]
 
-
-@pytest.mark.parametrize("name", ["deqslots.data.tfrecord", "deqslots.data.stream", "deqslots.training.strict_json"])
-def test_docstring_examples(name):
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted > 0

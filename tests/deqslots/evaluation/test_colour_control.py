@@ -108,11 +108,3 @@ def test_demo_report_prints_the_control_beside_each_fg_ari():
     assert "| shapes-IN | 12000 | 0.858 | 0.800 | 1.000 |" in text
     assert "colour alone scores 0.99" in text
 
-
-def test_docstring_examples():
-    import doctest
-
-    import deqslots.evaluation.colour_control
-
-    result = doctest.testmod(deqslots.evaluation.colour_control, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted > 0

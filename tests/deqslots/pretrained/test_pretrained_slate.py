@@ -174,13 +174,6 @@ def test_demo_slate_section(tiny_entry, tmp_path, monkeypatch):
     assert demo._slate_section(tmp_path / "none") == {} and demo._slate_report({}) == ""
 
 
-def test_docstring_examples():
-    import doctest
-
-    result = doctest.testmod(pretrained, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted > 0
-
-
 def test_composition_only_for_models_of_shapes(capsys):
     # the composites come from the shapes generator: a same-hue SLATE model skips them by default and refuses them
     # when asked, rather than report swaps measured out of its distribution

@@ -220,11 +220,3 @@ def test_token_oracle_shows_what_masks_on_a_token_grid_can_reach():
     with pytest.raises(ValueError, match="do not split into a 5x5 token grid"):
         token_oracle_fg_ari(torch.zeros(1, 8, 8, dtype=torch.long), 5)
 
-
-@pytest.mark.parametrize("name", ["deqslots.slate.stages", "deqslots.slate.evaluate", "deqslots.slate.model"])
-def test_docstring_examples(name):
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted > 0

@@ -174,16 +174,6 @@ def test_shipped_kinds_columns_are_what_their_steps_and_evaluations_give(name, c
     assert set(columns) <= logged, set(columns) - logged
 
 
-@pytest.mark.parametrize("name", ["deqslots.training.protocol", "deqslots.training.registry",
-                                  "deqslots.training.metrics_log"])
-def test_docstring_examples(name):
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted > 0
-
-
 def test_train_config_provides_every_member_of_run_config():
     """The model kinds read a run through RunConfig (a structural type, so the protocol needs nothing of the config
     above it): TrainConfig must have every member, with warmup / decay / tau giving numbers."""
