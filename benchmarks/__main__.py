@@ -6,8 +6,8 @@ results file), plus any plots. ``all`` runs every suite into ``DIR/<suite>/`` an
 ``DIR/results.json`` and ``DIR/report.md``; ``all --quick`` takes about three minutes on a 2-core CPU (most of it the
 variants suite's short study).
 ``render RESULTS.json...`` prints the markdown tables of results files, each headed by the command and file it
-came from (how BENCHMARKS.md's tables are made). ``python -m benchmarks SUITE --help`` lists a suite's own
-options. Without a size flag each suite runs its default size (``variants``: the study at CPU scale, plan
+came from (how the tables of the docs' benchmark pages are made). ``python -m benchmarks SUITE --help`` lists a
+suite's own options. Without a size flag each suite runs its default size (``variants``: the study at CPU scale, plan
 ``cpu``; the others their full size).
 """
 
@@ -69,7 +69,7 @@ def build_parser(options_of: Optional[str] = None) -> argparse.ArgumentParser:
     sp.add_argument("--skip", nargs="+", default=[], choices=list(SUITES), metavar="SUITE", help="suites left out")
     rp = sub.add_parser("render", help="markdown tables of results.json files, each naming its file and command",
                         description="Print the markdown tables of results files, each headed by the command and "
-                                    "the file it came from (paste into BENCHMARKS.md).")
+                                    "the file it came from (as the docs' benchmark pages render them).")
     rp.add_argument("results", nargs="+", help="results.json files written by a suite")
     rp.add_argument("--tables", nargs="+", default=None, help="only these tables (default: those of the report)")
     rp.add_argument("--every", action="store_true", help="also the tables kept out of report.md")

@@ -172,16 +172,16 @@ def _report(s: dict, steps: int, pretrained: dict[str, dict[str, float]],
     ari_diff = i["fg_ari"] - v["fg_ari"]
     if abs(mse_ratio - 1) < 0.1 and abs(ari_diff) < 0.05:
         verdict = ("After this short run the two variants are close: the differences are within what a single "
-                   "seed can resolve, so this run does not separate them (BENCHMARKS.md has the study over "
-                   "seeds: `python -m benchmarks variants`).")
+                   "seed can resolve, so this run does not separate them (docs/benchmarks/studies.md has the "
+                   "study over seeds: `python -m benchmarks variants`).")
     else:
         better = "IN" if mse_ratio < 1 else "vanilla"
         verdict = (f"After this short run {better} has the lower reconstruction error (IN/vanilla MSE ratio "
                    f"{mse_ratio:.2f}) and IN's FG-ARI is {ari_diff:+.3f} against vanilla's. This is one seed: "
-                   "BENCHMARKS.md has the study over seeds (`python -m benchmarks variants`).")
+                   "docs/benchmarks/studies.md has the study over seeds (`python -m benchmarks variants`).")
     if max(v["fg_ari"], i["fg_ari"]) < 0.5:
         verdict += (" Neither variant separates objects yet (FG-ARI well below the shipped models'): the run "
-                    "was too short; `cpu-small` needs about 500 steps to pass 0.8 (BENCHMARKS.md).")
+                    "was too short; `cpu-small` needs about 500 steps to pass 0.8 (docs/benchmarks/history.md).")
     rows = "\n".join(
         f"| {name} | {r['mse']:.5f} | {r['mse_sum']:.2f} | {r['fg_ari']:.3f} | {r['colour_fg_ari']:.3f} | "
         f"{r['fg_ari_margin']:+.3f} | {r['seconds']:.0f} | {r['steps_per_s']:.2f} |" for name, r in s.items())
@@ -208,7 +208,8 @@ def _report(s: dict, steps: int, pretrained: dict[str, dict[str, float]],
 On `shapes` colour alone separates the objects (the control scores about 1.0), so those models show nothing
 k-means on colour does not. On `same-hue` every object of a scene shares one hue: the control falls to about
 0.005 and the shipped models' margin over it (about +0.45) is objects found by something other than colour.
-On `clevr-mirror` the shipped model still scores below its control (BENCHMARKS.md, "Objects, not colours").
+On `clevr-mirror` the shipped model still scores below its control (docs/benchmarks/history.md, "Objects, not
+colours").
 
 Columns: input, true objects, the model's segmentation (argmax of its masks, FG-ARI in the corner), the
 colour-only control's segmentation (k-means on pixel RGB with k = objects + 1, its FG-ARI in the corner),

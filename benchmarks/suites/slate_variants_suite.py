@@ -28,7 +28,7 @@ SUMMARY_COLUMNS = ("variant", "seeds", "train_ce_tail", "ce", "ce_over_IN", "mse
                    "fg_ari", "grad_norm_max", "clipped_frac")
 TABLES = MappingProxyType({"runs": RUN_COLUMNS, "summary": SUMMARY_COLUMNS,
                            "curves": ("variant", "seed", "step", "ce", "grad_norm")})
-# The lever study's recipe for the slots stage on cpu-slate (BENCHMARKS.md "SLATE on a CPU").
+# The lever study's recipe for the slots stage on cpu-slate (docs/benchmarks/notebook.md, "SLATE on a CPU").
 RECIPE = MappingProxyType(dict(model="slate", config="cpu-slate", data="shapes", batch_size=32, lr=4e-4,
                                warmup_steps=200, grad_clip=1.0, grad_clip_type="inf", eval_batches=4))
 SIZES = MappingProxyType({  # steps per run, dVAE steps, batch, eval batches, resolution, vocabulary

@@ -143,7 +143,7 @@ class ProceduralDataset(Dataset):
         self.size = int(size)
         self.seed = int(seed)
         self.options = options
-        self._split_id = SPLITS.index(split)
+        self._split_id = SPLITS.index(_choice("split", split, SPLITS))
         self._render = _generator(name).render
 
     @property

@@ -140,7 +140,7 @@ def unit_shape(kind: str, u: np.ndarray, v: np.ndarray, aspect: float) -> np.nda
     """Coverage of a shape of radius about 1 in local coordinates (``v`` points down the image).
 
     A square of half-side 0.8, an ellipse of semi-axes 1 and ``aspect``, an equilateral triangle of
-    circumradius 1.3 (apex up), or a heart about 1.3 across; any other ``kind`` is drawn as the heart.
+    circumradius 1.3 (apex up), or a heart about 1.3 across.
 
     Args:
         kind: One of :data:`SHAPE_KINDS`.
@@ -150,6 +150,9 @@ def unit_shape(kind: str, u: np.ndarray, v: np.ndarray, aspect: float) -> np.nda
 
     Returns:
         ``bool`` array of the broadcast shape of ``u`` and ``v``: True where the shape covers the point.
+
+    Raises:
+        ValueError: ``kind`` is not one of :data:`SHAPE_KINDS`.
 
     Examples:
         >>> u = np.array([0.0, 0.7, 0.9])
@@ -163,6 +166,8 @@ def unit_shape(kind: str, u: np.ndarray, v: np.ndarray, aspect: float) -> np.nda
     if kind == "triangle":
         # Equilateral, circumradius 1.3, apex up: three half-planes at the inradius 0.65.
         return (v <= 0.65) & (0.866 * u - 0.5 * v <= 0.65) & (-0.866 * u - 0.5 * v <= 0.65)
+    if kind != "heart":
+        raise ValueError(f"unknown shape kind {kind!r}; pass one of {', '.join(SHAPE_KINDS)}")
     # Heart curve (x^2 + y^2 - 1)^3 <= x^2 y^3, y up, shifted so its bounding box is centred.
     x = u * 1.05
     y = 0.12 - v * 1.05

@@ -85,7 +85,10 @@ def is_disk_data(data: str) -> bool:
 
 
 def _parts(data: str) -> tuple[str, str]:
-    kind, rest = data.split(":", 1)
+    kind, sep, rest = data.partition(":")
+    if not sep or kind not in DISK_FORMS:
+        raise ValueError(f"{data!r} is not a form of data on disk; pass PREFIX:PATH with PREFIX one of "
+                         f"{', '.join(DISK_FORMS)}, e.g. {_EXAMPLES['hdf5']}")
     if not rest:
         usage = {"coco": "coco:ANNOTATIONS.json:IMAGES", "tfrecord": "tfrecord:[NAME:]PATH"}.get(kind, f"{kind}:PATH")
         raise ValueError(f"{data!r} names no path; pass {usage}, e.g. {_EXAMPLES[kind]}")
@@ -146,8 +149,9 @@ def open_split(data: str, split: str, resolution: Optional[int], seed: int, mask
         streamed TFRecord file.
 
     Raises:
-        ValueError: ``data`` names no path, a ``coco:`` form lacks the JSON or the image folder, or the data
-            has too few images (fewer than 3) for the split; also a reader's bad argument.
+        ValueError: ``data`` has no known prefix (one of :data:`DISK_FORMS`) or names no path, a ``coco:`` form
+            lacks the JSON or the image folder, or the data has too few images (fewer than 3) for the split; also
+            a reader's bad argument.
         FileNotFoundError: The file or folder is missing.
         DataError: From the reader, naming the bad file.
 
@@ -205,8 +209,8 @@ def iterate_all(data: str, resolution: Optional[int]) -> tuple[Iterator[dict], O
         TFRecord file (counted only by reading it).
 
     Raises:
-        ValueError: ``data`` names no path, a ``coco:`` form lacks the JSON or the image folder, or an image
-            folder form without ``resolution``.
+        ValueError: ``data`` has no known prefix (one of :data:`DISK_FORMS`) or names no path, a ``coco:`` form
+            lacks the JSON or the image folder, or an image folder form without ``resolution``.
         FileNotFoundError: The file or folder is missing.
         DataError: From the reader, naming the bad file (while iterating, for an unreadable item).
 

@@ -237,7 +237,9 @@ def colour_kmeans_ids(images: torch.Tensor, num_clusters: "int | torch.Tensor", 
         ``int64 [B, H, W]`` cluster ids.
 
     Raises:
-        ValueError: ``images`` is not ``[B, 3, H, W]``, or a cluster count is below 1.
+        TypeError: ``num_clusters`` is a bool or holds non-integers (bools, floats).
+        ValueError: ``images`` is not ``[B, 3, H, W]``, ``num_clusters`` holds neither one count nor ``B``, or a
+            cluster count is below 1.
 
     Examples:
         >>> image = torch.zeros(1, 3, 2, 2)
@@ -252,9 +254,14 @@ def colour_kmeans_ids(images: torch.Tensor, num_clusters: "int | torch.Tensor", 
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be [B, 3, H, W]; got {tuple(images.shape)}")
     batch, _, height, width = images.shape
-    counts = torch.as_tensor(num_clusters).reshape(-1).expand(batch) if not isinstance(num_clusters, int) \
-        else torch.full((batch,), num_clusters)
-    if counts.numel() != batch or int(counts.min()) < 1:
+    counts = torch.as_tensor(num_clusters).reshape(-1)
+    if counts.dtype == torch.bool or counts.is_floating_point() or counts.is_complex():
+        raise TypeError(f"num_clusters must be an int or [B] ints; got {num_clusters!r} ({counts.dtype})")
+    if counts.numel() not in (1, batch):
+        raise ValueError(f"num_clusters must be one int or B = {batch} ints (one per image); got "
+                         f"{counts.numel()} counts")
+    counts = counts.expand(batch)
+    if int(counts.min()) < 1:
         raise ValueError(f"num_clusters must be a positive int or [B] positive ints; got {num_clusters!r}")
     pixels = images.detach().to("cpu", torch.float64).permute(0, 2, 3, 1).reshape(batch, -1, 3).numpy()
     ids = torch.zeros(batch, height * width, dtype=torch.int64)

@@ -1,8 +1,8 @@
 """How fresh models are initialised: each model's authors' scheme ("reference") or PyTorch's defaults ("torch").
 
 The scheme is part of a model's configuration (``init``), because the same architecture trains differently
-from another starting point (BENCHMARKS.md, "The reference models"): SLATE's positional embedding, for one, is
-drawn 44x larger by its authors than by our earlier default.
+from another starting point (docs/benchmarks/notebook.md, "The reference models"): SLATE's positional embedding,
+for one, is drawn 44x larger by its authors than by our earlier default.
 
 - Slot Attention (google-research ``slot_attention/model.py``, TensorFlow): Keras' defaults, never stated in
   the paper but what its results were trained from: glorot-uniform kernels of every Dense, Conv2D and

@@ -120,8 +120,8 @@ PRETRAINED = MappingProxyType({
                                       fg_ari=0.8553, mse=1.546e-03,
                                       steps=12000, seconds=884, command=_command("vanilla", 12000)),
     # Where colour fails (issue #11): decoder masks (`cpu-objects`); the colour-only control scores about 0.005
-    # on same-hue and 0.38 on clevr-mirror (BENCHMARKS.md, "Objects, not colours"). Seconds: 1 torch thread
-    # with another run beside it (clevr-mirror-vanilla: with five other jobs on the 2 cores).
+    # on same-hue and 0.38 on clevr-mirror (docs/benchmarks/notebook.md, "Objects, not colours"). Seconds: 1 torch
+    # thread with another run beside it (clevr-mirror-vanilla: with five other jobs on the 2 cores).
     "same-hue-IN": PretrainedModel("same-hue-IN", "same-hue-IN.pt", "IN", "same-hue", fg_ari=0.4792,
                                    mse=7.966e-03, steps=8000, seconds=1079,
                                    command=_objects_command("same-hue", "IN")),
@@ -136,12 +136,12 @@ PRETRAINED = MappingProxyType({
                                             command=_objects_command("clevr-mirror", "vanilla")),
     # SLATE ships the same way: export_pretrained(RUN, "deqslots/pretrained/NAME.pt") on a --stage slots run, then
     # an entry with model="slate" and the fg_ari / mse that evaluate_pretrained(NAME) gives (docs/pretrained.md).
-    # These two are seed 0 of `python -m benchmarks slate-variants` (issue #12; BENCHMARKS.md, "Figure 3b at CPU
-    # scale"): cpu-slate with vocabulary 256, the slots stage on one frozen dVAE, built with the fields cpu-slate had
-    # before it took the authors' (SLATEConfig.LEGACY; a checkpoint that predates them rebuilds so). They do not
-    # find objects (FG-ARI 0.30-0.32, colour control 1.0; MSE through the slots 2x the mean-colour bar). Not
-    # re-trained with the authors' fields: on shapes their dVAE stayed at the mean colour in 4,000 steps (issue
-    # #22). Seconds: both stages, 1 torch thread with another run beside it.
+    # These two are seed 0 of `python -m benchmarks slate-variants` (issue #12; docs/benchmarks/notebook.md, "Figure 3b
+    # at CPU scale"): cpu-slate with vocabulary 256, the slots stage on one frozen dVAE, built with the fields cpu-slate
+    # had before it took the authors' (SLATEConfig.LEGACY; a checkpoint that predates them rebuilds so). They do not
+    # find objects (FG-ARI 0.30-0.32, colour control 1.0; MSE through the slots 2x the mean-colour bar). Not re-trained
+    # with the authors' fields: on shapes their dVAE stayed at the mean colour in 4,000 steps (issue #22). Seconds: both
+    # stages, 1 torch thread with another run beside it.
     "shapes-slate-IN": PretrainedModel("shapes-slate-IN", "shapes-slate-IN.pt", "IN", "shapes", fg_ari=0.3196,
                                        mse=5.481e-02, steps=2000, seconds=571 + 274,
                                        command=_slate_command("IN", legacy=True), model="slate"),

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Mapping, Optional
 from ..nn.initialization import check_init
 from ..slot_attention.module import ATTENTION_RETURNED, VARIANTS
 from ..nn.fields import replace_fields
-from .transformer import ACTIVATIONS as ACTIVATION_LAYERS
+from .transformer import ACTIVATIONS as ACTIVATION_LAYERS, FIRST_BLOCK_NORMS
 
 __all__ = ["SLATEConfig", "SLATE_CONFIGS", "SLATE_RECIPES", "slate_config_for", "SLOT_INPUTS", "MASK_UPSAMPLING",
            "ACTIVATIONS", "FIRST_BLOCK_NORMS", "TARGET_TOKENS"]
@@ -17,8 +17,6 @@ __all__ = ["SLATEConfig", "SLATE_CONFIGS", "SLATE_RECIPES", "slate_config_for", 
 SLOT_INPUTS = ("embedding", "dvae")
 MASK_UPSAMPLING = ("nearest", "bilinear")
 ACTIVATIONS = tuple(ACTIVATION_LAYERS)  # the decoder's nonlinearities, by name
-# "replace": block 0 replaces the residual stream by its LayerNorm (SLATE's is_first); "pre": pre-LN everywhere
-FIRST_BLOCK_NORMS = ("replace", "pre")
 # "independent": the decoder's targets are the argmax of a second Gumbel sample (SLATE); "shared": of the one the
 # dVAE decoder sees
 TARGET_TOKENS = ("independent", "shared")
@@ -135,7 +133,8 @@ class SLATEConfig:
             raise ValueError(f"SLATE dropout must be in [0, 1); got {self.dropout}")
         if self.variant not in VARIANTS:
             raise ValueError(f"SLATE variant must be one of {', '.join(VARIANTS)}; got {self.variant!r}")
-        if self.eval_iters is not None and (not isinstance(self.eval_iters, int) or self.eval_iters < 1):
+        if self.eval_iters is not None and (isinstance(self.eval_iters, bool) or not isinstance(self.eval_iters, int)
+                                            or self.eval_iters < 1):
             raise ValueError(f"SLATE eval_iters must be a positive int or None; got {self.eval_iters!r}")
         if self.slot_input not in SLOT_INPUTS:
             raise ValueError(f"SLATE slot_input must be one of {', '.join(SLOT_INPUTS)}; got {self.slot_input!r}")
@@ -193,7 +192,7 @@ SLATE_CONFIGS = {
     "cpu-small": _LEGACY.replace(resolution=64, vocab_size=128, dvae_channels=32, d_model=64, num_blocks=2,
                                  num_heads=2, slot_dim=64, mlp_hidden=64),
     # 32x32 -> 8x8 = 64 tokens: a fourth of cpu-small's sequence, so training in stages and generating from
-    # the slots take minutes (issue #12; BENCHMARKS.md "SLATE on a CPU").
+    # the slots take minutes (issue #12; docs/benchmarks/notebook.md, "SLATE on a CPU").
     "cpu-slate": SLATEConfig(resolution=32, vocab_size=64, dvae_channels=32, d_model=64, num_blocks=2,
                              num_heads=2, slot_dim=64, mlp_hidden=64, mask_upsample="bilinear"),
 }

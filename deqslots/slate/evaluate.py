@@ -102,7 +102,7 @@ def token_oracle_fg_ari(true_ids: torch.Tensor, grid: int, upsample: str = "near
 
     What the attention masks can reach at this token size: small objects that share a token with the
     background or a neighbour cost FG-ARI however well the slots bind (on ``shapes`` at 32x32 with 8x8
-    tokens, about 0.5; BENCHMARKS.md "SLATE on a CPU").
+    tokens, about 0.5; docs/benchmarks/notebook.md, "SLATE on a CPU").
 
     Args:
         true_ids: ground-truth ids ``[B, H, W]``, 0 = background.

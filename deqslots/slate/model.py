@@ -132,13 +132,18 @@ class SLATE(nn.Module):
         frozen dVAE of the "slots" stage, ``tokens`` is the argmax of the logits and ``codes`` its one-hot.
 
         Args:
-            images: [B, 3, H, W] in [0, 1] (not checked here).
+            images: [B, 3, H, W] in [0, 1] at the config's resolution.
             tau: Gumbel-softmax temperature (> 0), used only where a sample is drawn.
 
         Returns:
             ``(codes, tokens)``: codes ``[B, vocab, H/4, W/4]`` (soft sample or one-hot, summing to one over
             the vocabulary) and int64 tokens ``[B, N]``, row-major over the grid (token j is cell
             ``(j // grid, j % grid)``); the tokens carry no gradient.
+
+        Raises:
+            TypeError: ``images`` is not a floating-point tensor.
+            ValueError: ``images`` is not [B, 3, R, R] at the config's resolution, has NaN/Inf values, or values
+                more than 0.1 outside [0, 1] (e.g. 0-255).
 
         Examples:
             >>> import torch
@@ -149,7 +154,7 @@ class SLATE(nn.Module):
             >>> tuple(codes.shape), tuple(tokens.shape), bool((codes.argmax(dim=1).flatten(1) == tokens).all())
             ((2, 8, 2, 2), (2, 4), True)
         """
-        return self._tokenize(self.dvae.encode(images), tau)
+        return self._tokenize(self.dvae.encode(self._check(images)), tau)
 
     def _tokenize(self, logits: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
         if self.training and self.stage != "slots":
@@ -260,12 +265,11 @@ class SLATE(nn.Module):
             ValueError: ``images`` is not [B, 3, R, R] at the config's resolution, has NaN/Inf values, or values
                 more than 0.1 outside [0, 1] (e.g. 0-255).
         """
-        images = self._check(images)
         c = self.config
         was_training = self.training
         self.eval()
         try:
-            tokens, slots, attn = self.encode_images(images, iters)
+            tokens, slots, attn = self.encode_images(images, iters)  # checks the images
             generated, _ = generate_tokens(self.embedding, self.decoder, self.head, self.slot_proj(slots),
                                            c.num_tokens, use_cache=use_cache)
             return {"recon": self.decode_tokens(generated), "recon_dvae": self.decode_tokens(tokens),
@@ -280,12 +284,17 @@ class SLATE(nn.Module):
         (as :meth:`tokenize` draws them in the current mode) and the slots bound to them.
 
         Args:
-            images: [B, 3, H, W] in [0, 1] at the config's resolution (not checked here).
+            images: [B, 3, H, W] in [0, 1] at the config's resolution.
             iters: slot-attention iterations (default: the config's ``iters``, or ``eval_iters`` in eval mode).
 
         Returns:
             ``(tokens, slots, attn)``: int64 tokens [B, N], slots [B, K, slot_dim] and the slots' attention over
             the tokens [B, K, N] (softmax over slots; :meth:`attention_masks` makes pixel masks of it).
+
+        Raises:
+            TypeError: ``images`` is not a floating-point tensor.
+            ValueError: ``images`` is not [B, 3, R, R] at the config's resolution, has NaN/Inf values, or values
+                more than 0.1 outside [0, 1] (e.g. 0-255).
 
         Examples:
             >>> import torch
@@ -298,7 +307,7 @@ class SLATE(nn.Module):
             >>> tuple(model.attention_masks(attn).shape), tuple(model.decode_tokens(tokens).shape)
             ((2, 3, 8, 8), (2, 3, 8, 8))
         """
-        features, logits = self.dvae.encode_with_features(images)
+        features, logits = self.dvae.encode_with_features(self._check(images))
         _, tokens = self._tokenize(logits, 0.1)
         _, slots, attn = self.encode_slots(tokens, iters, features)
         return tokens, slots, attn

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["Attention", "DecoderBlock", "ImageGPTDecoder", "KVCache", "ACTIVATIONS"]
+__all__ = ["Attention", "DecoderBlock", "ImageGPTDecoder", "KVCache", "ACTIVATIONS", "FIRST_BLOCK_NORMS"]
 
 
 @dataclass
@@ -126,6 +126,8 @@ class Attention(nn.Module):
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
+# "replace": block 0 replaces the residual stream by its LayerNorm (SLATE's is_first); "pre": pre-LN everywhere
+FIRST_BLOCK_NORMS = ("replace", "pre")
 
 
 class DecoderBlock(nn.Module):
@@ -210,8 +212,8 @@ class ImageGPTDecoder(nn.Module):
         attention_dropout: also drop the attention weights (SLATE).
 
     Raises:
-        ValueError: ``d_model`` is not divisible by ``num_heads``.
-        KeyError: ``activation`` is not in :data:`ACTIVATIONS`.
+        ValueError: ``d_model`` is not divisible by ``num_heads``, ``activation`` is not in :data:`ACTIVATIONS`
+            or ``first_block_norm`` is not in :data:`FIRST_BLOCK_NORMS`.
 
     Examples:
         >>> dec = ImageGPTDecoder(d_model=16, num_blocks=2, num_heads=2).eval()
@@ -226,6 +228,10 @@ class ImageGPTDecoder(nn.Module):
     def __init__(self, d_model: int, num_blocks: int = 4, num_heads: int = 4, dropout: float = 0.1,
                  activation: str = "relu", first_block_norm: str = "replace", attention_dropout: bool = True) -> None:
         super().__init__()
+        for name, value, allowed in (("activation", activation, tuple(ACTIVATIONS)),
+                                     ("first_block_norm", first_block_norm, FIRST_BLOCK_NORMS)):
+            if value not in allowed:
+                raise ValueError(f"ImageGPTDecoder {name} must be one of {', '.join(allowed)}; got {value!r}")
         self.blocks = nn.ModuleList(
             DecoderBlock(d_model, num_heads, dropout, activation, i == 0 and first_block_norm == "replace",
                          attention_dropout) for i in range(num_blocks))

@@ -23,7 +23,7 @@ class SoftPositionEmbedding(nn.Module):
     With ``frequencies = F > 0`` the grid also holds sin and cos of 2^f pi x and 2^f pi y for f < F (Fourier
     features), so that a shallow decoder can draw masks with curved, local boundaries; with the linear grid
     alone a slot's alpha is close to a linear function of position and the masks cut the image into convex
-    cells (BENCHMARKS.md).
+    cells (docs/benchmarks/history.md).
 
     Args:
         channels: C, the feature size the projected grid is added to.

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Mapping, Optional
 
 from ..nn.fields import replace_fields
 from ..nn.initialization import check_init
-from .module import SLOT_INITS
+from .module import SLOT_INITS, VARIANTS
 
 __all__ = ["AutoencoderConfig", "CONFIGS", "RECIPES", "config_for", "MASK_SOURCES", "TRANSPOSED_PADDINGS"]
 
@@ -34,8 +34,7 @@ class AutoencoderConfig:
         slot_dim: slot size.
         iters: slot-attention iterations in training (Broyden: f evaluations).
         mlp_hidden: hidden size of slot attention's residual MLP.
-        variant: the solver variant: ``"vanilla"``, ``"IN"``, ``"BN"``, ``"BB"`` or ``"IB"`` (:data:`VARIANTS`;
-            checked when the model is built).
+        variant: the solver variant: ``"vanilla"``, ``"IN"``, ``"BN"``, ``"BB"`` or ``"IB"`` (:data:`VARIANTS`).
         eval_iters: iterations at evaluation (None = ``iters``).
         decoder_channels: decoder channels (None = ``channels``).
         decoder_kernel: kernel size of the decoder's transposed convs (Slot Attention: 5).
@@ -47,7 +46,7 @@ class AutoencoderConfig:
             grid, resized bilinearly to the image). With ``"attention"`` the reconstruction is
             sum_k attn_k * rgb_k, so the reconstruction loss trains the grouping directly, as a soft
             k-means objective; this is what lets ``cpu-small`` discover objects in minutes on a CPU (see
-            BENCHMARKS.md). Masks are then as coarse as the encoder grid.
+            docs/benchmarks/history.md). Masks are then as coarse as the encoder grid.
         decoder_position_frequencies: Fourier features of the decoder's position embedding (0 = Slot
             Attention's linear [x, y, 1 - x, 1 - y] grid); see :class:`SoftPositionEmbedding`.
         attention_guidance_steps: with ``mask_source="decoder"``: for the first N training steps
@@ -55,7 +54,7 @@ class AutoencoderConfig:
             (as ``mask_source="attention"`` would), weighted 1 at step 0 and falling linearly to 0 at step N.
             The attention differs between slots from the first step, so the slots' decoded colours
             specialise at once, and the decoder's masks then leave the mean-colour plateau where
-            without it they stay for thousands of steps (BENCHMARKS.md). Only the loss changes; the
+            without it they stay for thousands of steps (docs/benchmarks/history.md). Only the loss changes; the
             architecture and the masks used after step N are Slot Attention's. 0 = off.
         slot_init: ``"gaussian"`` (Slot Attention: initial slots sampled from one learned Gaussian) or
             ``"learned"`` (one learned vector per slot, BO-QSA); see :class:`SlotAttention`.
@@ -78,8 +77,8 @@ class AutoencoderConfig:
     Raises:
         ValueError: on construction, when ``resolution`` (at least 8) or ``decoder_resolution`` is not
             ``broadcast`` times a power of two, ``encoder_strides`` is empty, holds a value other than 1 or 2
-            or does not divide ``resolution``, a kernel size is not an odd positive int, ``mask_source``,
-            ``slot_init``, ``init`` or ``transposed_padding`` is not one of its choices,
+            or does not divide ``resolution``, a kernel size is not an odd positive int, ``variant``,
+            ``mask_source``, ``slot_init``, ``init`` or ``transposed_padding`` is not one of its choices,
             ``decoder_position_frequencies`` is not an int in 0..8, ``attention_guidance_steps`` is negative or
             set without ``mask_source="decoder"``, ``backward_max_iter`` is not a positive int,
             ``layer_norm_eps`` is not a number > 0, or ``decoder_refine`` is negative.
@@ -150,6 +149,8 @@ class AutoencoderConfig:
         cap = self.backward_max_iter
         if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
             raise ValueError(f"backward_max_iter must be a positive int; got {cap!r}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}; got {self.variant!r}")
         if self.slot_init not in SLOT_INITS:
             raise ValueError(f"slot_init must be one of {', '.join(SLOT_INITS)}; got {self.slot_init!r}")
         check_init(self.init, "init")
@@ -189,7 +190,7 @@ class AutoencoderConfig:
         return replace_fields(self, "config", **changes)
 
 
-# Discovers objects in minutes on a 2-core CPU (BENCHMARKS.md, "Object discovery on a CPU"): per-pixel
+# Discovers objects in minutes on a 2-core CPU (docs/benchmarks/notebook.md, "Object discovery on a CPU"): per-pixel
 # features (1x1 convs) at full resolution, masks from slot attention's own attention, and a small decoder
 # that paints each slot's colour at 16x16. Like every CPU config it keeps the initialisation, LayerNorm epsilon
 # and transposed-conv alignment it was measured (and its pretrained weights trained) with: AutoencoderConfig.LEGACY.
@@ -197,7 +198,7 @@ _CPU_SMALL = AutoencoderConfig(resolution=32, channels=32, encoder_strides=(1, 1
                                slot_dim=32, iters=7, mlp_hidden=64, decoder_kernel=3, decoder_resolution=16,
                                decoder_refine=0, mask_source="attention", **AutoencoderConfig.LEGACY)
 
-# Slot Attention's decoder masks on a CPU (BENCHMARKS.md, "Objects, not colours"): cpu-small's per-pixel
+# Slot Attention's decoder masks on a CPU (docs/benchmarks/notebook.md, "Objects, not colours"): cpu-small's per-pixel
 # encoder and small decoder to 16x16, whose alpha channel now gives the masks, 3 iterations, and attention
 # guidance for the first 3,000 steps, without which the masks stay on the mean-colour plateau. (A decoder twice
 # as wide with one more layer ran 1.6x slower and was no better at equal steps.)
@@ -214,13 +215,13 @@ CONFIGS = {
     "cpu-small": _CPU_SMALL,
     "cpu-objects": _CPU_OBJECTS,
     # The same with Slot Attention's decoder masks (alpha channel, decoded at 32x32): the ablation of
-    # BENCHMARKS.md, which stays at the mean-colour plateau.
+    # docs/benchmarks/history.md, which stays at the mean-colour plateau.
     "cpu-small-decoder-masks": _CPU_SMALL.replace(mask_source="decoder", decoder_resolution=None),
 }
 
 
 # The training recipe of each named config: what `deqslots train --config NAME` uses for the settings not given.
-# The CPU configs: the one they were measured with (BENCHMARKS.md). The paper configs: the authors'
+# The CPU configs: the one they were measured with (docs/benchmarks/history.md). The paper configs: the authors'
 # (slot_attention/object_discovery/train.py: Adam 4e-4, batch 64, 500k steps, linear warm-up over 10k steps,
 # lr halved every 100k steps, no clipping), which would take days on a CPU.
 _CPU_RECIPE = dict(lr=6e-4, warmup_steps=200, decay_steps=0, batch_size=16, eval_every=500, eval_batches=8)

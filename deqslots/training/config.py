@@ -87,7 +87,7 @@ class TrainConfig:
     Raises:
         ValueError: when made with an unknown ``model``, ``variant``, ``device``, ``precision`` or
             ``on_nonfinite``; a count that is not a positive integer (``steps``, ``batch_size``, ``eval_every``,
-            ``eval_batches``, ``checkpoint_every``) or a negative one (``warmup_steps``, ``decay_steps``,
+            ``eval_batches``, ``checkpoint_every``) or not an integer >= 0 (``warmup_steps``, ``decay_steps``,
             ``lr_plateau_patience``, ``threads``, ``tau_steps``); a non-positive ``lr``, ``dvae_lr``, ``tau_start``
             or ``tau_final``; a negative ``grad_clip``; a ``grad_clip_type`` other than "l2" / "inf"; a setting of
             another model kind (e.g. ``dvae_lr`` for Slot Attention); a ``config_set`` naming an unknown field;
@@ -194,8 +194,10 @@ class TrainConfig:
             raise ValueError(f"grad_clip_type must be 'l2' or 'inf'; got {self.grad_clip_type!r}")
         if not (self.tau_start > 0 and self.tau_final > 0):
             raise ValueError(f"tau_start and tau_final must be > 0; got {self.tau_start}, {self.tau_final}")
-        if self.tau_steps is not None and (isinstance(self.tau_steps, bool) or self.tau_steps < 0):
-            raise ValueError(f"tau_steps must be >= 0 (0 = constant tau_start) or None; got {self.tau_steps}")
+        if self.tau_steps is not None and (isinstance(self.tau_steps, bool) or not isinstance(self.tau_steps, int)
+                                           or self.tau_steps < 0):
+            raise ValueError(f"tau_steps must be an integer >= 0 (0 = constant tau_start) or None; "
+                             f"got {self.tau_steps!r}")
         if self.config_set:  # a misspelt field is an error now, not after the data is opened
             try:
                 kind.model_config(self)

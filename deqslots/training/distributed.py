@@ -33,7 +33,7 @@ def env_rank() -> int:
         The ``RANK`` environment variable as an int, 0 when it is not set.
 
     Raises:
-        ValueError: when ``RANK`` is set but is not an integer.
+        ValueError: when ``RANK`` is set but is not an integer (the message names it).
 
     Examples:
         >>> import os
@@ -46,7 +46,7 @@ def env_rank() -> int:
         ...     print(env_rank())
         0
     """
-    return int(os.environ.get("RANK", "0"))
+    return _env_int("RANK", 0)
 
 
 def _env_int(name: str, default: int) -> int:

@@ -17,20 +17,20 @@ class TrainingInterrupted(Exception):
         step: the number of steps done (the checkpoint's step); kept as ``self.step``.
         signum: the signal that asked for the stop (``signal.SIGINT`` or ``signal.SIGTERM``); kept as
             ``self.signum``.
-        out: the run folder holding the checkpoint (only named in the message).
+        out: the run folder holding the checkpoint (named in the message); kept as ``self.out``.
 
     Examples:
         >>> import signal
         >>> from pathlib import Path
         >>> err = TrainingInterrupted(120, signal.SIGTERM, Path("runs/a"))
-        >>> err.step, err.signum == signal.SIGTERM
-        (120, True)
+        >>> err.step, err.signum == signal.SIGTERM, err.out == Path("runs/a")
+        (120, True, True)
         >>> print(err)
         stopped by SIGTERM after step 120; checkpoint saved in runs/a. Continue with the same command and --resume.
     """
 
     def __init__(self, step: int, signum: int, out: Path) -> None:
-        self.step, self.signum = step, signum
+        self.step, self.signum, self.out = step, signum, out
         super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint saved in {out}. "
                          f"Continue with the same command and --resume.")
 

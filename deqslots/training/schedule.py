@@ -4,7 +4,7 @@ switchable), SLATE's plateau halving (:class:`Plateau`) and its Gumbel-softmax t
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Union
 
 __all__ = ["learning_rate", "Plateau", "cosine_anneal"]
 
@@ -75,11 +75,12 @@ class Plateau:
         if self.stale >= self.patience:
             self.factor, self.stale = self.factor / 2.0, 0
 
-    def state(self) -> dict[str, float]:
+    def state(self) -> dict[str, Union[float, int]]:
         """What a checkpoint stores: ``best``, ``stale`` and ``factor`` (``Plateau(patience, **state)`` restores it).
 
         Returns:
-            The rule's counters by constructor argument name (``patience`` excluded: it comes from the config).
+            The rule's counters by constructor argument name (``patience`` excluded: it comes from the config):
+            ``best`` and ``factor`` floats, ``stale`` an int.
         """
         return {"best": self.best, "stale": self.stale, "factor": self.factor}
 

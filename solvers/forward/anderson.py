@@ -84,7 +84,8 @@ class Anderson(ForwardSolver):
         # so the previous g survives) that feed the batched product directly.
         pairs = (z0.new_empty(batch, 2, dim), z0.new_empty(batch, 2, dim)) if inplace else None
         # On the CPU without autograd the m x m systems are kept and solved in NumPy: a dozen tiny torch
-        # kernels (and linalg.solve_ex's copies) per step cost more than f itself at d = 256 (BENCHMARKS (e)).
+        # kernels (and linalg.solve_ex's copies) per step cost more than f itself at d = 256
+        # (docs/benchmarks/notebook.md, (e)).
         host_small_system = on_host(z0)
         for k in range(1, max_iter):
             fx = f(x)

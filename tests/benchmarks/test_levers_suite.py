@@ -1,4 +1,4 @@
-"""The lever loop behind BENCHMARKS.md's object-discovery table runs, changes the config, and refuses bad input."""
+"""The lever loop behind the notebook's object-discovery levers runs, changes the config, and refuses bad input."""
 
 from __future__ import annotations
 

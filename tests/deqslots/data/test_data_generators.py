@@ -208,6 +208,24 @@ def test_unknown_name_split_and_option_are_errors_listing_valid_choices():
         generate_batch("stacks", [0], resolution=32, colour="red")
 
 
+def test_procedural_dataset_built_directly_rejects_an_unknown_split():
+    # the constructor raised "tuple.index(x): x not in tuple"
+    from deqslots.data.procedural import ProceduralDataset
+
+    options = make_dataset("shapes", "test", resolution=16, size=1).options
+    with pytest.raises(ValueError, match=r"unknown split 'validation'.*valid splits: train, val, test"):
+        ProceduralDataset("shapes", "validation", 16, 1, 0, options)
+
+
+def test_unit_shape_rejects_an_unknown_kind():
+    # any unknown kind was drawn as a heart
+    from deqslots.data.shapes import unit_shape
+
+    with pytest.raises(ValueError, match=r"unknown shape kind 'star'; pass one of square, ellipse, triangle, heart"):
+        unit_shape("star", np.zeros(3), np.zeros(3), 1.0)
+    assert unit_shape("heart", np.zeros(3), np.zeros(3), 1.0).all()
+
+
 def test_dataset_options_lists_defaults():
     assert dataset_options("clevr-mirror") == {
         "min_objects": 3,

@@ -288,6 +288,25 @@ def test_the_split_of_files_on_disk_does_not_depend_on_the_seed(tmp_path):
         assert len(BatchStream(f"hdf5:{path}", "test", 8, 4, seed).batch(0)["image"]) == 4
 
 
+@pytest.mark.parametrize("data, message", [
+    ("foo:{tmp}/d.h5", r"'foo:.*d.h5' is not a form of data on disk; pass PREFIX:PATH with PREFIX one of folder, "
+                       r"hdf5, tfrecord, coco, clevr-mirror, shapestacks"),
+    ("foo:", r"'foo:' is not a form of data on disk"),
+    ("{tmp}/d.h5", r"is not a form of data on disk"),
+    ("hdf5:", r"'hdf5:' names no path; pass hdf5:PATH"),
+])
+def test_open_split_and_iterate_all_reject_unknown_prefixes_and_empty_paths(tmp_path, data, message):
+    # an unknown "foo:PATH" was read as HDF5, and "foo:" raised a bare KeyError
+    from deqslots.data.sources import iterate_all, open_split
+
+    with h5py.File(tmp_path / "d.h5", "w") as handle:
+        handle.create_dataset("image", data=np.zeros((5, 8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match=message):
+        open_split(data.format(tmp=tmp_path), "train", None, 0)
+    with pytest.raises(ValueError, match=message):
+        iterate_all(data.format(tmp=tmp_path), None)
+
+
 def test_hdf5_id_masks_with_a_channel_axis(tmp_path):
     # [N, H, W, 1] id masks (single-channel arrays as image libraries write them) were taken for slot masks and
     # refused as "expected 5 masks of 8x8"

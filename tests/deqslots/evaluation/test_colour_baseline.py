@@ -53,3 +53,15 @@ def test_bad_input():
         colour_kmeans_ids(torch.zeros(2, 3, 4, 4), 0)
     with pytest.raises(ValueError, match="true_ids"):
         colour_baseline_fg_ari(torch.zeros(2, 3, 4, 4), torch.zeros(2, 5, 4, dtype=torch.long))
+
+
+def test_cluster_counts_of_the_wrong_length_or_type():
+    # a list of the wrong length failed inside .expand (RuntimeError); True passed as an int (one cluster)
+    images = torch.zeros(2, 3, 4, 4)
+    with pytest.raises(ValueError, match=r"num_clusters must be one int or B = 2 ints \(one per image\); got 3 counts"):
+        colour_kmeans_ids(images, [2, 3, 4])
+    with pytest.raises(TypeError, match=r"num_clusters must be an int or \[B\] ints; got True \(torch.bool\)"):
+        colour_kmeans_ids(images, True)
+    with pytest.raises(TypeError, match=r"got \[2.5, 3.0\] \(torch.float32\)"):
+        colour_kmeans_ids(images, [2.5, 3.0])
+    assert colour_kmeans_ids(images, [2]).shape == colour_kmeans_ids(images, [2, 3]).shape == (2, 4, 4)

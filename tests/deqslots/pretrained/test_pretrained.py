@@ -29,7 +29,7 @@ def test_shipped_checkpoint_scores_what_it_documents(name):
         assert entry.fg_ari >= {"shapes": 0.8, "same-hue": 0.4, "clevr-mirror": 0.15}[entry.data]
     else:  # SLATE: a trained dVAE (its own tokens decode better than each image's best constant colour); what
         # generation from the slots reaches is documented, not required (the shipped ones: docs/pretrained.md,
-        # BENCHMARKS.md)
+        # the lab notebook)
         # and generation is input-specific: its images score far better against their inputs than against others
         # (shapes 0.33x; same-hue 0.49-0.51x, whose scenes differ from each other mostly in hue)
         assert result["dvae_mse"] < result["mean_colour_mse"] and result["mse"] < 0.6 * result["mse_other"], result

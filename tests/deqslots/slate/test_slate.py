@@ -182,6 +182,33 @@ def test_named_configs_and_bad_input():
         generate_tokens(model.embedding, model.decoder, model.head, torch.randn(1, 3, 16), 17)
 
 
+def test_decoder_rejects_an_unknown_activation_or_first_block_norm():
+    # any first_block_norm other than "replace" behaved as "pre"; an unknown activation was a bare KeyError
+    with pytest.raises(ValueError, match=r"ImageGPTDecoder first_block_norm must be one of replace, pre; got 'post'"):
+        ImageGPTDecoder(d_model=16, num_blocks=2, num_heads=2, first_block_norm="post")
+    with pytest.raises(ValueError, match=r"ImageGPTDecoder activation must be one of relu, gelu; got 'tanh'"):
+        ImageGPTDecoder(d_model=16, num_blocks=2, num_heads=2, activation="tanh")
+
+
+def test_eval_iters_refuses_a_bool():
+    # True is an int: it passed as eval_iters=1
+    with pytest.raises(ValueError, match=r"SLATE eval_iters must be a positive int or None; got True"):
+        SLATEConfig(eval_iters=True)
+    assert SLATEConfig(eval_iters=2).eval_iters == 2
+
+
+@pytest.mark.parametrize("method", ["tokenize", "encode_images"])
+def test_tokenize_and_encode_images_check_their_images(method):
+    # they took any tensor unchecked, unlike forward and reconstruct
+    model = tiny().eval()
+    with pytest.raises(ValueError, match=r"SLATE expects images \[batch, 3, 16, 16\]"):
+        getattr(model, method)(torch.rand(2, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
+        getattr(model, method)(255 * images())
+    with pytest.raises(TypeError, match="floating"):
+        getattr(model, method)((255 * images()).to(torch.uint8))
+
+
 def test_embedding_positions_line_up():
     emb = TokenEmbedding(vocab_size=5, d_model=4, num_tokens=3, dropout=0.0)
     tokens = torch.tensor([[1, 2, 3]])

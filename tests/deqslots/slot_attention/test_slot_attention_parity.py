@@ -576,6 +576,8 @@ def test_torch_init_keeps_pytorchs_defaults():
     ({"layer_norm_eps": -1e-3}, "layer_norm_eps must be a number > 0"),
     ({"layer_norm_eps": "1e-3"}, "layer_norm_eps must be a number > 0"),
     ({"transposed_padding": "valid"}, "transposed_padding must be one of same, torch .*got 'valid'"),
+    # checked only when the model was built
+    ({"variant": "XX"}, "variant must be one of vanilla, IN, BN, BB, IB; got 'XX'"),
 ])
 def test_bad_values_are_refused_naming_the_valid_ones(change, message):
     with pytest.raises(ValueError, match=message):

@@ -19,10 +19,10 @@ import torch
 
 from deqslots.data.batches import BatchStream
 from deqslots.training.checkpoint import load_checkpoint
-from deqslots.training.distributed import DistContext, process_group, resolve_device
+from deqslots.training.distributed import DistContext, env_rank, process_group, resolve_device
 from deqslots.slot_attention.module import SlotAttention
 from deqslots.training.config import TrainConfig
-from deqslots.training.interrupts import StopRequests
+from deqslots.training.interrupts import StopRequests, TrainingInterrupted
 from deqslots.training.loop import train
 
 HELPER = Path(__file__).with_name("ddp_helper.py")
@@ -194,6 +194,15 @@ def test_without_torchrun_there_is_one_process(monkeypatch):
             pass
 
 
+def test_env_rank_names_a_rank_that_is_not_an_integer(monkeypatch):
+    # int(os.environ["RANK"]) gave "invalid literal for int() with base 10: 'zero'"
+    monkeypatch.setenv("RANK", "zero")
+    with pytest.raises(ValueError, match=r"environment variable RANK='zero' is not an integer; launch with torchrun"):
+        env_rank()
+    monkeypatch.setenv("RANK", "3")
+    assert env_rank() == 3
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without CUDA")
 def test_cuda_asked_for_without_cuda_says_what_to_do():
     with pytest.raises(ValueError, match="CUDA is not available.*--device cpu"):
@@ -208,3 +217,10 @@ def test_repeated_signals_are_absorbed_under_torchrun():
         signal.raise_signal(signal.SIGINT)
         signal.raise_signal(signal.SIGINT)  # torchrun's forwarded copy of a terminal's Ctrl-C
         assert stop.signal == signal.SIGINT
+
+
+def test_training_interrupted_keeps_the_run_folder():
+    # out was only named in the message, not kept like step and signum
+    err = TrainingInterrupted(12, signal.SIGINT, Path("runs/a"))
+    assert (err.step, err.signum, err.out) == (12, signal.SIGINT, Path("runs/a"))
+    assert str(Path("runs/a")) in str(err)

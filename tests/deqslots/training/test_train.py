@@ -100,6 +100,16 @@ def test_config_validation():
         train(tiny("/tmp/never", data="mnist"))
 
 
+def test_tau_steps_must_be_an_integer():
+    # a float passed (only bools and negatives were refused), unlike the other step counts
+    with pytest.raises(ValueError, match=r"tau_steps must be an integer >= 0 \(0 = constant tau_start\) or None; "
+                                         r"got 2.5"):
+        TrainConfig(model="slate", tau_steps=2.5)
+    with pytest.raises(ValueError, match="tau_steps must be an integer >= 0"):
+        TrainConfig(model="slate", tau_steps=-1)
+    assert TrainConfig(model="slate", tau_steps=0).tau_anneal == 0
+
+
 def test_cli_train_eval_and_errors(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", "--model", "slot-attention", "--variant", "IN", "--data", "stacks", "--steps", "3",
