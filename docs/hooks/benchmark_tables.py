@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-MARKER = re.compile(r"<!-- results: (\S+)((?: [\w-]+)+) -->")
+MARKER = re.compile(r"<!-- results: (\S+\.json)((?: [\w-]+)+) -->")
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ARG001 (mkdocs' hook signature)

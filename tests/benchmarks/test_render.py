@@ -33,13 +33,18 @@ BENCHMARK_PAGES = [ROOT / "BENCHMARKS.md", *sorted(path for path in (ROOT / "doc
                                                    if path.name not in ("index.md", "methods.md"))]
 
 
-def _rendered(path: Path) -> str:
-    """The page as the site shows it: its ``<!-- results: ... -->`` markers replaced by the results files' tables."""
+def _hook():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("benchmark_tables", ROOT / "docs" / "hooks" / "benchmark_tables.py")
     hook = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hook)
+    return hook
+
+
+def _rendered(path: Path) -> str:
+    """The page as the site shows it: its ``<!-- results: ... -->`` markers replaced by the results files' tables."""
+    hook = _hook()
 
     class Page:
         class file:
@@ -59,12 +64,12 @@ def test_every_results_marker_renders_the_tables_it_names():
     markers = 0
     for path in BENCHMARK_PAGES:
         text = path.read_text()
-        for match in re.finditer(r"<!-- results: (\S+)((?: [\w-]+)+) -->", text):
+        for match in _hook().MARKER.finditer(text):
             markers += 1
             doc = json.loads((ROOT / "docs" / "benchmarks" / "results" / match[1]).read_text())
             for table in match[2].split():
                 assert table in doc["tables"], f"{path.name}: {match[1]} has no table {table!r}"
-        assert "<!-- results:" not in _rendered(path)
+        assert not _hook().MARKER.search(_rendered(path))
     assert markers >= 10  # the current figures come from results files, not pasted tables
 
 
