@@ -9,9 +9,11 @@ function shows an ``Examples:`` section, and the examples run as doctests.
 from __future__ import annotations
 
 import doctest
+import functools
 import importlib
 import pkgutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +24,7 @@ OPTIONFLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 # entry points that are programs, not APIs: their documentation is the generated command-line page
 PROGRAMS = {"deqslots.__main__", "deqslots.cli", "deqslots.demo", "deqslots.solver_demo"}
 VARIADIC = {"var positional", "var keyword"}
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _modules() -> list[str]:
@@ -36,11 +39,19 @@ def _modules() -> list[str]:
 
 
 def _loaded(package: str):
-    return griffe.load(package, search_paths=["."], docstring_parser="google", resolve_aliases=False)
+    return griffe.load(package, search_paths=[str(ROOT)], docstring_parser="google", resolve_aliases=False)
 
 
-def _public_objects() -> Iterator[tuple[object, object | None]]:
-    """(object, owning class or None) for each public class, function and method defined in the packages."""
+@functools.cache
+def _public_objects() -> tuple[tuple[object, object | None], ...]:
+    """(object, owning class or None) for each public class, function and method defined in the packages.
+
+    Loaded once for both checks below (griffe reads every module of both packages).
+    """
+    return tuple(_walk_packages())
+
+
+def _walk_packages() -> Iterator[tuple[object, object | None]]:
 
     def walk(module):
         if module.path in PROGRAMS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -33,6 +34,7 @@ BENCHMARK_PAGES = [ROOT / "BENCHMARKS.md", *sorted(path for path in (ROOT / "doc
                                                    if path.name not in ("index.md", "methods.md"))]
 
 
+@functools.cache
 def _hook():
     import importlib.util
 
